@@ -1,0 +1,162 @@
+//! Chat messages, carried as the body of an [`crate::delivery::Envelope`] inside sealed frames.
+//! JSON, `{"type": ...}`-tagged, one enum per direction.
+
+use serde::{Deserialize, Serialize};
+
+/// desktop → agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToAgent {
+    /// Send a chat message. `id` is a UUID made once by the desktop; the agent passes it to the
+    /// gateway as the idempotency key, so a resend never runs twice.
+    Chat {
+        /// Client-made message id.
+        id: String,
+        /// What the person typed.
+        text: String,
+        /// Gateway session key (default `main`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+    },
+    /// Stop a running reply.
+    ChatAbort {
+        /// The run to stop.
+        run_id: String,
+    },
+    /// Ask for the conversation so far.
+    ChatHistory {
+        /// How many messages at most.
+        limit: u32,
+        /// Page before this cursor.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<String>,
+    },
+}
+
+/// One message of the history, as shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryMessage {
+    /// `user` or `assistant` (or another gateway role).
+    pub role: String,
+    /// Plain text.
+    pub text: String,
+    /// Milliseconds since the epoch, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<i64>,
+}
+
+/// Whether the agent reaches its OpenClaw gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayStatus {
+    /// Connected and authenticated.
+    Connected,
+    /// Not reachable right now.
+    Disconnected,
+}
+
+/// agent → desktop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToDesktop {
+    /// The gateway accepted message `id` as run `run_id`.
+    ChatAck {
+        /// The desktop's message id.
+        id: String,
+        /// The gateway's run id.
+        run_id: String,
+    },
+    /// Incremental reply text.
+    ChatDelta {
+        /// The run.
+        run_id: String,
+        /// Per-run, strictly increasing (gaps allowed).
+        seq: u64,
+        /// Text to append.
+        text: String,
+    },
+    /// The final, full reply.
+    ChatReply {
+        /// The run.
+        run_id: String,
+        /// The whole reply text.
+        text: String,
+    },
+    /// The agent is (or stopped) working on a reply.
+    ChatTyping {
+        /// On or off.
+        on: bool,
+    },
+    /// A run was aborted.
+    ChatAborted {
+        /// The run.
+        run_id: String,
+    },
+    /// Something failed.
+    ChatError {
+        /// The run, when the error belongs to one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        run_id: Option<String>,
+        /// A sentence for people.
+        message: String,
+    },
+    /// The conversation so far.
+    History {
+        /// Oldest first.
+        messages: Vec<HistoryMessage>,
+    },
+    /// The agent's view of its gateway.
+    AgentStatus {
+        /// Connected or not.
+        gateway: GatewayStatus,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shapes_match_the_design() {
+        let m = ToAgent::Chat {
+            id: "u1".into(),
+            text: "hi".into(),
+            session: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"type":"chat","id":"u1","text":"hi"}"#
+        );
+        let d = ToDesktop::ChatDelta {
+            run_id: "r".into(),
+            seq: 2,
+            text: "lo".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"type":"chat_delta","run_id":"r","seq":2,"text":"lo"}"#
+        );
+        let s = ToDesktop::AgentStatus {
+            gateway: GatewayStatus::Connected,
+        };
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"type":"agent_status","gateway":"connected"}"#
+        );
+        let back: ToAgent = serde_json::from_str(r#"{"type":"chat_history","limit":50}"#).unwrap();
+        assert_eq!(
+            back,
+            ToAgent::ChatHistory {
+                limit: 50,
+                before: None
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_messages_are_errors() {
+        assert!(serde_json::from_str::<ToAgent>(r#"{"type":"chat","id":"x"}"#).is_err());
+        assert!(serde_json::from_str::<ToDesktop>(r#"{"type":"nope"}"#).is_err());
+        assert!(serde_json::from_str::<ToDesktop>("[]").is_err());
+    }
+}
