@@ -1,1 +1,30 @@
-pub fn x() {}
+//! clawtray's relay: links a desktop and an agent by nameplate for their first pairing, then
+//! routes their sealed binary frames by session. It sees no plaintext and holds no keys: it stores
+//! session ids, hashes of device tokens and timestamps, nothing else.
+//!
+//! - [`config`]: every setting and limit, with named defaults.
+//! - [`server`]: the listener, TLS, connection cap, graceful shutdown.
+//! - [`http`]: the HTTP request head, `/healthz`, `/metrics`, and the WebSocket upgrade.
+//! - [`conn`]: one connection's actor: its state machine and frame handling.
+//! - [`nameplates`]: live nameplates and the pairing link between two connections.
+//! - [`peer`]: the handle through which one connection sends to, or closes, another.
+//! - [`routes`]: which connection is each session's agent and desktop right now (trait + in-process).
+//! - [`store`]: persistent session records (trait + SQLite).
+//! - [`limits`]: token buckets and the per-address pairing limiter.
+//! - [`metrics`]: counters rendered as Prometheus text.
+
+pub mod config;
+pub mod conn;
+pub mod error;
+pub mod http;
+pub mod limits;
+pub mod metrics;
+pub mod nameplates;
+pub mod peer;
+pub mod routes;
+pub mod server;
+pub mod store;
+
+pub use config::{Limits, RelayConfig};
+pub use error::RelayError;
+pub use server::{start, RelayHandle};

@@ -1,1 +1,196 @@
-fn main() {}
+//! `clawtray-relay`: command line, logging, signals. Everything else lives in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tracing::{error, info};
+
+use clawtray_relay::config::{self, Limits, RelayConfig, StoreConfig, TlsConfig};
+
+/// Relay for clawtray: links desktops with their agents and forwards end-to-end encrypted frames.
+#[derive(Debug, Parser)]
+#[command(name = "clawtray-relay", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = config::DEFAULT_LISTEN, env = "CLAWTRAY_RELAY_LISTEN")]
+    listen: SocketAddr,
+    /// Session database (SQLite). Default: the platform data dir, e.g. ~/.local/share/clawtray-relay/relay.db.
+    #[arg(long, env = "CLAWTRAY_RELAY_DB")]
+    db: Option<PathBuf>,
+    /// Keep sessions in memory only (they die with the process).
+    #[arg(long, conflicts_with = "db")]
+    memory: bool,
+    /// TLS certificate chain (PEM). Without it the relay speaks plain ws:// (put it behind a TLS proxy).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Largest WebSocket message in bytes.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_FRAME_BYTES)]
+    max_frame_bytes: usize,
+    /// Sustained frames per second per connection.
+    #[arg(long, default_value_t = config::DEFAULT_FRAMES_PER_SEC)]
+    frames_per_sec: u32,
+    /// Burst of frames per connection.
+    #[arg(long, default_value_t = config::DEFAULT_FRAME_BURST)]
+    frame_burst: u32,
+    /// Sustained bytes per second per connection.
+    #[arg(long, default_value_t = config::DEFAULT_BYTES_PER_SEC)]
+    bytes_per_sec: u64,
+    /// Burst of bytes per connection.
+    #[arg(long, default_value_t = config::DEFAULT_BYTE_BURST)]
+    byte_burst: u64,
+    /// Pairing attempts (claims and joins) per IP address per minute.
+    #[arg(long, default_value_t = config::DEFAULT_PAIRING_PER_IP_PER_MIN)]
+    pairing_per_ip_per_min: u32,
+    /// Seconds without any frame (pings count) before a connection is closed.
+    #[arg(long, default_value_t = config::DEFAULT_IDLE_TIMEOUT.as_secs())]
+    idle_timeout_secs: u64,
+    /// Seconds allowed for TLS and the HTTP upgrade.
+    #[arg(long, default_value_t = config::DEFAULT_HANDSHAKE_TIMEOUT.as_secs())]
+    handshake_timeout_secs: u64,
+    /// Seconds allowed from linking two sides to both confirming the pairing.
+    #[arg(long, default_value_t = config::DEFAULT_PAIRING_TIMEOUT.as_secs())]
+    pairing_timeout_secs: u64,
+    /// Seconds a nameplate lives.
+    #[arg(long, default_value_t = config::DEFAULT_NAMEPLATE_TTL.as_secs())]
+    nameplate_ttl_secs: u64,
+    /// Simultaneous connections.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Frames queued towards one connection before it is closed as a slow reader.
+    #[arg(long, default_value_t = config::DEFAULT_QUEUE_FRAMES)]
+    queue_frames: usize,
+    /// Bytes queued towards one connection before it is closed as a slow reader.
+    #[arg(long, default_value_t = config::DEFAULT_QUEUE_BYTES)]
+    queue_bytes: usize,
+    /// Days a session may stay unused before it expires.
+    #[arg(long, default_value_t = config::DEFAULT_SESSION_TTL.as_secs() / 86_400)]
+    session_ttl_days: u64,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+impl Args {
+    fn into_config(self) -> Result<RelayConfig, String> {
+        let store = if self.memory {
+            StoreConfig::Memory
+        } else {
+            let path = match self.db {
+                Some(p) => p,
+                None => directories::ProjectDirs::from("", "", "clawtray-relay")
+                    .map(|d| d.data_dir().join("relay.db"))
+                    .ok_or_else(|| {
+                        "no data directory could be determined; pass --db PATH".to_owned()
+                    })?,
+            };
+            StoreConfig::Sqlite(path)
+        };
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig { cert, key }),
+            _ => None,
+        };
+        if self.max_frame_bytes < 1024 {
+            return Err("--max-frame-bytes must be at least 1024".into());
+        }
+        if self.byte_burst < self.max_frame_bytes as u64 {
+            return Err("--byte-burst must be at least --max-frame-bytes, or no large frame could ever pass".into());
+        }
+        Ok(RelayConfig {
+            listen: self.listen,
+            store,
+            tls,
+            limits: Limits {
+                max_frame_bytes: self.max_frame_bytes,
+                frames_per_sec: self.frames_per_sec,
+                frame_burst: self.frame_burst,
+                bytes_per_sec: self.bytes_per_sec,
+                byte_burst: self.byte_burst,
+                pairing_per_ip_per_min: self.pairing_per_ip_per_min,
+                idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
+                handshake_timeout: Duration::from_secs(self.handshake_timeout_secs.max(1)),
+                pairing_timeout: Duration::from_secs(self.pairing_timeout_secs.max(1)),
+                nameplate_ttl: Duration::from_secs(self.nameplate_ttl_secs.max(1)),
+                max_connections: self.max_connections,
+                queue_frames: self.queue_frames.max(1),
+                queue_bytes: self.queue_bytes.max(self.max_frame_bytes),
+                session_ttl: Duration::from_secs(self.session_ttl_days.max(1) * 86_400),
+                read_buffer: config::DEFAULT_READ_BUFFER,
+            },
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLAWTRAY_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let config = match args.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let relay = match clawtray_relay::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // Tests and scripts read this line to learn the port.
+        println!("clawtray-relay listening on {}", relay.addr);
+        shutdown_signal().await;
+        info!("signal received; shutting down");
+        relay.shutdown();
+        relay.stopped().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

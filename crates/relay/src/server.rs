@@ -1,0 +1,333 @@
+//! The listener: accepts TCP (optionally TLS), enforces the connection cap, reads the HTTP head,
+//! serves `/healthz` and `/metrics`, upgrades `/v1/agent` and `/v1/desktop`, and shuts down
+//! gracefully (every connection is told `SHUTTING_DOWN` and given a few seconds).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::protocol::{Role as WsRole, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use clawtray_proto::control::ErrorCode;
+use clawtray_proto::secret::SecretString;
+use clawtray_proto::Role;
+
+use crate::config::{Limits, RelayConfig, StoreConfig, TlsConfig, SHUTDOWN_GRACE};
+use crate::conn::{self, ConnInfo, Resume};
+use crate::http::{self, RequestHead};
+use crate::limits::PairingLimiter;
+use crate::metrics::Metrics;
+use crate::nameplates::Nameplates;
+use crate::routes::{LocalRoutes, Routes};
+use crate::store::{SessionStore, SqliteStore};
+use crate::RelayError;
+
+/// Longest agent instance id accepted.
+const MAX_INSTANCE_LEN: usize = 64;
+
+/// State shared by all connections.
+pub struct Shared {
+    pub limits: Limits,
+    pub store: Arc<dyn SessionStore>,
+    pub routes: Arc<dyn Routes>,
+    pub nameplates: Nameplates,
+    pub pairing_limiter: PairingLimiter,
+    pub metrics: Metrics,
+    pub shutdown: CancellationToken,
+    pub next_conn_id: AtomicU64,
+    ws_config: WebSocketConfig,
+}
+
+/// A running relay.
+pub struct RelayHandle {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl RelayHandle {
+    /// Ask the relay to stop; [`RelayHandle::stopped`] waits for it.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.cancel();
+    }
+
+    /// Wait until the relay has stopped.
+    pub async fn stopped(self) {
+        let _ = self.task.await;
+    }
+
+    /// Live counters.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+}
+
+fn load_tls(cfg: &TlsConfig) -> Result<TlsAcceptor, RelayError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| RelayError::Tls(format!("{}: {e}", p.display())))
+    };
+    let cert_pem = read(&cfg.cert)?;
+    let key_pem = read(&cfg.key)?;
+    let certs = rustls_pemfile::certs(&mut &cert_pem[..])
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RelayError::Tls(format!("{}: {e}", cfg.cert.display())))?;
+    if certs.is_empty() {
+        return Err(RelayError::Tls(format!(
+            "{}: no certificate found",
+            cfg.cert.display()
+        )));
+    }
+    let key = rustls_pemfile::private_key(&mut &key_pem[..])
+        .map_err(|e| RelayError::Tls(format!("{}: {e}", cfg.key.display())))?
+        .ok_or_else(|| RelayError::Tls(format!("{}: no private key found", cfg.key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RelayError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| RelayError::Tls(e.to_string()))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Bind and start serving in the background.
+pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
+    let store: Arc<dyn SessionStore> = match &config.store {
+        StoreConfig::Sqlite(path) => {
+            Arc::new(SqliteStore::open(path).map_err(|e| RelayError::Store {
+                path: path.display().to_string(),
+                message: e.0,
+            })?)
+        }
+        StoreConfig::Memory => {
+            Arc::new(SqliteStore::in_memory().map_err(|e| RelayError::Store {
+                path: ":memory:".into(),
+                message: e.0,
+            })?)
+        }
+    };
+    let tls = config.tls.as_ref().map(load_tls).transpose()?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| RelayError::Bind {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| RelayError::Bind {
+        addr: config.listen.to_string(),
+        source,
+    })?;
+    let l = &config.limits;
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(l.read_buffer)
+        .write_buffer_size(0)
+        .max_write_buffer_size(l.queue_bytes.max(l.max_frame_bytes * 2))
+        .max_message_size(Some(l.max_frame_bytes))
+        .max_frame_size(Some(l.max_frame_bytes));
+    let shared = Arc::new(Shared {
+        nameplates: Nameplates::new(l.nameplate_ttl),
+        pairing_limiter: PairingLimiter::new(l.pairing_per_ip_per_min),
+        limits: config.limits.clone(),
+        store,
+        routes: Arc::new(LocalRoutes::default()),
+        metrics: Metrics::default(),
+        shutdown: CancellationToken::new(),
+        next_conn_id: AtomicU64::new(1),
+        ws_config,
+    });
+    info!(%addr, tls = tls.is_some(), "relay listening");
+    let task = tokio::spawn(accept_loop(listener, tls, shared.clone()));
+    Ok(RelayHandle { addr, shared, task })
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
+    let tracker = TaskTracker::new();
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => break,
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // e.g. out of file descriptors: back off briefly instead of spinning
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                shared.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+                let open = shared.metrics.connections_open.fetch_add(1, Ordering::Relaxed) + 1;
+                let over_limit = usize::try_from(open).unwrap_or(usize::MAX) > shared.limits.max_connections;
+                tracker.spawn(handle_socket(tcp, peer, tls.clone(), shared.clone(), over_limit));
+            }
+        }
+    }
+    drop(listener);
+    tracker.close();
+    info!(connections = tracker.len(), "relay shutting down");
+    if timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        warn!("some connections did not close within the grace period");
+    }
+    info!("relay stopped");
+}
+
+/// Decrements the open-connection gauge however the task ends.
+struct OpenGuard(Arc<Shared>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0
+            .metrics
+            .connections_open
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn handle_socket(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    over_limit: bool,
+) {
+    let _guard = OpenGuard(shared.clone());
+    match tls {
+        None => serve(tcp, peer.ip(), shared, over_limit).await,
+        Some(acceptor) => {
+            match timeout(shared.limits.handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => serve(stream, peer.ip(), shared, over_limit).await,
+                Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
+                Err(_) => shared.metrics.rejected(ErrorCode::HandshakeTimeout),
+            }
+        }
+    }
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    ip: IpAddr,
+    shared: Arc<Shared>,
+    over_limit: bool,
+) {
+    let (head, leftover) = match timeout(
+        shared.limits.handshake_timeout,
+        http::read_head(&mut stream),
+    )
+    .await
+    {
+        Err(_) => {
+            shared.metrics.rejected(ErrorCode::HandshakeTimeout);
+            return;
+        }
+        Ok(Err(http::HeadError::Closed)) => return,
+        Ok(Err(e)) => {
+            shared.metrics.rejected(ErrorCode::BadFrame);
+            let _ = http::respond(
+                &mut stream,
+                400,
+                "Bad Request",
+                "text/plain",
+                &format!("{e}\n"),
+            )
+            .await;
+            return;
+        }
+        Ok(Ok(x)) => x,
+    };
+    let role = match (head.method.as_str(), head.path.as_str()) {
+        ("GET", "/healthz") => {
+            let _ = http::respond(&mut stream, 200, "OK", "text/plain", "ok\n").await;
+            return;
+        }
+        ("GET", "/metrics") => {
+            let body = shared.metrics.render(
+                shared.store.count_active().ok(),
+                shared.routes.online_sessions(),
+                shared.nameplates.len(),
+            );
+            let _ = http::respond(&mut stream, 200, "OK", "text/plain; version=0.0.4", &body).await;
+            return;
+        }
+        (_, "/v1/agent") => Role::Agent,
+        (_, "/v1/desktop") => Role::Desktop,
+        _ => {
+            let _ = http::respond(
+                &mut stream,
+                404,
+                "Not Found",
+                "text/plain",
+                "not found: try /v1/agent, /v1/desktop, /healthz or /metrics\n",
+            )
+            .await;
+            return;
+        }
+    };
+    if over_limit {
+        shared.metrics.rejected(ErrorCode::TooManyConnections);
+        let msg = format!(
+            "{}: {}\n",
+            ErrorCode::TooManyConnections,
+            ErrorCode::TooManyConnections.describe()
+        );
+        let _ = http::respond(&mut stream, 503, "Service Unavailable", "text/plain", &msg).await;
+        return;
+    }
+    let key = match head.websocket_key() {
+        Ok(k) => k.to_owned(),
+        Err(why) => {
+            let _ = http::respond(
+                &mut stream,
+                426,
+                "Upgrade Required",
+                "text/plain",
+                &format!("{why}\n"),
+            )
+            .await;
+            return;
+        }
+    };
+    let info = conn_info(&head, role, ip);
+    if http::accept_upgrade(&mut stream, &key).await.is_err() {
+        return;
+    }
+    let ws = WebSocketStream::from_partially_read(
+        stream,
+        leftover,
+        WsRole::Server,
+        Some(shared.ws_config),
+    )
+    .await;
+    conn::run(ws, info, shared).await;
+}
+
+fn conn_info(head: &RequestHead, role: Role, ip: IpAddr) -> ConnInfo {
+    let session = head.query("session").map(str::to_owned);
+    let token = head.bearer_token().map(|t| SecretString::new(t.to_owned()));
+    let resume = (session.is_some() || token.is_some()).then_some(Resume { session, token });
+    let instance = head
+        .query("instance")
+        .filter(|i| {
+            i.len() <= MAX_INSTANCE_LEN
+                && i.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_owned);
+    ConnInfo {
+        role,
+        ip,
+        resume,
+        instance,
+    }
+}

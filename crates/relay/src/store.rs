@@ -1,0 +1,258 @@
+//! Persistent session records behind a small trait, so a shared store (Redis) can replace the
+//! embedded SQLite one when several relays run side by side.
+//!
+//! A record holds the session id, the SHA-256 of each side's device token (never a token), and
+//! created / last-seen / revoked times. Nothing else about a session is ever stored.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use thiserror::Error;
+
+use clawtray_proto::Role;
+
+/// A store operation failed (disk full, database corrupt, lock poisoned).
+#[derive(Debug, Error)]
+#[error("session store failed: {0}")]
+pub struct StoreError(pub String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+/// SHA-256 of a device token: what the relay stores and compares.
+#[must_use]
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// One session as the relay knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub agent_token_hash: [u8; 32],
+    pub desktop_token_hash: [u8; 32],
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub last_seen: i64,
+    /// Unix seconds, when one side revoked it.
+    pub revoked_at: Option<i64>,
+}
+
+impl SessionRecord {
+    /// Constant-time check that `token` is `role`'s device token for this session.
+    #[must_use]
+    pub fn token_matches(&self, role: Role, token: &str) -> bool {
+        let expected = match role {
+            Role::Agent => &self.agent_token_hash,
+            Role::Desktop => &self.desktop_token_hash,
+        };
+        bool::from(token_hash(token).ct_eq(expected))
+    }
+}
+
+/// Where sessions live. Calls are short and synchronous.
+pub trait SessionStore: Send + Sync {
+    /// Insert a new session.
+    fn create(&self, record: &SessionRecord) -> Result<(), StoreError>;
+    /// Look a session up by id.
+    fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+    /// Record that a side was seen at `now`.
+    fn touch(&self, id: &str, now: i64) -> Result<(), StoreError>;
+    /// Mark a session revoked. Returns false if it did not exist.
+    fn revoke(&self, id: &str, now: i64) -> Result<bool, StoreError>;
+    /// Sessions not revoked.
+    fn count_active(&self) -> Result<u64, StoreError>;
+}
+
+/// The embedded default: one SQLite database (WAL mode), or an in-memory one.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Self::init(conn)
+    }
+
+    /// A database that lives only in this process.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS sessions (
+                id TEXT PRIMARY KEY,
+                agent_token_hash BLOB NOT NULL,
+                desktop_token_hash BLOB NOT NULL,
+                created_at INTEGER NOT NULL,
+                last_seen INTEGER NOT NULL,
+                revoked_at INTEGER
+            );",
+        )?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        let guard = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError("store lock poisoned".into()))?;
+        f(&guard).map_err(StoreError::from)
+    }
+}
+
+fn hash_from_blob(v: Vec<u8>) -> Result<[u8; 32], rusqlite::Error> {
+    v.try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Blob,
+            "token hash is not 32 bytes".into(),
+        )
+    })
+}
+
+impl SessionStore for SqliteStore {
+    fn create(&self, r: &SessionRecord) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO sessions (id, agent_token_hash, desktop_token_hash, created_at, last_seen, revoked_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![r.id, &r.agent_token_hash[..], &r.desktop_token_hash[..], r.created_at, r.last_seen, r.revoked_at],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT id, agent_token_hash, desktop_token_hash, created_at, last_seen, revoked_at FROM sessions WHERE id = ?1",
+                params![id],
+                |row| {
+                    Ok(SessionRecord {
+                        id: row.get(0)?,
+                        agent_token_hash: hash_from_blob(row.get(1)?)?,
+                        desktop_token_hash: hash_from_blob(row.get(2)?)?,
+                        created_at: row.get(3)?,
+                        last_seen: row.get(4)?,
+                        revoked_at: row.get(5)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    fn touch(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE sessions SET last_seen = ?2 WHERE id = ?1 AND last_seen < ?2",
+                params![id, now],
+            )
+            .map(|_| ())
+        })
+    }
+
+    fn revoke(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, now],
+            )
+            .map(|n| n > 0)
+        })
+    }
+
+    fn count_active(&self) -> Result<u64, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| u64::try_from(n).unwrap_or(0))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> SessionRecord {
+        SessionRecord {
+            id: id.into(),
+            agent_token_hash: token_hash("agent-token"),
+            desktop_token_hash: token_hash("desktop-token"),
+            created_at: 100,
+            last_seen: 100,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn sessions_survive_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            s.create(&record("s1")).unwrap();
+            s.touch("s1", 200).unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let r = s.get("s1").unwrap().unwrap();
+        assert_eq!(r.last_seen, 200);
+        assert!(r.token_matches(Role::Agent, "agent-token"));
+        assert!(r.token_matches(Role::Desktop, "desktop-token"));
+        assert!(!r.token_matches(Role::Desktop, "agent-token"));
+        assert_eq!(s.count_active().unwrap(), 1);
+    }
+
+    #[test]
+    fn the_file_holds_no_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.db");
+        let s = SqliteStore::open(&path).unwrap();
+        s.create(&record("s1")).unwrap();
+        drop(s);
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+        }
+        let hay = String::from_utf8_lossy(&bytes);
+        assert!(!hay.contains("agent-token") && !hay.contains("desktop-token"));
+    }
+
+    #[test]
+    fn revoke_is_recorded_once() {
+        let s = SqliteStore::in_memory().unwrap();
+        s.create(&record("s1")).unwrap();
+        assert!(s.revoke("s1", 300).unwrap());
+        assert!(!s.revoke("s1", 301).unwrap());
+        assert_eq!(s.get("s1").unwrap().unwrap().revoked_at, Some(300));
+        assert_eq!(s.count_active().unwrap(), 0);
+        assert!(s.get("nope").unwrap().is_none());
+    }
+}
