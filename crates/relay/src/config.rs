@@ -15,7 +15,7 @@ pub const DEFAULT_FRAME_BURST: u32 = 2_000;
 /// Sustained bytes per second per connection.
 pub const DEFAULT_BYTES_PER_SEC: u64 = 4 * 1024 * 1024;
 /// Burst of bytes per connection (must exceed one max frame).
-pub const DEFAULT_BYTE_BURST: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_BYTE_BURST: u64 = 8 * 1024 * 1024;
 /// Pairing attempts (claims and joins) per IP address per minute.
 pub const DEFAULT_PAIRING_PER_IP_PER_MIN: u32 = 30;
 /// A connection that sends nothing (not even a ping) for this long is closed.
@@ -28,10 +28,12 @@ pub const DEFAULT_PAIRING_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_NAMEPLATE_TTL: Duration = Duration::from_secs(600);
 /// Simultaneous connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-/// Frames queued towards one connection before it counts as a slow reader.
-pub const DEFAULT_QUEUE_FRAMES: usize = 256;
-/// Bytes queued towards one connection before it counts as a slow reader.
-pub const DEFAULT_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+/// Frames queued towards one connection before it counts as a slow reader. Larger than the frame
+/// burst, so a sender within its limits cannot make a healthy reader look slow. (The queue's
+/// memory is allocated as it fills, so an idle connection pays nothing for this.)
+pub const DEFAULT_QUEUE_FRAMES: usize = 4096;
+/// Bytes queued towards one connection before it counts as a slow reader (above the byte burst).
+pub const DEFAULT_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// A session unused for this long expires.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 /// WebSocket read buffer per connection: sized for chat, not bulk transfer (tungstenite's default is 128 KiB).

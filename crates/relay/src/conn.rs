@@ -33,8 +33,9 @@ use crate::peer::{self, DeliverError, Mailbox, Outbound, PeerHandle};
 use crate::server::Shared;
 use crate::store::{token_hash, SessionRecord};
 
-/// Time allowed to write the closing error and close frame.
-const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time allowed to write the closing error and close frame (a slow reader must first drain what
+/// its socket already holds, so this is generous).
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest base64 SPAKE2 message accepted in a `pake` frame.
 const MAX_PAKE_B64: usize = 128;
 /// Length of a session id: 16 random bytes, base64url.
@@ -262,11 +263,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 self.shared.nameplates.burn(&nameplate);
             }
             State::Linked { nameplate, .. } => {
-                self.shared
-                    .metrics
-                    .pairing_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                for h in self.shared.nameplates.burn(&nameplate) {
+                // Still live means this side abandoned the attempt (a failure already burned it).
+                let burned = self.shared.nameplates.burn(&nameplate);
+                if !burned.is_empty() {
+                    self.shared
+                        .metrics
+                        .pairing_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                for h in burned {
                     if h.conn_id != self.handle.conn_id {
                         h.close(ErrorCode::PeerGone);
                     }

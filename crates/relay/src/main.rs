@@ -101,6 +101,9 @@ impl Args {
         if self.byte_burst < self.max_frame_bytes as u64 {
             return Err("--byte-burst must be at least --max-frame-bytes, or no large frame could ever pass".into());
         }
+        if self.queue_frames <= self.frame_burst as usize {
+            return Err("--queue-frames must exceed --frame-burst, or a burst within limits could close a healthy reader".into());
+        }
         Ok(RelayConfig {
             listen: self.listen,
             store,

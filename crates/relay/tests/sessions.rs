@@ -1,0 +1,218 @@
+//! Sessions through the real relay binary: resume across a relay restart, wrong tokens, revoke,
+//! agent restarts announced, presence, graceful shutdown.
+
+mod common;
+
+use common::*;
+
+use clawtray_proto::control::{ControlFrame, ErrorCode};
+use clawtray_proto::Role;
+
+#[tokio::test]
+async fn resume_after_a_relay_restart_keeps_the_session() {
+    let mut relay = Relay::start(&[]).await;
+    let mut p = pair(&relay).await;
+    let (mut am, mut dm) = meet(
+        &mut p.agent,
+        &p.agent_key,
+        &mut p.desktop,
+        &p.desktop_key,
+        &p.session,
+    )
+    .await;
+    exchange(
+        &mut p.desktop,
+        &mut dm,
+        &mut p.agent,
+        &mut am,
+        b"before restart",
+    )
+    .await;
+
+    relay.restart().await; // SIGKILL + start on the same port and database
+    assert!(matches!(p.agent.next().await, Incoming::Closed(_)));
+    assert!(matches!(p.desktop.next().await, Incoming::Closed(_)));
+
+    let (mut agent, peer_online) =
+        resume(&relay, Role::Agent, &p.session, &p.agent_token, "proc-1").await;
+    assert!(!peer_online);
+    let (mut desktop, peer_online) =
+        resume(&relay, Role::Desktop, &p.session, &p.desktop_token, "").await;
+    assert!(peer_online);
+    assert_eq!(agent.control().await, ControlFrame::PeerOnline);
+    let (mut am, mut dm) = meet(
+        &mut agent,
+        &p.agent_key,
+        &mut desktop,
+        &p.desktop_key,
+        &p.session,
+    )
+    .await;
+    exchange(&mut desktop, &mut dm, &mut agent, &mut am, b"after restart").await;
+    exchange(&mut agent, &mut am, &mut desktop, &mut dm, b"and back").await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_gets_device_token_mismatch() {
+    let relay = Relay::start(&[]).await;
+    let p = pair(&relay).await;
+    let url = relay.url(&format!("/v1/desktop?session={}", p.session));
+    let mut end = End::connect(&url, Some("not-the-token")).await;
+    end.expect_error_and_close(ErrorCode::DeviceTokenMismatch)
+        .await;
+    // the agent's token does not open the desktop side either
+    let mut end = End::connect(&url, Some(&p.agent_token)).await;
+    end.expect_error_and_close(ErrorCode::DeviceTokenMismatch)
+        .await;
+    // no token at all
+    let mut end = End::connect(&url, None).await;
+    end.expect_error_and_close(ErrorCode::DeviceTokenMismatch)
+        .await;
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_sessions_are_permanent_errors() {
+    let relay = Relay::start(&[]).await;
+    let mut end = End::connect(
+        &relay.url("/v1/desktop?session=AAAAAAAAAAAAAAAAAAAAAA"),
+        Some("tok"),
+    )
+    .await;
+    end.expect_error_and_close(ErrorCode::SessionNotFound).await;
+    let mut end = End::connect(&relay.url("/v1/desktop?session=../../etc"), Some("tok")).await;
+    end.expect_error_and_close(ErrorCode::InvalidSession).await;
+    assert!(ErrorCode::SessionNotFound.is_permanent() && ErrorCode::InvalidSession.is_permanent());
+}
+
+#[tokio::test]
+async fn revoke_ends_both_ends_and_the_session() {
+    let relay = Relay::start(&[]).await;
+    let mut p = pair(&relay).await;
+    p.desktop.send(&ControlFrame::Revoke).await;
+    p.desktop
+        .expect_error_and_close(ErrorCode::SessionRevoked)
+        .await;
+    p.agent
+        .expect_error_and_close(ErrorCode::SessionRevoked)
+        .await;
+    let url = relay.url(&format!("/v1/agent?session={}", p.session));
+    let mut again = End::connect(&url, Some(&p.agent_token)).await;
+    again
+        .expect_error_and_close(ErrorCode::SessionRevoked)
+        .await;
+}
+
+#[tokio::test]
+async fn an_agent_restart_is_announced_to_the_desktop() {
+    let relay = Relay::start(&[]).await;
+    let mut p = pair(&relay).await;
+    let (mut am, mut dm) = meet(
+        &mut p.agent,
+        &p.agent_key,
+        &mut p.desktop,
+        &p.desktop_key,
+        &p.session,
+    )
+    .await;
+    exchange(
+        &mut p.agent,
+        &mut am,
+        &mut p.desktop,
+        &mut dm,
+        b"first life",
+    )
+    .await;
+
+    // the same process reconnecting (a network blip) is just "online again"
+    drop(p.agent);
+    assert_eq!(p.desktop.control().await, ControlFrame::PeerOffline);
+    let (agent, _) = resume(&relay, Role::Agent, &p.session, &p.agent_token, "proc-1").await;
+    assert_eq!(p.desktop.control().await, ControlFrame::PeerOnline);
+
+    // a new process (new instance id), replacing the old connection at once
+    let (mut agent2, peer_online) =
+        resume(&relay, Role::Agent, &p.session, &p.agent_token, "proc-2").await;
+    assert!(peer_online);
+    assert_eq!(p.desktop.control().await, ControlFrame::PeerRestarted);
+    let mut agent = agent;
+    agent.expect_error_and_close(ErrorCode::Replaced).await;
+
+    // the desktop re-keys: old keys are useless, the new meeting works
+    let old_frame = dm.sealer.seal(b"old keys").unwrap();
+    let (mut am2, mut dm2) = meet(
+        &mut agent2,
+        &p.agent_key,
+        &mut p.desktop,
+        &p.desktop_key,
+        &p.session,
+    )
+    .await;
+    p.desktop.send_bin(old_frame).await;
+    assert!(am2.opener.open(&agent2.binary().await).is_err());
+    exchange(
+        &mut p.desktop,
+        &mut dm2,
+        &mut agent2,
+        &mut am2,
+        b"second life",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn frames_to_an_absent_peer_are_dropped_not_buffered() {
+    let relay = Relay::start(&[]).await;
+    let mut p = pair(&relay).await;
+    drop(p.agent);
+    assert_eq!(p.desktop.control().await, ControlFrame::PeerOffline);
+    p.desktop.send_bin(vec![1, 2, 3]).await;
+    // wait until the relay has handled (and dropped) it
+    let mut dropped = false;
+    for _ in 0..100 {
+        if relay
+            .http_get("/metrics")
+            .await
+            .contains("clawtray_relay_frames_dropped_peer_away_total 1\n")
+        {
+            dropped = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(dropped, "the relay should count the dropped frame");
+    let (mut agent, _) = resume(&relay, Role::Agent, &p.session, &p.agent_token, "proc-1").await;
+    assert_eq!(p.desktop.control().await, ControlFrame::PeerOnline);
+    // the agent sees nothing from before it came back: the ends resend after their next meeting
+    p.desktop.send_bin(vec![9]).await;
+    assert_eq!(agent.binary().await, vec![9]);
+}
+
+#[tokio::test]
+async fn sigterm_closes_connections_with_a_reason_and_exits_cleanly() {
+    let mut relay = Relay::start(&[]).await;
+    let mut p = pair(&relay).await;
+    let status = relay.terminate().await;
+    assert!(status.success(), "{status:?}");
+    p.agent
+        .expect_error_and_close(ErrorCode::ShuttingDown)
+        .await;
+    p.desktop
+        .expect_error_and_close(ErrorCode::ShuttingDown)
+        .await;
+}
+
+#[tokio::test]
+async fn health_and_metrics_answer_over_http() {
+    let relay = Relay::start(&[]).await;
+    let h = relay.http_get("/healthz").await;
+    assert!(h.starts_with("HTTP/1.1 200") && h.ends_with("ok\n"), "{h}");
+    let m = relay.http_get("/metrics").await;
+    assert!(
+        m.contains("# TYPE clawtray_relay_connections_open gauge"),
+        "{m}"
+    );
+    let nf = relay.http_get("/nope").await;
+    assert!(nf.starts_with("HTTP/1.1 404"), "{nf}");
+    let not_ws = relay.http_get("/v1/agent").await;
+    assert!(not_ws.starts_with("HTTP/1.1 426"), "{not_ws}");
+}
