@@ -31,7 +31,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|p| p.join("clawtray-relay"))
         .ok_or("cannot locate clawtray-relay next to this example")?;
     let mut child = tokio::process::Command::new(&relay_bin)
-        .args(["--listen", "127.0.0.1:0", "--memory", "--max-connections", "50000"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--memory",
+            "--max-connections",
+            "50000",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -44,7 +50,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let before = rss_kib(pid);
     let mut conns = Vec::with_capacity(n);
     for _ in 0..n {
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/desktop")).await?;
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{addr}/v1/desktop")).await?;
         ws.send(Message::Ping(Vec::new().into())).await?;
         conns.push(ws);
     }
@@ -52,7 +59,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let after = rss_kib(pid);
     let per = (after.saturating_sub(before) * 1024) as f64 / n as f64;
     println!("connections  relay RSS before  relay RSS after  per connection");
-    println!("{n:>11}  {before:>12} KiB  {after:>11} KiB  {:>10.1} KiB", per / 1024.0);
+    println!(
+        "{n:>11}  {before:>12} KiB  {after:>11} KiB  {:>10.1} KiB",
+        per / 1024.0
+    );
     drop(conns);
     let _ = child.kill().await;
     Ok(())
