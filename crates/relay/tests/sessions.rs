@@ -216,3 +216,51 @@ async fn health_and_metrics_answer_over_http() {
     let not_ws = relay.http_get("/v1/agent").await;
     assert!(not_ws.starts_with("HTTP/1.1 426"), "{not_ws}");
 }
+
+#[tokio::test]
+async fn tls_listener_pairs_over_wss() {
+    use std::sync::Arc;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let relay = Relay::start(&[
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+    ])
+    .await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let url = format!("wss://localhost:{}/v1/agent", relay.addr.port());
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+        url.into_client_request().unwrap(),
+        None,
+        true,
+        Some(tokio_tungstenite::Connector::Rustls(Arc::new(config))),
+    )
+    .await
+    .expect("wss connect");
+    let mut agent = End { ws };
+    agent.send(&ControlFrame::Claim).await;
+    assert!(matches!(
+        agent.control().await,
+        ControlFrame::Claimed { .. }
+    ));
+
+    // plain ws:// to a TLS port is refused, not served
+    let plain = tokio_tungstenite::connect_async(relay.url("/v1/agent")).await;
+    assert!(plain.is_err());
+}
