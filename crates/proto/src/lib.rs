@@ -10,6 +10,7 @@
 //! - [`sealed`]: sealed data frames (version ‖ counter ‖ AES-256-GCM).
 //! - [`frame`]: the binary frame kinds the relay forwards untouched.
 //! - [`delivery`]: reliable-delivery bookkeeping (sequence numbers, cumulative acks, resend, dedupe).
+//! - [`endpoint`]: one end of a session: meetings + sealed frames + reliable delivery, as a machine.
 //! - [`control`]: JSON control frames between an end and the relay.
 //! - [`chat`]: chat messages carried inside sealed frames.
 //! - [`secret`]: secret types that redact in `Debug` and zeroize on drop.
@@ -19,6 +20,7 @@ pub mod chat;
 pub mod code;
 pub mod control;
 pub mod delivery;
+pub mod endpoint;
 pub mod error;
 pub mod frame;
 pub mod kdf;
