@@ -172,6 +172,12 @@ impl<M: Clone> Delivery<M> {
         }
     }
 
+    /// The sequence number the next [`Delivery::enqueue`] will assign (persist before enqueueing).
+    #[must_use]
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Our cumulative ack: highest sequence number delivered from the peer.
     #[must_use]
     pub fn delivered(&self) -> u64 {

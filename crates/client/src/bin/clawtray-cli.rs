@@ -1,0 +1,366 @@
+//! `clawtray-cli`: clawtray for terminal users and tests — pair, status, chat, history, unpair.
+//! The pairing lives in the OS keyring, exactly as for the tray app.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tokio::sync::broadcast::error::RecvError;
+
+use clawtray_client::relay_url::DEFAULT_RELAY_URL;
+use clawtray_client::session_store::KeyringSessionStore;
+use clawtray_client::state::PeerPresence;
+use clawtray_client::{ClientConfig, ClientEvent, ConnectionState, RelayClient};
+use clawtray_proto::chat::ToDesktop;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "clawtray-cli",
+    version,
+    about = "Chat with your OpenClaw agent through a clawtray relay"
+)]
+struct Args {
+    /// Where the outbox lives (default: the platform data dir).
+    #[arg(long, env = "CLAWTRAY_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Where the pairing's metadata lives (default: the platform config dir).
+    #[arg(long, env = "CLAWTRAY_CONFIG_DIR", global = true)]
+    config_dir: Option<PathBuf>,
+    /// Allow ws:// relays on other machines (your device token would travel in clear).
+    #[arg(long, global = true)]
+    allow_insecure_relay: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Pair with the code the agent shows (like 7351-K4Q7-2MXD).
+    Pair {
+        code: String,
+        /// The relay the agent uses.
+        #[arg(long, env = "CLAWTRAY_RELAY", default_value = DEFAULT_RELAY_URL)]
+        relay: String,
+        /// How this device is shown to the agent.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Show the pairing and whether the agent is reachable.
+    Status {
+        /// Seconds to wait for the agent.
+        #[arg(long, default_value_t = 5)]
+        wait: u64,
+    },
+    /// Send MESSAGE and print the streamed reply; with no message, chat interactively.
+    Chat {
+        message: Option<String>,
+        /// Seconds to wait for the agent and the reply.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Print the conversation so far.
+    History {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Forget the pairing (and tell the relay).
+    Unpair,
+}
+
+fn dirs(args: &Args) -> Result<(PathBuf, PathBuf), String> {
+    let proj = directories::ProjectDirs::from("", "", "clawtray");
+    let data = args
+        .data_dir
+        .clone()
+        .or_else(|| proj.as_ref().map(|p| p.data_dir().to_owned()));
+    let config = args
+        .config_dir
+        .clone()
+        .or_else(|| proj.as_ref().map(|p| p.config_dir().to_owned()));
+    match (data, config) {
+        (Some(d), Some(c)) => Ok((d, c)),
+        _ => Err("no home directory found; pass --data-dir and --config-dir".into()),
+    }
+}
+
+fn device_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "clawtray-cli".into())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLAWTRAY_LOG")
+        .unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<ExitCode, String> {
+    let (data_dir, config_dir) = dirs(&args)?;
+    let mut config = ClientConfig::new(data_dir, device_name());
+    config.allow_insecure_relay = args.allow_insecure_relay;
+    let store = Arc::new(KeyringSessionStore::new(config_dir));
+    let client = RelayClient::start(config, store);
+    let code = match args.command {
+        Cmd::Pair {
+            code,
+            relay,
+            name: _,
+        } => {
+            let info = client
+                .pair(&code, &relay)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("paired with {} via {}", info.agent_name, info.relay_url);
+            // let the first meeting run so the agent sees us online
+            let _ = wait_online(&client, Duration::from_secs(5)).await;
+            ExitCode::SUCCESS
+        }
+        Cmd::Status { wait } => {
+            let Some(info) = client.session().await else {
+                println!("not paired: run `clawtray-cli pair CODE`");
+                client.shutdown().await;
+                return Ok(ExitCode::from(3));
+            };
+            println!(
+                "paired with {} via {} (session {})",
+                info.agent_name, info.relay_url, info.session_id
+            );
+            let online = wait_online(&client, Duration::from_secs(wait)).await;
+            println!("{}", describe(&client.state().borrow()));
+            let queued = client.queued().await;
+            if !queued.is_empty() {
+                println!("{} message(s) queued for the agent", queued.len());
+            }
+            if online {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(4)
+            }
+        }
+        Cmd::Chat {
+            message: Some(text),
+            timeout,
+        } => one_shot(&client, &text, Duration::from_secs(timeout)).await?,
+        Cmd::Chat {
+            message: None,
+            timeout,
+        } => interactive(&client, Duration::from_secs(timeout)).await?,
+        Cmd::History { limit, timeout } => {
+            let mut events = client.subscribe();
+            client
+                .load_history(limit)
+                .await
+                .map_err(|e| e.to_string())?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+            loop {
+                match tokio::time::timeout_at(deadline, events.recv()).await {
+                    Err(_) => {
+                        eprintln!("the agent did not answer in time; the request stays queued");
+                        client.shutdown().await;
+                        return Ok(ExitCode::from(4));
+                    }
+                    Ok(Err(RecvError::Closed)) => break ExitCode::FAILURE,
+                    Ok(Err(RecvError::Lagged(_))) => continue,
+                    Ok(Ok(ClientEvent::Chat {
+                        message: ToDesktop::History { messages },
+                    })) => {
+                        for m in messages {
+                            println!("{}: {}", m.role, m.text);
+                        }
+                        break ExitCode::SUCCESS;
+                    }
+                    Ok(Ok(_)) => {}
+                }
+            }
+        }
+        Cmd::Unpair => {
+            client.unpair().await.map_err(|e| e.to_string())?;
+            println!("unpaired");
+            ExitCode::SUCCESS
+        }
+    };
+    client.shutdown().await;
+    Ok(code)
+}
+
+fn describe(s: &ConnectionState) -> String {
+    match s {
+        ConnectionState::Unpaired => "not paired".into(),
+        ConnectionState::Pairing => "pairing…".into(),
+        ConnectionState::Connecting => "connecting to the relay…".into(),
+        ConnectionState::Handshaking => "securing the connection with the agent…".into(),
+        ConnectionState::Online {
+            peer: PeerPresence::Online,
+        } => "online: the agent is connected".into(),
+        ConnectionState::Online {
+            peer: PeerPresence::Away,
+        } => "connected to the relay; the agent is away (messages will queue)".into(),
+        ConnectionState::WaitingToRetry { last_error, .. } => {
+            format!("offline, retrying soon ({last_error})")
+        }
+        ConnectionState::NeedsRepairing { reason } => format!("the pairing is gone: {reason}"),
+    }
+}
+
+async fn wait_online(client: &RelayClient, within: Duration) -> bool {
+    let mut state = client.state();
+    tokio::time::timeout(within, async {
+        loop {
+            match &*state.borrow_and_update() {
+                ConnectionState::Online {
+                    peer: PeerPresence::Online,
+                } => return true,
+                ConnectionState::Unpaired | ConnectionState::NeedsRepairing { .. } => return false,
+                _ => {}
+            }
+            if state.changed().await.is_err() {
+                return false;
+            }
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Print one reply as it streams; returns the exit code.
+async fn stream_reply(
+    client: &RelayClient,
+    events: &mut tokio::sync::broadcast::Receiver<ClientEvent>,
+    id: &str,
+    within: Duration,
+) -> ExitCode {
+    let mut run: Option<String> = None;
+    let mut printed = String::new();
+    let deadline = tokio::time::Instant::now() + within;
+    let mut stdout = std::io::stdout();
+    loop {
+        let ev = tokio::select! {
+            ev = tokio::time::timeout_at(deadline, events.recv()) => ev,
+            _ = tokio::signal::ctrl_c() => {
+                if let Some(r) = &run {
+                    let _ = client.abort(r).await;
+                    eprintln!("\n[aborting…]");
+                    continue;
+                }
+                eprintln!("\n[interrupted; the message stays queued]");
+                return ExitCode::from(130);
+            }
+        };
+        let ev = match ev {
+            Err(_) => {
+                eprintln!(
+                    "\n[no reply in time{}]",
+                    if run.is_none() {
+                        "; the message stays queued and will be delivered when the agent is back"
+                    } else {
+                        ""
+                    }
+                );
+                return ExitCode::from(4);
+            }
+            Ok(Err(RecvError::Lagged(n))) => {
+                eprintln!("[missed {n} events]");
+                continue;
+            }
+            Ok(Err(RecvError::Closed)) => return ExitCode::FAILURE,
+            Ok(Ok(ev)) => ev,
+        };
+        match ev {
+            ClientEvent::Chat { message } => match message {
+                ToDesktop::ChatAck { id: acked, run_id } if acked == id => run = Some(run_id),
+                ToDesktop::ChatDelta { run_id, text, .. } if run.as_deref() == Some(&run_id) => {
+                    printed.push_str(&text);
+                    let _ = write!(stdout, "{text}");
+                    let _ = stdout.flush();
+                }
+                ToDesktop::ChatReply { run_id, text } if run.as_deref() == Some(&run_id) => {
+                    // the final text is authoritative: print whatever the deltas missed
+                    if let Some(rest) = text.strip_prefix(printed.as_str()) {
+                        let _ = write!(stdout, "{rest}");
+                    } else if printed != text {
+                        let _ = write!(stdout, "\n{text}");
+                    }
+                    let _ = writeln!(stdout);
+                    return ExitCode::SUCCESS;
+                }
+                ToDesktop::ChatAborted { run_id } if run.as_deref() == Some(&run_id) => {
+                    let _ = writeln!(stdout, "\n[aborted]");
+                    return ExitCode::from(130);
+                }
+                ToDesktop::ChatError { run_id, message } if run_id.is_none() || run_id == run => {
+                    eprintln!("\n[error: {message}]");
+                    return ExitCode::FAILURE;
+                }
+                _ => {}
+            },
+            ClientEvent::State { state } => {
+                if matches!(
+                    state,
+                    ConnectionState::NeedsRepairing { .. } | ConnectionState::WaitingToRetry { .. }
+                ) {
+                    eprintln!("[{}]", describe(&state));
+                }
+            }
+            ClientEvent::Notice { message } => eprintln!("[{message}]"),
+            ClientEvent::Message { .. } => {}
+        }
+    }
+}
+
+async fn one_shot(client: &RelayClient, text: &str, within: Duration) -> Result<ExitCode, String> {
+    let mut events = client.subscribe();
+    let id = client.send(text).await.map_err(|e| e.to_string())?;
+    Ok(stream_reply(client, &mut events, &id, within).await)
+}
+
+async fn interactive(client: &RelayClient, within: Duration) -> Result<ExitCode, String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    eprintln!(
+        "{} — type a message and press Enter; Ctrl-D quits, Ctrl-C stops a reply",
+        describe(&client.state().borrow())
+    );
+    loop {
+        eprint!("> ");
+        let Ok(Some(line)) = lines.next_line().await else {
+            return Ok(ExitCode::SUCCESS);
+        };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut events = client.subscribe();
+        let id = client.send(line).await.map_err(|e| e.to_string())?;
+        stream_reply(client, &mut events, &id, within).await;
+    }
+}

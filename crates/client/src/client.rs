@@ -1,0 +1,969 @@
+//! [`RelayClient`]: one actor task that owns the relay connection and all session state. The app
+//! and the CLI drive it with commands and watch its [`ConnectionState`] and [`ClientEvent`]s.
+//!
+//! ```text
+//!             pair ok                 resumed                meeting done
+//! Unpaired ──────────▶ (paired) ──▶ Connecting ──▶ Handshaking ──▶ Online{peer}
+//!    ▲                    ▲             │ error          │ 5 failed handshakes (circuit breaker)
+//!    │ unpair             │ timer /     ▼                ▼
+//!    │                    └──── WaitingToRetry{next, last_error}  (1 s doubling to 30 s, jitter)
+//!    │ pair               permanent relay error / agent no longer recognises us
+//! NeedsRepairing{reason} ◀──────────────────────────────────────────
+//! ```
+//!
+//! Nothing the person sends is lost: every message is written to the outbox before it is first
+//! transmitted, waits there while the agent is away, and is resent after each meeting until the
+//! agent acknowledges it. Nothing is sealed with an old meeting's keys.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, info, warn};
+
+use clawtray_proto::chat::{ToAgent, ToDesktop};
+use clawtray_proto::control::{ControlFrame, ErrorCode};
+use clawtray_proto::delivery::Delivery;
+use clawtray_proto::endpoint::{Endpoint, Event};
+use clawtray_proto::sealed::MAX_PLAINTEXT;
+use clawtray_proto::secret::{fill_random, SecretString};
+use clawtray_proto::{ProtoError, Role};
+
+use crate::backoff::Backoff;
+use crate::error::{ClientError, PairError};
+use crate::outbox::{Outbox, OUTBOX_FILE};
+use crate::pairing_flow;
+use crate::relay_url::RelayUrl;
+use crate::session_store::{SessionInfo, SessionStore, StoreError, StoredSession};
+use crate::state::{ClientEvent, ConnectionState, MessageState, PeerPresence};
+use crate::wire::{self, Inbound, Ws};
+
+/// Messages that may wait for the agent at once.
+pub const OUTBOX_CAPACITY: usize = 10_000;
+/// Failed handshakes on one connection before it is dropped (circuit breaker).
+pub const MAX_HANDSHAKE_FAILURES: u32 = 5;
+/// Circuit-breaker trips in a row (with no successful meeting) before the pairing is declared lost.
+pub const MAX_BREAKER_TRIPS: u32 = 3;
+
+/// Settings of a client.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Where the outbox lives.
+    pub data_dir: PathBuf,
+    /// The name shown to the agent at pairing.
+    pub device_name: String,
+    /// Allow `ws://` relays on other hosts (the token would travel in clear).
+    pub allow_insecure_relay: bool,
+    /// WebSocket ping period while connected.
+    pub ping_interval: Duration,
+    /// A ping unanswered this long means the link is dead.
+    pub pong_timeout: Duration,
+    /// Time to open a connection.
+    pub connect_timeout: Duration,
+    /// Time for the agent to answer a meeting.
+    pub handshake_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// Defaults: ping every 15 s, dead after 15 s more (a dead link is noticed within ~30 s).
+    #[must_use]
+    pub fn new(data_dir: PathBuf, device_name: String) -> Self {
+        Self {
+            data_dir,
+            device_name,
+            allow_insecure_relay: false,
+            ping_interval: Duration::from_secs(15),
+            pong_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+enum Command {
+    Pair {
+        code: String,
+        relay: String,
+        reply: oneshot::Sender<Result<SessionInfo, PairError>>,
+    },
+    Send {
+        text: String,
+        reply: oneshot::Sender<Result<String, ClientError>>,
+    },
+    Abort {
+        run_id: String,
+    },
+    History {
+        limit: u32,
+    },
+    Queued {
+        reply: oneshot::Sender<Vec<(String, String)>>,
+    },
+    Session {
+        reply: oneshot::Sender<Option<SessionInfo>>,
+    },
+    Unpair {
+        reply: oneshot::Sender<()>,
+    },
+    ReconnectNow,
+    Shutdown,
+}
+
+/// Handle to a running client.
+pub struct RelayClient {
+    tx: mpsc::Sender<Command>,
+    events: broadcast::Sender<ClientEvent>,
+    state: watch::Receiver<ConnectionState>,
+    task: JoinHandle<()>,
+}
+
+impl RelayClient {
+    /// Start the client: loads the pairing from `store` and resumes silently if there is one.
+    #[must_use]
+    pub fn start(config: ClientConfig, store: Arc<dyn SessionStore>) -> Self {
+        let (tx, rx) = mpsc::channel(256);
+        let (events, _) = broadcast::channel(4096);
+        let (state_tx, state) = watch::channel(ConnectionState::Unpaired);
+        let actor = Actor {
+            config,
+            store,
+            rx,
+            events: events.clone(),
+            state_tx,
+            paired: None,
+            backoff: Backoff::default(),
+            breaker_trips: 0,
+        };
+        let task = tokio::spawn(actor.run());
+        Self {
+            tx,
+            events,
+            state,
+            task,
+        }
+    }
+
+    /// Events from now on.
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<ClientEvent> {
+        self.events.subscribe()
+    }
+
+    /// The current state, and a way to wait for changes.
+    #[must_use]
+    pub fn state(&self) -> watch::Receiver<ConnectionState> {
+        self.state.clone()
+    }
+
+    /// Pair with the code the agent shows, through `relay_url`.
+    pub async fn pair(&self, code: &str, relay_url: &str) -> Result<SessionInfo, PairError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Pair {
+                code: code.to_owned(),
+                relay: relay_url.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| PairError::Stopped)?;
+        rx.await.map_err(|_| PairError::Stopped)?
+    }
+
+    /// Send a chat message; returns its id. It is queued if the agent is away.
+    pub async fn send(&self, text: &str) -> Result<String, ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Send {
+                text: text.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Ask the agent to stop a running reply.
+    pub async fn abort(&self, run_id: &str) -> Result<(), ClientError> {
+        self.tx
+            .send(Command::Abort {
+                run_id: run_id.to_owned(),
+            })
+            .await
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Ask the agent for the conversation so far (answered with a `history` chat event).
+    pub async fn load_history(&self, limit: u32) -> Result<(), ClientError> {
+        self.tx
+            .send(Command::History { limit })
+            .await
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Chat messages waiting in the outbox: `(id, text)`.
+    pub async fn queued(&self) -> Vec<(String, String)> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Queued { reply }).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// The current pairing's metadata.
+    pub async fn session(&self) -> Option<SessionInfo> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Session { reply }).await.ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// End the pairing (tells the relay when connected) and forget it.
+    pub async fn unpair(&self) -> Result<(), ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Unpair { reply })
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// Skip the retry wait and connect now.
+    pub async fn reconnect_now(&self) {
+        let _ = self.tx.send(Command::ReconnectNow).await;
+    }
+
+    /// Stop the client and wait for it.
+    pub async fn shutdown(self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+        let _ = self.task.await;
+    }
+}
+
+/// How one connection ended.
+enum Outcome {
+    Shutdown,
+    Unpaired,
+    Reconnect,
+    Permanent(String),
+    Transient(String),
+}
+
+/// A loaded pairing with its live protocol state.
+struct Paired {
+    info: SessionInfo,
+    token: SecretString,
+    endpoint: Endpoint<ToAgent, ToDesktop>,
+    outbox: Outbox,
+    ids: HashMap<u64, String>,
+}
+
+struct Actor {
+    config: ClientConfig,
+    store: Arc<dyn SessionStore>,
+    rx: mpsc::Receiver<Command>,
+    events: broadcast::Sender<ClientEvent>,
+    state_tx: watch::Sender<ConnectionState>,
+    paired: Option<Paired>,
+    backoff: Backoff,
+    breaker_trips: u32,
+}
+
+fn unit_random() -> f64 {
+    let mut b = [0u8; 8];
+    if fill_random(&mut b).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn unix_ms_in(d: Duration) -> u64 {
+    SystemTime::now()
+        .checked_add(d)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn new_message_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl Actor {
+    fn set_state(&self, s: ConnectionState) {
+        if *self.state_tx.borrow() == s {
+            return;
+        }
+        debug!(state = ?s, "state");
+        self.state_tx.send_replace(s.clone());
+        let _ = self.events.send(ClientEvent::State { state: s });
+    }
+
+    fn emit(&self, e: ClientEvent) {
+        let _ = self.events.send(e);
+    }
+
+    fn notice(&self, message: String) {
+        warn!("{message}");
+        self.emit(ClientEvent::Notice { message });
+    }
+
+    /// Run a (blocking, D-Bus) store operation off the async threads.
+    fn store_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn SessionStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static {
+        let store = self.store.clone();
+        async move {
+            tokio::task::spawn_blocking(move || f(store.as_ref()))
+                .await
+                .unwrap_or_else(|e| Err(StoreError::KeyringUnavailable(e.to_string())))
+        }
+    }
+
+    fn open_paired(&self, s: StoredSession) -> Result<Paired, String> {
+        let outbox = Outbox::open(
+            &self.config.data_dir.join(OUTBOX_FILE),
+            &s.secrets.outbox_key,
+        )
+        .map_err(|e| e.to_string())?;
+        let (state, unreadable) = outbox.load().map_err(|e| e.to_string())?;
+        if unreadable > 0 {
+            self.notice(format!("{unreadable} queued message(s) could not be read back from the outbox and were dropped"));
+        }
+        let ids = state
+            .unacked
+            .iter()
+            .filter_map(|(seq, m)| match m {
+                ToAgent::Chat { id, .. } => Some((*seq, id.clone())),
+                _ => None,
+            })
+            .collect();
+        let endpoint = Endpoint::new(
+            Role::Desktop,
+            s.secrets.desktop_key.clone(),
+            s.secrets.agent_public,
+            s.info.session_id.clone(),
+            Delivery::restore(state, OUTBOX_CAPACITY),
+        );
+        Ok(Paired {
+            info: s.info,
+            token: s.secrets.device_token.clone(),
+            endpoint,
+            outbox,
+            ids,
+        })
+    }
+
+    /// Load the stored pairing, retrying while the keyring is unavailable. False on shutdown.
+    async fn load(&mut self) -> bool {
+        loop {
+            match self.store_call(|s| s.load()).await {
+                Ok(None) => {
+                    self.set_state(ConnectionState::Unpaired);
+                    return true;
+                }
+                Ok(Some(s)) => {
+                    match self.open_paired(s) {
+                        Ok(p) => self.paired = Some(p),
+                        Err(e) => self.set_state(ConnectionState::NeedsRepairing {
+                            reason: format!("the outbox cannot be opened: {e}"),
+                        }),
+                    }
+                    return true;
+                }
+                Err(e @ (StoreError::SecretsMissing | StoreError::Corrupt(_))) => {
+                    let _ = self.store_call(|s| s.clear()).await;
+                    self.set_state(ConnectionState::NeedsRepairing {
+                        reason: e.to_string(),
+                    });
+                    return true;
+                }
+                Err(e) => {
+                    if !self.wait(e.to_string()).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run(mut self) {
+        if !self.load().await {
+            return;
+        }
+        let mut preopened: Option<Ws> = None;
+        loop {
+            if self.paired.is_none() {
+                match self.rx.recv().await {
+                    None | Some(Command::Shutdown) => return,
+                    Some(cmd) => {
+                        if let Some(ws) = self.unpaired_command(cmd).await {
+                            preopened = Some(ws);
+                        }
+                    }
+                }
+                continue;
+            }
+            let outcome = self.connection(preopened.take()).await;
+            match outcome {
+                Outcome::Shutdown => return,
+                Outcome::Reconnect => {}
+                Outcome::Unpaired => {
+                    self.forget().await;
+                    self.set_state(ConnectionState::Unpaired);
+                }
+                Outcome::Permanent(reason) => {
+                    info!("pairing ended: {reason}");
+                    self.forget().await;
+                    self.set_state(ConnectionState::NeedsRepairing { reason });
+                }
+                Outcome::Transient(err) => {
+                    if !self.wait(err).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handle a command while not paired; returns the open connection after a successful pairing.
+    async fn unpaired_command(&mut self, cmd: Command) -> Option<Ws> {
+        match cmd {
+            Command::Pair { code, relay, reply } => {
+                let result = self.pair(&code, &relay).await;
+                match result {
+                    Ok((ws, info)) => {
+                        let _ = reply.send(Ok(info));
+                        return Some(ws);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        let still = self.state_tx.borrow().clone();
+                        if still == ConnectionState::Pairing {
+                            self.set_state(ConnectionState::Unpaired);
+                        }
+                    }
+                }
+            }
+            Command::Send { reply, .. } => {
+                let _ = reply.send(Err(ClientError::NotPaired));
+            }
+            Command::Queued { reply } => {
+                let _ = reply.send(Vec::new());
+            }
+            Command::Session { reply } => {
+                let _ = reply.send(None);
+            }
+            Command::Unpair { reply } => {
+                let _ = reply.send(());
+            }
+            Command::Abort { .. }
+            | Command::History { .. }
+            | Command::ReconnectNow
+            | Command::Shutdown => {}
+        }
+        None
+    }
+
+    async fn pair(&mut self, code: &str, relay: &str) -> Result<(Ws, SessionInfo), PairError> {
+        let relay = RelayUrl::parse(relay, self.config.allow_insecure_relay)
+            .map_err(PairError::BadRelayUrl)?;
+        self.set_state(ConnectionState::Pairing);
+        let (ws, stored) = pairing_flow::pair(
+            &relay,
+            code,
+            &self.config.device_name,
+            self.config.connect_timeout,
+        )
+        .await?;
+        let to_save = stored.clone();
+        self.store_call(move |s| s.save(&to_save))
+            .await
+            .map_err(|e| PairError::Storage(e.to_string()))?;
+        // a fresh pairing starts with a fresh outbox
+        let path = self.config.data_dir.join(OUTBOX_FILE);
+        if let Ok(old) = Outbox::open(&path, &stored.secrets.outbox_key) {
+            old.destroy();
+        }
+        let info = stored.info.clone();
+        let paired = self.open_paired(stored).map_err(PairError::Storage)?;
+        info!(agent = %info.agent_name, "paired");
+        self.paired = Some(paired);
+        self.backoff.reset();
+        self.breaker_trips = 0;
+        Ok((ws, info))
+    }
+
+    async fn forget(&mut self) {
+        if let Some(p) = self.paired.take() {
+            p.outbox.destroy();
+        }
+        if let Err(e) = self.store_call(|s| s.clear()).await {
+            self.notice(format!(
+                "could not remove the pairing from the keyring: {e}"
+            ));
+        }
+    }
+
+    /// Wait before the next attempt, handling commands meanwhile. False on shutdown.
+    async fn wait(&mut self, last_error: String) -> bool {
+        let delay = self.backoff.next_delay(unit_random());
+        info!(error = %last_error, retry_in_ms = delay.as_millis() as u64, "waiting to retry");
+        self.set_state(ConnectionState::WaitingToRetry {
+            next_try_at_ms: unix_ms_in(delay),
+            last_error,
+        });
+        let deadline = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                () = sleep_until(deadline) => return true,
+                cmd = self.rx.recv() => match cmd {
+                    None | Some(Command::Shutdown) => return false,
+                    Some(Command::ReconnectNow) => return true,
+                    Some(Command::Unpair { reply }) => {
+                        self.forget().await;
+                        self.set_state(ConnectionState::Unpaired);
+                        let _ = reply.send(());
+                        return true;
+                    }
+                    Some(other) => {
+                        if self.paired.is_none() {
+                            if let Some(_ws) = self.unpaired_command(other).await {
+                                return true;
+                            }
+                        } else {
+                            let _ = self.offline_command(other);
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Commands that need no connection (queueing works offline).
+    fn offline_command(&mut self, cmd: Command) -> Option<Command> {
+        match cmd {
+            Command::Send { text, reply } => {
+                let r = self.enqueue_chat(text).map(|(id, _)| id);
+                let _ = reply.send(r);
+                None
+            }
+            Command::Abort { run_id } => {
+                let _ = self.enqueue(ToAgent::ChatAbort { run_id });
+                None
+            }
+            Command::History { limit } => {
+                let _ = self.enqueue(ToAgent::ChatHistory {
+                    limit,
+                    before: None,
+                });
+                None
+            }
+            Command::Queued { reply } => {
+                let q = self
+                    .paired
+                    .as_ref()
+                    .map(|p| {
+                        p.endpoint
+                            .delivery()
+                            .pending()
+                            .filter_map(|(_, m)| match m {
+                                ToAgent::Chat { id, text, .. } => Some((id.clone(), text.clone())),
+                                _ => None,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let _ = reply.send(q);
+                None
+            }
+            Command::Session { reply } => {
+                let _ = reply.send(self.paired.as_ref().map(|p| p.info.clone()));
+                None
+            }
+            Command::Pair { reply, .. } => {
+                let name = self
+                    .paired
+                    .as_ref()
+                    .map_or_else(String::new, |p| p.info.agent_name.clone());
+                let _ = reply.send(Err(PairError::AlreadyPaired(name)));
+                None
+            }
+            other => Some(other),
+        }
+    }
+
+    fn enqueue_chat(
+        &mut self,
+        text: String,
+    ) -> Result<(String, Vec<Event<ToDesktop>>), ClientError> {
+        if text.len() > MAX_PLAINTEXT - 1024 {
+            return Err(ClientError::MessageTooLong(text.len()));
+        }
+        let id = new_message_id();
+        let events = self.enqueue(ToAgent::Chat {
+            id: id.clone(),
+            text,
+            session: None,
+        })?;
+        Ok((id, events))
+    }
+
+    /// Persist, then hand to the endpoint (which transmits at once when a meeting is live).
+    fn enqueue(&mut self, msg: ToAgent) -> Result<Vec<Event<ToDesktop>>, ClientError> {
+        let p = self.paired.as_mut().ok_or(ClientError::NotPaired)?;
+        let seq = p.endpoint.delivery().next_seq();
+        p.outbox
+            .enqueue(seq, &msg)
+            .map_err(|e| ClientError::Storage(e.to_string()))?;
+        let id = match &msg {
+            ToAgent::Chat { id, .. } => Some(id.clone()),
+            _ => None,
+        };
+        let (got, events) = p.endpoint.send(msg).map_err(|e| match e {
+            ProtoError::OutboxFull(n) => ClientError::OutboxFull(n),
+            other => ClientError::Storage(other.to_string()),
+        })?;
+        debug_assert_eq!(got, seq);
+        if let Some(id) = id {
+            p.ids.insert(seq, id.clone());
+            let state = if events.iter().any(|e| matches!(e, Event::Transmit(_))) {
+                MessageState::Sent
+            } else {
+                MessageState::Queued
+            };
+            self.emit(ClientEvent::Message { id, state });
+        }
+        Ok(events)
+    }
+
+    /// Run one relay connection until it ends.
+    async fn connection(&mut self, preopened: Option<Ws>) -> Outcome {
+        let Some(p) = self.paired.as_ref() else {
+            return Outcome::Unpaired;
+        };
+        let (mut ws, peer_online) = match preopened {
+            Some(ws) => (ws, true),
+            None => {
+                self.set_state(ConnectionState::Connecting);
+                let relay =
+                    match RelayUrl::parse(&p.info.relay_url, self.config.allow_insecure_relay) {
+                        Ok(r) => r,
+                        Err(e) => return Outcome::Permanent(e),
+                    };
+                let url = relay.endpoint("/v1/desktop", &[("session", &p.info.session_id)]);
+                let mut ws =
+                    match wire::connect(&url, Some(p.token.expose()), self.config.connect_timeout)
+                        .await
+                    {
+                        Ok(ws) => ws,
+                        Err(e) => return Outcome::Transient(format!("relay unreachable: {e}")),
+                    };
+                match wire::recv_within(&mut ws, self.config.connect_timeout).await {
+                    Ok(Inbound::Control(ControlFrame::Resumed { peer_online })) => {
+                        (ws, peer_online)
+                    }
+                    Ok(Inbound::Control(ControlFrame::Error { code, message })) => {
+                        return relay_error(code, message)
+                    }
+                    Ok(other) => {
+                        return Outcome::Transient(format!(
+                            "unexpected answer from the relay: {other:?}"
+                        ))
+                    }
+                    Err(e) => return Outcome::Transient(format!("the relay did not answer: {e}")),
+                }
+            }
+        };
+        self.backoff.reset();
+        let mut conn = Conn {
+            handshake_deadline: None,
+            handshake_failures: 0,
+            awaiting_pong: None,
+        };
+        if peer_online {
+            if let Err(o) = self.start_meeting(&mut ws, &mut conn).await {
+                return o;
+            }
+        } else {
+            self.set_state(ConnectionState::Online {
+                peer: PeerPresence::Away,
+            });
+        }
+        let mut ping = tokio::time::interval_at(
+            Instant::now() + self.config.ping_interval,
+            self.config.ping_interval,
+        );
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let hs_deadline = conn.handshake_deadline;
+            tokio::select! {
+                cmd = self.rx.recv() => {
+                    let Some(cmd) = cmd else { return Outcome::Shutdown };
+                    if let Some(o) = self.online_command(cmd, &mut ws).await {
+                        return o;
+                    }
+                }
+                inbound = wire::recv(&mut ws) => {
+                    conn.awaiting_pong = None;
+                    if let Err(o) = self.on_inbound(inbound, &mut ws, &mut conn).await {
+                        return o;
+                    }
+                }
+                _ = ping.tick() => {
+                    if let Some(since) = conn.awaiting_pong {
+                        if since.elapsed() >= self.config.pong_timeout {
+                            return Outcome::Transient("the relay stopped answering (dead link)".into());
+                        }
+                    } else {
+                        conn.awaiting_pong = Some(Instant::now());
+                    }
+                    if wire::send_ping(&mut ws).await.is_err() {
+                        return Outcome::Transient("connection lost".into());
+                    }
+                }
+                () = sleep_until(hs_deadline.unwrap_or_else(Instant::now)), if hs_deadline.is_some() => {
+                    if let Err(o) = self.handshake_failed(&mut ws, &mut conn, "the agent did not answer the handshake in time".into()).await {
+                        return o;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn start_meeting(&mut self, ws: &mut Ws, conn: &mut Conn) -> Result<(), Outcome> {
+        let Some(p) = self.paired.as_mut() else {
+            return Err(Outcome::Unpaired);
+        };
+        let events = p
+            .endpoint
+            .start_meeting()
+            .map_err(|e| Outcome::Transient(e.to_string()))?;
+        conn.handshake_deadline = Some(Instant::now() + self.config.handshake_timeout);
+        self.set_state(ConnectionState::Handshaking);
+        self.handle_events(events, ws, conn).await
+    }
+
+    async fn handshake_failed(
+        &mut self,
+        ws: &mut Ws,
+        conn: &mut Conn,
+        why: String,
+    ) -> Result<(), Outcome> {
+        conn.handshake_failures += 1;
+        conn.handshake_deadline = None;
+        warn!(
+            failures = conn.handshake_failures,
+            "handshake with the agent failed: {why}"
+        );
+        if conn.handshake_failures >= MAX_HANDSHAKE_FAILURES {
+            self.breaker_trips += 1;
+            if self.breaker_trips >= MAX_BREAKER_TRIPS {
+                return Err(Outcome::Permanent(format!(
+                    "the agent no longer recognises this device after {} failed handshakes (it may have been reset or unpaired): {why}",
+                    MAX_HANDSHAKE_FAILURES * MAX_BREAKER_TRIPS
+                )));
+            }
+            self.notice(format!("{MAX_HANDSHAKE_FAILURES} handshakes with the agent failed in a row ({why}); reconnecting with backoff"));
+            return Err(Outcome::Transient(format!(
+                "secure handshake failed: {why}"
+            )));
+        }
+        self.start_meeting(ws, conn).await
+    }
+
+    async fn on_inbound(
+        &mut self,
+        inbound: Inbound,
+        ws: &mut Ws,
+        conn: &mut Conn,
+    ) -> Result<(), Outcome> {
+        match inbound {
+            Inbound::Control(ControlFrame::PeerOnline | ControlFrame::PeerRestarted) => {
+                conn.handshake_failures = 0;
+                self.start_meeting(ws, conn).await
+            }
+            Inbound::Control(ControlFrame::PeerOffline) => {
+                if let Some(p) = self.paired.as_mut() {
+                    p.endpoint.peer_left();
+                }
+                conn.handshake_deadline = None;
+                self.set_state(ConnectionState::Online {
+                    peer: PeerPresence::Away,
+                });
+                Ok(())
+            }
+            Inbound::Control(ControlFrame::Error { code, message }) => {
+                Err(relay_error(code, message))
+            }
+            Inbound::Control(other) => {
+                debug!(frame = ?other, "ignored control frame");
+                Ok(())
+            }
+            Inbound::Binary(b) => {
+                let Some(p) = self.paired.as_mut() else {
+                    return Err(Outcome::Unpaired);
+                };
+                let events = p.endpoint.on_frame(&b);
+                self.handle_events(events, ws, conn).await?;
+                let ack = self.paired.as_mut().and_then(|p| p.endpoint.flush_ack());
+                if let Some(f) = ack {
+                    wire::send_binary(ws, f)
+                        .await
+                        .map_err(|e| Outcome::Transient(e.to_string()))?;
+                }
+                Ok(())
+            }
+            Inbound::Pong => Ok(()),
+            Inbound::Closed(why) => Err(Outcome::Transient(format!(
+                "connection to the relay lost: {why}"
+            ))),
+        }
+    }
+
+    async fn handle_events(
+        &mut self,
+        events: Vec<Event<ToDesktop>>,
+        ws: &mut Ws,
+        conn: &mut Conn,
+    ) -> Result<(), Outcome> {
+        for e in events {
+            match e {
+                Event::Transmit(f) => wire::send_binary(ws, f)
+                    .await
+                    .map_err(|e| Outcome::Transient(e.to_string()))?,
+                Event::Deliver { seq, body } => {
+                    if let Some(p) = self.paired.as_ref() {
+                        if let Err(e) = p.outbox.set_delivered(seq) {
+                            self.notice(format!("could not record a received message: {e}"));
+                        }
+                    }
+                    self.emit(ClientEvent::Chat { message: body });
+                }
+                Event::Acked(seqs) => {
+                    let Some(p) = self.paired.as_mut() else {
+                        continue;
+                    };
+                    let stored = seqs.iter().max().map_or(Ok(()), |max| p.outbox.acked(*max));
+                    let ids: Vec<String> = seqs.iter().filter_map(|s| p.ids.remove(s)).collect();
+                    if let Err(e) = stored {
+                        self.notice(format!("could not update the outbox: {e}"));
+                    }
+                    for id in ids {
+                        self.emit(ClientEvent::Message {
+                            id,
+                            state: MessageState::Delivered,
+                        });
+                    }
+                }
+                Event::Online => {
+                    conn.handshake_deadline = None;
+                    conn.handshake_failures = 0;
+                    self.breaker_trips = 0;
+                    self.set_state(ConnectionState::Online {
+                        peer: PeerPresence::Online,
+                    });
+                    let resent: Vec<String> = self
+                        .paired
+                        .as_ref()
+                        .map(|p| p.ids.values().cloned().collect())
+                        .unwrap_or_default();
+                    for id in resent {
+                        self.emit(ClientEvent::Message {
+                            id,
+                            state: MessageState::Sent,
+                        });
+                    }
+                }
+                Event::Rejected(e) => debug!(error = %e, "frame rejected"),
+                Event::HandshakeFailed(e) => {
+                    Box::pin(self.handshake_failed(ws, conn, e.to_string())).await?
+                }
+                Event::MeetingBroken => {
+                    self.notice("too many frames from the agent failed to open; starting a new secure meeting".into());
+                    Box::pin(self.start_meeting(ws, conn)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn online_command(&mut self, cmd: Command, ws: &mut Ws) -> Option<Outcome> {
+        match cmd {
+            Command::Shutdown => {
+                let _ = futures_util::SinkExt::close(ws).await;
+                Some(Outcome::Shutdown)
+            }
+            Command::ReconnectNow => Some(Outcome::Reconnect),
+            Command::Unpair { reply } => {
+                let _ = wire::send_control(ws, &ControlFrame::Revoke).await;
+                // the relay answers SESSION_REVOKED and closes; don't wait long for it
+                let _ = wire::recv_within(ws, Duration::from_secs(2)).await;
+                self.forget().await;
+                self.set_state(ConnectionState::Unpaired);
+                let _ = reply.send(());
+                Some(Outcome::Reconnect)
+            }
+            other => {
+                let cmd = self.offline_command_with_transmit(other, ws).await?;
+                drop(cmd);
+                None
+            }
+        }
+    }
+
+    /// Queue-type commands while connected: enqueue, then transmit what the endpoint produced.
+    async fn offline_command_with_transmit(
+        &mut self,
+        cmd: Command,
+        ws: &mut Ws,
+    ) -> Option<Command> {
+        let events = match cmd {
+            Command::Send { text, reply } => match self.enqueue_chat(text) {
+                Ok((id, events)) => {
+                    let _ = reply.send(Ok(id));
+                    events
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return None;
+                }
+            },
+            Command::Abort { run_id } => self
+                .enqueue(ToAgent::ChatAbort { run_id })
+                .unwrap_or_default(),
+            Command::History { limit } => self
+                .enqueue(ToAgent::ChatHistory {
+                    limit,
+                    before: None,
+                })
+                .unwrap_or_default(),
+            other => return self.offline_command(other),
+        };
+        for e in events {
+            if let Event::Transmit(f) = e {
+                if wire::send_binary(ws, f).await.is_err() {
+                    break; // the read side will notice the broken connection; the message stays queued
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Per-connection bookkeeping.
+struct Conn {
+    handshake_deadline: Option<Instant>,
+    handshake_failures: u32,
+    awaiting_pong: Option<Instant>,
+}
+
+fn relay_error(code: ErrorCode, message: String) -> Outcome {
+    if code.is_permanent() {
+        Outcome::Permanent(message)
+    } else {
+        Outcome::Transient(format!("{code}: {message}"))
+    }
+}

@@ -1,0 +1,279 @@
+//! The desktop's outbox: every message the person sent, kept until the agent acknowledges it, plus
+//! the receive-side mark (highest message delivered from the agent). SQLite (WAL, `synchronous =
+//! FULL`) in the platform data dir, so a quit, crash or reboot loses nothing.
+//!
+//! Message bodies are sealed with AES-256-GCM under the pairing's outbox key (kept in the OS
+//! keyring), with the sequence number as associated data: the data dir never holds a message in
+//! clear. A row is written before its message is first transmitted, so a sequence number is never
+//! reused for a different message after a crash.
+
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use rusqlite::{params, Connection, OptionalExtension};
+use thiserror::Error;
+
+use clawtray_proto::chat::ToAgent;
+use clawtray_proto::delivery::DeliveryState;
+use clawtray_proto::secret::{fill_random, SecretKey};
+
+/// File name inside the data dir.
+pub const OUTBOX_FILE: &str = "outbox.db";
+
+/// Outbox failures.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum OutboxError {
+    #[error("the outbox at {path} cannot be used: {reason}")]
+    Storage { path: String, reason: String },
+    #[error("an outbox entry could not be opened (wrong key or damaged); it was dropped")]
+    Unreadable,
+}
+
+/// The persisted outbox of one pairing.
+pub struct Outbox {
+    conn: Connection,
+    cipher: Aes256Gcm,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Outbox {
+    /// Open (or create) the outbox at `path`, sealing with `key`.
+    pub fn open(path: &Path, key: &SecretKey) -> Result<Self, OutboxError> {
+        let err = |e: &dyn std::fmt::Display| OutboxError::Storage {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+        }
+        let conn = Connection::open(path).map_err(|e| err(&e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| err(&e))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| err(&e))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, nonce BLOB NOT NULL, body BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+        )
+        .map_err(|e| err(&e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        Ok(Self {
+            conn,
+            cipher: Aes256Gcm::new(key.expose().into()),
+            path: path.to_owned(),
+        })
+    }
+
+    fn storage_err(&self, e: &dyn std::fmt::Display) -> OutboxError {
+        OutboxError::Storage {
+            path: self.path.display().to_string(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn mark(&self, name: &str) -> Result<u64, OutboxError> {
+        let v: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT value FROM marks WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.storage_err(&e))?;
+        Ok(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
+    }
+
+    fn set_mark(&self, name: &str, value: u64) -> Result<(), OutboxError> {
+        let v = i64::try_from(value).map_err(|e| self.storage_err(&e))?;
+        self.conn
+            .execute(
+                "INSERT INTO marks (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                params![name, v],
+            )
+            .map(|_| ())
+            .map_err(|e| self.storage_err(&e))
+    }
+
+    /// Everything persisted, as delivery state. Unreadable rows are dropped and reported.
+    pub fn load(&self) -> Result<(DeliveryState<ToAgent>, usize), OutboxError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, nonce, body FROM outbox ORDER BY seq")
+            .map_err(|e| self.storage_err(&e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .map_err(|e| self.storage_err(&e))?;
+        let mut unacked = Vec::new();
+        let mut unreadable = 0;
+        for row in rows {
+            let (seq, nonce, body) = row.map_err(|e| self.storage_err(&e))?;
+            let seq = u64::try_from(seq).unwrap_or(0);
+            match self.open_body(seq, &nonce, &body) {
+                Some(m) => unacked.push((seq, m)),
+                None => unreadable += 1,
+            }
+        }
+        let last_seq = unacked.last().map_or(0, |(s, _)| *s);
+        let next_seq = self.mark("next_seq")?.max(last_seq + 1).max(1);
+        Ok((
+            DeliveryState {
+                next_seq,
+                peer_acked: self.mark("peer_acked")?,
+                delivered: self.mark("delivered")?,
+                unacked,
+            },
+            unreadable,
+        ))
+    }
+
+    fn open_body(&self, seq: u64, nonce: &[u8], body: &[u8]) -> Option<ToAgent> {
+        if nonce.len() != 12 {
+            return None;
+        }
+        let plain = zeroize::Zeroizing::new(
+            self.cipher
+                .decrypt(
+                    Nonce::from_slice(nonce),
+                    Payload {
+                        msg: body,
+                        aad: &seq.to_be_bytes(),
+                    },
+                )
+                .ok()?,
+        );
+        serde_json::from_slice(&plain).ok()
+    }
+
+    /// Persist message `seq` before it is first sent.
+    pub fn enqueue(&self, seq: u64, msg: &ToAgent) -> Result<(), OutboxError> {
+        let plain =
+            zeroize::Zeroizing::new(serde_json::to_vec(msg).map_err(|e| self.storage_err(&e))?);
+        let mut nonce = [0u8; 12];
+        fill_random(&mut nonce).map_err(|e| self.storage_err(&e))?;
+        let sealed = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: &seq.to_be_bytes(),
+                },
+            )
+            .map_err(|_| OutboxError::Unreadable)?;
+        let seq_i = i64::try_from(seq).map_err(|e| self.storage_err(&e))?;
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| self.storage_err(&e))?;
+        tx.execute(
+            "INSERT OR REPLACE INTO outbox (seq, nonce, body) VALUES (?1, ?2, ?3)",
+            params![seq_i, &nonce[..], sealed],
+        )
+        .map_err(|e| self.storage_err(&e))?;
+        self.set_mark("next_seq", seq + 1)?;
+        tx.commit().map_err(|e| self.storage_err(&e))
+    }
+
+    /// The agent acknowledged everything up to `ack`.
+    pub fn acked(&self, ack: u64) -> Result<(), OutboxError> {
+        let a = i64::try_from(ack).map_err(|e| self.storage_err(&e))?;
+        self.conn
+            .execute("DELETE FROM outbox WHERE seq <= ?1", params![a])
+            .map_err(|e| self.storage_err(&e))?;
+        self.set_mark("peer_acked", ack)
+    }
+
+    /// We delivered the agent's messages up to `seq`.
+    pub fn set_delivered(&self, seq: u64) -> Result<(), OutboxError> {
+        self.set_mark("delivered", seq)
+    }
+
+    /// Delete the outbox file (after unpairing).
+    pub fn destroy(self) {
+        let path = self.path.clone();
+        drop(self.conn);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(id: &str, text: &str) -> ToAgent {
+        ToAgent::Chat {
+            id: id.into(),
+            text: text.into(),
+            session: None,
+        }
+    }
+
+    #[test]
+    fn survives_reopening_and_never_stores_plaintext() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(OUTBOX_FILE);
+        let key = SecretKey::random().unwrap();
+        {
+            let o = Outbox::open(&path, &key).unwrap();
+            o.enqueue(1, &chat("a", "MARKER-one")).unwrap();
+            o.enqueue(2, &chat("b", "MARKER-two")).unwrap();
+            o.enqueue(3, &chat("c", "MARKER-three")).unwrap();
+            o.acked(1).unwrap();
+            o.set_delivered(7).unwrap();
+        }
+        let o = Outbox::open(&path, &key).unwrap();
+        let (state, bad) = o.load().unwrap();
+        assert_eq!(bad, 0);
+        assert_eq!(state.next_seq, 4);
+        assert_eq!(state.delivered, 7);
+        assert_eq!(state.peer_acked, 1);
+        assert_eq!(
+            state.unacked,
+            vec![(2, chat("b", "MARKER-two")), (3, chat("c", "MARKER-three"))]
+        );
+        drop(o);
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            assert!(!String::from_utf8_lossy(&bytes).contains("MARKER"));
+        }
+    }
+
+    #[test]
+    fn a_wrong_key_drops_rows_instead_of_crashing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(OUTBOX_FILE);
+        Outbox::open(&path, &SecretKey::random().unwrap())
+            .unwrap()
+            .enqueue(1, &chat("a", "x"))
+            .unwrap();
+        let (state, bad) = Outbox::open(&path, &SecretKey::random().unwrap())
+            .unwrap()
+            .load()
+            .unwrap();
+        assert_eq!(bad, 1);
+        assert!(state.unacked.is_empty());
+        assert_eq!(state.next_seq, 2, "a sequence number is never reused");
+    }
+}

@@ -1,0 +1,89 @@
+//! What the UI can see: the connection state machine's states, message states, and the events a
+//! [`crate::RelayClient`] publishes. All serialisable, so the tray app can pass them to the web view.
+
+use serde::{Deserialize, Serialize};
+
+use clawtray_proto::chat::ToDesktop;
+
+/// Whether the agent's end is connected to the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerPresence {
+    /// Connected and in a meeting with us.
+    Online,
+    /// Not connected right now: messages queue.
+    Away,
+}
+
+/// The client's connection state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ConnectionState {
+    /// No pairing: show the pairing dialog.
+    Unpaired,
+    /// A pairing is in progress.
+    Pairing,
+    /// Opening the relay connection.
+    Connecting,
+    /// Connected; running a meeting with the agent.
+    Handshaking,
+    /// Connected to the relay.
+    Online {
+        /// Whether the agent is there.
+        peer: PeerPresence,
+    },
+    /// The last attempt failed; the next one is scheduled.
+    WaitingToRetry {
+        /// Unix milliseconds of the next attempt.
+        next_try_at_ms: u64,
+        /// What went wrong, in words.
+        last_error: String,
+    },
+    /// The pairing is gone for good; the person must pair again.
+    NeedsRepairing {
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+/// Where a sent message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageState {
+    /// Saved in the outbox, waiting for the agent.
+    Queued,
+    /// Sealed and sent; not yet acknowledged.
+    Sent,
+    /// The agent acknowledged it.
+    Delivered,
+    /// The agent's reply to it finished.
+    Answered,
+}
+
+/// What a [`crate::RelayClient`] tells its subscribers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ClientEvent {
+    /// The connection state changed.
+    State {
+        /// The new state.
+        state: ConnectionState,
+    },
+    /// A message from the agent (in order, exactly once).
+    Chat {
+        /// The message.
+        message: ToDesktop,
+    },
+    /// A message we sent moved on.
+    Message {
+        /// The message id.
+        id: String,
+        /// Its new state.
+        state: MessageState,
+    },
+    /// Something a person should know (a handshake failure, a circuit breaker, storage trouble).
+    Notice {
+        /// A sentence.
+        message: String,
+    },
+}
