@@ -80,6 +80,31 @@ impl PairingCode {
         if symbols.is_empty() {
             return Err(ProtoError::CodeEmpty);
         }
+        // If the person kept the dashes and the first group is a number, trust them: that group is
+        // the nameplate and the rest must be the whole secret.
+        if input.contains('-') {
+            let first: String = input
+                .trim()
+                .split('-')
+                .next()
+                .unwrap_or("")
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            if !first.is_empty()
+                && first.len() < symbols.len()
+                && first.bytes().all(|b| b.is_ascii_digit())
+            {
+                let secret = &symbols[first.len()..];
+                if secret.len() != SECRET_SYMBOLS {
+                    return Err(ProtoError::CodeBadSecretLength);
+                }
+                return Ok(Self {
+                    nameplate: Nameplate::parse(&first)?,
+                    secret: SecretString::new(secret.to_owned()),
+                });
+            }
+        }
         if symbols.len() < SECRET_SYMBOLS {
             return Err(ProtoError::CodeTooShort);
         }
@@ -87,13 +112,6 @@ impl PairingCode {
         let (nameplate, secret) = symbols.split_at(split);
         if nameplate.is_empty() {
             return Err(ProtoError::CodeMissingNameplate);
-        }
-        // If the person kept the dashes, trust them: the first group is the nameplate.
-        if let Some(first_group) = input.trim().split('-').next() {
-            let first: String = first_group.chars().filter(|c| !c.is_whitespace()).collect();
-            if input.contains('-') && first.len() != nameplate.len() {
-                return Err(ProtoError::CodeBadSecretLength);
-            }
         }
         Ok(Self {
             nameplate: Nameplate::parse(nameplate)?,
@@ -179,8 +197,9 @@ mod tests {
         assert_eq!(PairingCode::parse("  "), Err(ProtoError::CodeEmpty));
         assert_eq!(
             PairingCode::parse("7351-K4Q"),
-            Err(ProtoError::CodeTooShort)
+            Err(ProtoError::CodeBadSecretLength)
         );
+        assert_eq!(PairingCode::parse("K4Q"), Err(ProtoError::CodeTooShort));
         assert_eq!(
             PairingCode::parse("K4Q72MXD"),
             Err(ProtoError::CodeMissingNameplate)
@@ -194,7 +213,7 @@ mod tests {
             Err(ProtoError::CodeBadCharacter('!'))
         );
         assert_eq!(
-            PairingCode::parse("73A1-K4Q7-2MXD"),
+            PairingCode::parse("73A1K4Q72MXD"),
             Err(ProtoError::CodeBadNameplate)
         );
         assert_eq!(

@@ -40,7 +40,7 @@ struct Bystander {
 }
 
 impl Bystander {
-    async fn new(relay: &Relay) -> Self {
+    async fn new(relay: &clawtray_testkit::relay::Relay) -> Self {
         let mut p = pair(relay).await;
         let (am, dm) = meet(
             &mut p.agent,

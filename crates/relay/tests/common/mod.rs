@@ -3,16 +3,9 @@
 
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
-
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -25,147 +18,21 @@ use clawtray_proto::pairing::{PairedPeer, Pairing};
 use clawtray_proto::secret::StaticKeypair;
 use clawtray_proto::{ProtoError, Role};
 
-pub const STEP: Duration = Duration::from_secs(10);
-
-/// A `clawtray-relay` child process with its own database and log file.
-pub struct Relay {
-    child: Option<Child>,
-    pub addr: SocketAddr,
-    pub dir: tempfile::TempDir,
-    args: Vec<String>,
-}
+/// The real relay binary of this package.
+pub struct Relay;
 
 impl Relay {
-    pub async fn start(extra: &[&str]) -> Relay {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let args: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
-        let (child, addr) = spawn(
-            &dir.path().join("relay.db"),
-            &dir.path().join("relay.log"),
-            "127.0.0.1:0",
-            &args,
+    pub async fn start(extra: &[&str]) -> clawtray_testkit::relay::Relay {
+        clawtray_testkit::relay::Relay::start_bin(
+            std::path::Path::new(env!("CARGO_BIN_EXE_clawtray-relay")),
+            extra,
         )
-        .await;
-        Relay {
-            child: Some(child),
-            addr,
-            dir,
-            args,
-        }
-    }
-
-    pub fn db(&self) -> PathBuf {
-        self.dir.path().join("relay.db")
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("relay.log")).unwrap_or_default()
-    }
-
-    /// SIGKILL the relay (no goodbye to anyone).
-    pub async fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill().await;
-        }
-    }
-
-    /// SIGTERM and wait for a clean exit.
-    pub async fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut c = self.child.take().expect("running");
-        let pid = c.id().expect("pid");
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status();
-        tokio::time::timeout(Duration::from_secs(15), c.wait())
-            .await
-            .expect("relay exits after SIGTERM")
-            .expect("wait")
-    }
-
-    /// Start again on the same address with the same database.
-    pub async fn restart(&mut self) {
-        self.kill().await;
-        let (child, addr) = spawn(
-            &self.db(),
-            &self.dir.path().join("relay.log"),
-            &self.addr.to_string(),
-            &self.args,
-        )
-        .await;
-        assert_eq!(addr, self.addr);
-        self.child = Some(child);
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("ws://{}{}", self.addr, path)
-    }
-
-    pub async fn http_get(&self, path: &str) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = TcpStream::connect(self.addr).await.expect("connect");
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .await
-            .expect("write");
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.expect("read");
-        out
+        .await
     }
 }
 
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.start_kill();
-        }
-    }
-}
-
-async fn spawn(
-    db: &std::path::Path,
-    log: &std::path::Path,
-    listen: &str,
-    extra: &[String],
-) -> (Child, SocketAddr) {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("log file");
-    let mut last_err = String::new();
-    // Re-binding the same port right after a kill can race the kernel: retry briefly.
-    for _ in 0..50 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_clawtray-relay"))
-            .args(["--listen", listen, "--db"])
-            .arg(db)
-            .args(extra)
-            .env("CLAWTRAY_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(log.try_clone().expect("log clone"))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn relay");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        match tokio::time::timeout(STEP, lines.next_line()).await {
-            Ok(Ok(Some(line))) => {
-                let addr = line
-                    .rsplit(' ')
-                    .next()
-                    .expect("addr")
-                    .parse()
-                    .expect("socket addr");
-                return (child, addr);
-            }
-            other => {
-                last_err = format!("{other:?}");
-                let _ = child.kill().await;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-    panic!("relay did not start: {last_err}");
-}
+pub use clawtray_testkit::relay::STEP;
+type RelayProc = clawtray_testkit::relay::Relay;
 
 /// What one end received.
 #[derive(Debug)]
@@ -272,7 +139,7 @@ pub fn unb64(s: &str) -> Vec<u8> {
 }
 
 /// An agent connection that claimed a nameplate.
-pub async fn claim(relay: &Relay, instance: &str) -> (End, String) {
+pub async fn claim(relay: &RelayProc, instance: &str) -> (End, String) {
     let mut agent = End::connect(&relay.url(&format!("/v1/agent?instance={instance}")), None).await;
     agent.send(&ControlFrame::Claim).await;
     match agent.control().await {
@@ -348,7 +215,7 @@ pub struct Paired {
     pub desktop_key: StaticKeypair,
 }
 
-pub async fn pair(relay: &Relay) -> Paired {
+pub async fn pair(relay: &RelayProc) -> Paired {
     let (agent, nameplate) = claim(relay, "proc-1").await;
     let code =
         PairingCode::generate(Nameplate::parse(&nameplate).expect("nameplate")).expect("code");
@@ -449,7 +316,7 @@ pub async fn exchange(
 
 /// Resume a session end with its token.
 pub async fn resume(
-    relay: &Relay,
+    relay: &RelayProc,
     role: Role,
     session: &str,
     token: &str,

@@ -1,0 +1,470 @@
+//! The desktop core end to end: the real `RelayClient`, the real relay binary, and a scripted
+//! agent end (clawtray-testkit) speaking the real protocol. Sessions are kept in memory here; the
+//! keyring store is tested against a real Secret Service in `keyring.rs`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use clawtray_client::chat_model::Conversation;
+use clawtray_client::session_store::{MemorySessionStore, SessionStore};
+use clawtray_client::state::PeerPresence;
+use clawtray_client::{ClientConfig, ClientEvent, ConnectionState, MessageState, RelayClient};
+use clawtray_proto::chat::ToDesktop;
+use clawtray_testkit::agent_end::{expected_reply, Script, TestAgent};
+use clawtray_testkit::relay::Relay;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn config(dir: &tempfile::TempDir) -> ClientConfig {
+    ClientConfig::new(dir.path().join("data"), "test-desktop".into())
+}
+
+/// Everything the client told us, folded into the chat model, with counters for the checks.
+struct Seen {
+    rx: broadcast::Receiver<ClientEvent>,
+    conv: Conversation,
+    replies: HashMap<String, usize>,
+    aborted: Vec<String>,
+    states: Vec<ConnectionState>,
+    message_states: HashMap<String, Vec<MessageState>>,
+    acks: HashMap<String, String>,
+}
+
+impl Seen {
+    fn new(client: &RelayClient) -> Self {
+        Self {
+            rx: client.subscribe(),
+            conv: Conversation::default(),
+            replies: HashMap::new(),
+            aborted: Vec::new(),
+            states: Vec::new(),
+            message_states: HashMap::new(),
+            acks: HashMap::new(),
+        }
+    }
+
+    fn apply(&mut self, ev: ClientEvent) {
+        match ev {
+            ClientEvent::Chat { message } => {
+                match &message {
+                    ToDesktop::ChatReply { run_id, .. } => {
+                        *self.replies.entry(run_id.clone()).or_default() += 1
+                    }
+                    ToDesktop::ChatAborted { run_id } => self.aborted.push(run_id.clone()),
+                    ToDesktop::ChatAck { id, run_id } => {
+                        self.acks.insert(id.clone(), run_id.clone());
+                    }
+                    _ => {}
+                }
+                self.conv.apply(&message);
+            }
+            ClientEvent::State { state } => self.states.push(state),
+            ClientEvent::Message { id, state } => {
+                self.message_states
+                    .entry(id.clone())
+                    .or_default()
+                    .push(state);
+                self.conv.message_state(&id, state);
+            }
+            ClientEvent::Notice { .. } => {}
+        }
+    }
+
+    async fn until(&mut self, what: &str, pred: impl Fn(&Seen) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !pred(self) {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Ok(ev)) => self.apply(ev),
+                Ok(Err(broadcast::error::RecvError::Lagged(n))) => panic!("lagged {n} events"),
+                Ok(Err(e)) => panic!("events closed: {e}"),
+                Err(_) => panic!("timed out waiting for {what}; states: {:?}", self.states),
+            }
+        }
+    }
+
+    fn reply_text(&self, id: &str) -> Option<String> {
+        let run = self.acks.get(id)?;
+        self.conv
+            .entries()
+            .iter()
+            .find(|e| {
+                e.run_id.as_deref() == Some(run)
+                    && e.author == clawtray_client::chat_model::Author::Assistant
+            })
+            .map(|e| e.text.clone())
+    }
+
+    fn answered(&self, id: &str) -> bool {
+        self.acks
+            .get(id)
+            .is_some_and(|run| self.replies.contains_key(run))
+    }
+}
+
+fn online(s: &Seen) -> bool {
+    matches!(
+        s.states.last(),
+        Some(ConnectionState::Online {
+            peer: PeerPresence::Online
+        })
+    )
+}
+
+struct Setup {
+    relay: Relay,
+    client: RelayClient,
+    agent: TestAgent,
+    store: Arc<MemorySessionStore>,
+    seen: Seen,
+    _dir: tempfile::TempDir,
+}
+
+async fn paired(script: Script) -> Setup {
+    let relay = Relay::start(&[]).await;
+    let base = format!("ws://{}", relay.addr);
+    let (code, agent) = TestAgent::pair(&base, script).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemorySessionStore::default());
+    let client = RelayClient::start(config(&dir), store.clone());
+    let mut seen = Seen::new(&client);
+    let info = client.pair(&code, &base).await.expect("pairing succeeds");
+    assert_eq!(info.agent_name, "test-agent");
+    let agent = agent.await.unwrap();
+    seen.until("online after pairing", online).await;
+    Setup {
+        relay,
+        client,
+        agent,
+        store,
+        seen,
+        _dir: dir,
+    }
+}
+
+fn base(relay: &Relay) -> String {
+    format!("ws://{}", relay.addr)
+}
+
+#[tokio::test]
+async fn pairs_then_streams_a_reply_and_aborts_a_second_one() {
+    let mut s = paired(Script {
+        words: 30,
+        delta_delay: Duration::from_millis(20),
+    })
+    .await;
+    let id = s.client.send("hello").await.unwrap();
+    s.seen.conv.sent(&id, "hello", MessageState::Queued);
+    s.seen.until("the reply", |x| x.answered(&id)).await;
+    assert_eq!(
+        s.seen.reply_text(&id).as_deref(),
+        Some(expected_reply("hello", 30).as_str())
+    );
+    let states = &s.seen.message_states[&id];
+    assert!(
+        states.contains(&MessageState::Sent) && states.contains(&MessageState::Delivered),
+        "{states:?}"
+    );
+    assert_eq!(s.seen.conv.entries()[0].state, Some(MessageState::Answered));
+    s.seen.until("typing off", |x| !x.conv.typing()).await;
+
+    let id2 = s.client.send("please stop").await.unwrap();
+    s.seen
+        .until("the second run to start streaming", |x| {
+            x.reply_text(&id2).is_some_and(|t| t.contains(" w2"))
+        })
+        .await;
+    let run = s.seen.acks[&id2].clone();
+    s.client.abort(&run).await.unwrap();
+    s.seen
+        .until("the abort", |x| x.aborted.contains(&run))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Ok(ev) = s.seen.rx.try_recv() {
+        s.seen.apply(ev);
+    }
+    assert!(
+        !s.seen.replies.contains_key(&run),
+        "an aborted run must not finish"
+    );
+    assert_eq!(s.agent.disk.received(), vec!["hello", "please stop"]);
+}
+
+#[tokio::test]
+async fn a_relay_restart_mid_stream_loses_and_doubles_nothing() {
+    let mut s = paired(Script {
+        words: 40,
+        delta_delay: Duration::from_millis(25),
+    })
+    .await;
+    let id = s.client.send("long one").await.unwrap();
+    s.seen
+        .until("a few deltas", |x| {
+            x.reply_text(&id).is_some_and(|t| t.contains(" w3"))
+        })
+        .await;
+    s.relay.kill().await;
+    s.seen
+        .until("the client notices", |x| {
+            matches!(
+                x.states.last(),
+                Some(ConnectionState::WaitingToRetry { .. })
+            )
+        })
+        .await;
+    // sent while the relay is down: queued, then delivered after
+    let queued = s.client.send("sent during the outage").await.unwrap();
+    assert!(s
+        .seen
+        .message_states
+        .get(&queued)
+        .is_none_or(|v| !v.contains(&MessageState::Sent)));
+    s.relay.start_again().await;
+    s.client.reconnect_now().await;
+    s.seen
+        .until("both replies", |x| x.answered(&id) && x.answered(&queued))
+        .await;
+    assert_eq!(
+        s.seen.reply_text(&id).as_deref(),
+        Some(expected_reply("long one", 40).as_str())
+    );
+    assert_eq!(
+        s.seen.reply_text(&queued).as_deref(),
+        Some(expected_reply("sent during the outage", 40).as_str())
+    );
+    assert!(
+        s.seen.replies.values().all(|n| *n == 1),
+        "{:?}",
+        s.seen.replies
+    );
+    assert_eq!(
+        s.agent.disk.received(),
+        vec!["long one", "sent during the outage"]
+    );
+}
+
+#[tokio::test]
+async fn an_agent_restart_re_keys_and_the_conversation_continues() {
+    let mut s = paired(Script {
+        words: 30,
+        delta_delay: Duration::from_millis(25),
+    })
+    .await;
+    let id = s.client.send("before restart").await.unwrap();
+    s.seen
+        .until("a few deltas", |x| {
+            x.reply_text(&id).is_some_and(|t| t.contains(" w2"))
+        })
+        .await;
+    let disk = s.agent.kill();
+    s.seen
+        .until("the agent is away", |x| {
+            matches!(
+                x.states.last(),
+                Some(ConnectionState::Online {
+                    peer: PeerPresence::Away
+                })
+            )
+        })
+        .await;
+    let agent = TestAgent::start(
+        &base(&s.relay),
+        disk,
+        "second-process",
+        Script {
+            words: 30,
+            delta_delay: Duration::from_millis(25),
+        },
+    );
+    s.seen.until("a new meeting", online).await;
+    s.seen
+        .until("the interrupted reply", |x| x.answered(&id))
+        .await;
+    assert_eq!(
+        s.seen.reply_text(&id).as_deref(),
+        Some(expected_reply("before restart", 30).as_str())
+    );
+    let id2 = s.client.send("after restart").await.unwrap();
+    s.seen.until("the next reply", |x| x.answered(&id2)).await;
+    assert!(
+        s.seen.replies.values().all(|n| *n == 1),
+        "{:?}",
+        s.seen.replies
+    );
+    assert_eq!(
+        agent.disk.received(),
+        vec!["before restart", "after restart"]
+    );
+    assert!(
+        s.seen
+            .states
+            .iter()
+            .filter(|st| **st == ConnectionState::Handshaking)
+            .count()
+            >= 2,
+        "re-keyed"
+    );
+}
+
+#[tokio::test]
+async fn messages_sent_while_the_agent_is_away_arrive_in_order() {
+    let mut s = paired(Script {
+        words: 2,
+        delta_delay: Duration::from_millis(5),
+    })
+    .await;
+    let disk = s.agent.kill();
+    s.seen
+        .until("the agent is away", |x| {
+            matches!(
+                x.states.last(),
+                Some(ConnectionState::Online {
+                    peer: PeerPresence::Away
+                })
+            )
+        })
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id = s.client.send(&format!("queued {i}")).await.unwrap();
+        s.seen
+            .until("queued state", |x| {
+                x.message_states
+                    .get(&id)
+                    .is_some_and(|v| v.contains(&MessageState::Queued))
+            })
+            .await;
+        ids.push(id);
+    }
+    assert_eq!(s.client.queued().await.len(), 5);
+    let agent = TestAgent::start(
+        &base(&s.relay),
+        disk,
+        "back",
+        Script {
+            words: 2,
+            delta_delay: Duration::from_millis(5),
+        },
+    );
+    s.seen
+        .until("all answered", |x| ids.iter().all(|id| x.answered(id)))
+        .await;
+    assert_eq!(
+        agent.disk.received(),
+        (0..5).map(|i| format!("queued {i}")).collect::<Vec<_>>()
+    );
+    assert!(s.client.queued().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_revoked_session_needs_repairing_and_is_forgotten() {
+    let mut s = paired(Script::default()).await;
+    assert!(s.store.load().unwrap().is_some());
+    let disk = s.agent.kill();
+    TestAgent::revoke(&base(&s.relay), &disk).await;
+    s.seen
+        .until("needs re-pairing", |x| {
+            matches!(
+                x.states.last(),
+                Some(ConnectionState::NeedsRepairing { .. })
+            )
+        })
+        .await;
+    let Some(ConnectionState::NeedsRepairing { reason }) = s.seen.states.last() else {
+        unreachable!()
+    };
+    assert!(reason.contains("Pair again"), "{reason}");
+    assert!(
+        s.store.load().unwrap().is_none(),
+        "the stored session is cleared"
+    );
+    assert_eq!(
+        s.client.send("x").await,
+        Err(clawtray_client::ClientError::NotPaired)
+    );
+}
+
+#[tokio::test]
+async fn a_relay_down_at_start_up_waits_to_retry_without_a_loop() {
+    // a pairing whose relay is not running
+    let relay = Relay::start(&[]).await;
+    let (code, agent) = TestAgent::pair(&base(&relay), Script::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemorySessionStore::default());
+    let client = RelayClient::start(config(&dir), store.clone());
+    client.pair(&code, &base(&relay)).await.unwrap();
+    let _agent = agent.await.unwrap();
+    client.shutdown().await;
+    let mut relay = relay;
+    relay.kill().await;
+
+    let client = RelayClient::start(config(&dir), store);
+    let mut seen = Seen::new(&client);
+    let started = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    while let Ok(ev) = seen.rx.try_recv() {
+        seen.apply(ev);
+    }
+    let attempts = seen
+        .states
+        .iter()
+        .filter(|s| **s == ConnectionState::Connecting)
+        .count();
+    assert!(
+        (1..=4).contains(&attempts),
+        "backoff 1 s, 2 s, …: {attempts} attempts in {:?}: {:?}",
+        started.elapsed(),
+        seen.states
+    );
+    let Some(ConnectionState::WaitingToRetry { last_error, .. }) = seen.states.last() else {
+        panic!("{:?}", seen.states)
+    };
+    assert!(last_error.contains("unreachable"), "{last_error}");
+    // reconnect-now skips the wait
+    client.reconnect_now().await;
+    seen.until("an immediate attempt", |x| {
+        x.states
+            .iter()
+            .filter(|s| **s == ConnectionState::Connecting)
+            .count()
+            > attempts
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pairing_errors_are_sentences() {
+    let relay = Relay::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = RelayClient::start(config(&dir), Arc::new(MemorySessionStore::default()));
+    let e = client.pair("7351-K4Q7", &base(&relay)).await.unwrap_err();
+    assert!(e.to_string().contains("exactly 8"), "{e}");
+    let e = client
+        .pair("7351-K4Q7-2MXD", &base(&relay))
+        .await
+        .unwrap_err();
+    assert_eq!(e, clawtray_client::PairError::UnknownCode);
+    let e = client
+        .pair("7351-K4Q7-2MXD", "ws://127.0.0.1:1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, clawtray_client::PairError::RelayUnreachable { .. }),
+        "{e}"
+    );
+    let e = client
+        .pair("7351-K4Q7-2MXD", "ws://relay.example.com")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("in clear"), "{e}");
+    // a wrong secret for a live nameplate
+    let (code, _agent) = TestAgent::pair(&base(&relay), Script::default()).await;
+    let mut wrong = code.clone();
+    let last = wrong.pop().unwrap();
+    wrong.push(if last == 'A' { 'B' } else { 'A' });
+    let e = client.pair(&wrong, &base(&relay)).await.unwrap_err();
+    assert_eq!(e, clawtray_client::PairError::WrongCode);
+    assert_eq!(*client.state().borrow(), ConnectionState::Unpaired);
+}

@@ -1,0 +1,207 @@
+//! The real relay binary as a child process, with its own database and log file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+
+/// Time allowed for each step of a test.
+pub const STEP: Duration = Duration::from_secs(10);
+
+/// The workspace's `clawtray-relay` debug binary, built on first use if needed.
+#[must_use]
+pub fn relay_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // target/debug/deps/<test> → target/debug/clawtray-relay
+        let exe = std::env::current_exe().expect("current exe");
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .to_owned();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "clawtray-relay",
+                "--bin",
+                "clawtray-relay",
+            ])
+            .status()
+            .expect("run cargo build for the relay");
+        assert!(status.success(), "building clawtray-relay failed");
+        dir.join("clawtray-relay")
+    })
+    .clone()
+}
+
+/// A running relay.
+pub struct Relay {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    bin: PathBuf,
+    args: Vec<String>,
+}
+
+impl Relay {
+    /// Start `bin` with `extra` arguments on a free loopback port.
+    pub async fn start_bin(bin: &Path, extra: &[&str]) -> Relay {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let (child, addr) = spawn(
+            bin,
+            &dir.path().join("relay.db"),
+            &dir.path().join("relay.log"),
+            "127.0.0.1:0",
+            &args,
+        )
+        .await;
+        Relay {
+            child: Some(child),
+            addr,
+            dir,
+            bin: bin.to_owned(),
+            args,
+        }
+    }
+
+    /// Start the workspace's relay binary.
+    pub async fn start(extra: &[&str]) -> Relay {
+        Self::start_bin(&relay_bin(), extra).await
+    }
+
+    /// Its SQLite database.
+    #[must_use]
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("relay.db")
+    }
+
+    /// Everything it logged (debug level).
+    #[must_use]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("relay.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL (no goodbye to anyone).
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+    }
+
+    /// SIGTERM and wait for the exit.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let pid = c.id().expect("pid");
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
+        tokio::time::timeout(Duration::from_secs(15), c.wait())
+            .await
+            .expect("relay exits after SIGTERM")
+            .expect("wait")
+    }
+
+    /// Start again (after a kill) on the same address and database.
+    pub async fn start_again(&mut self) {
+        let (child, addr) = spawn(
+            &self.bin,
+            &self.db(),
+            &self.dir.path().join("relay.log"),
+            &self.addr.to_string(),
+            &self.args,
+        )
+        .await;
+        assert_eq!(addr, self.addr);
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, then start again on the same address and database.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.start_again().await;
+    }
+
+    /// `ws://addr{path}`.
+    #[must_use]
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// A raw HTTP GET; the whole response.
+    pub async fn http_get(&self, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = TcpStream::connect(self.addr).await.expect("connect");
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        out
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.start_kill();
+        }
+    }
+}
+
+async fn spawn(
+    bin: &Path,
+    db: &Path,
+    log: &Path,
+    listen: &str,
+    extra: &[String],
+) -> (Child, SocketAddr) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let mut last_err = String::new();
+    // Re-binding the same port right after a kill can race the kernel: retry briefly.
+    for _ in 0..50 {
+        let mut child = Command::new(bin)
+            .args(["--listen", listen, "--db"])
+            .arg(db)
+            .args(extra)
+            .env("CLAWTRAY_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(log.try_clone().expect("log clone"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn relay");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        match tokio::time::timeout(STEP, lines.next_line()).await {
+            Ok(Ok(Some(line))) => {
+                let addr = line
+                    .rsplit(' ')
+                    .next()
+                    .expect("addr")
+                    .parse()
+                    .expect("socket addr");
+                return (child, addr);
+            }
+            other => {
+                last_err = format!("{other:?}");
+                let _ = child.kill().await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    panic!("relay did not start: {last_err}");
+}
