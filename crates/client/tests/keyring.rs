@@ -11,19 +11,33 @@ use std::time::Duration;
 
 use base64::Engine;
 
-use clawtray_client::session_store::{new_stored_session, KeyringSessionStore, SessionInfo, SessionStore, METADATA_FILE};
+use clawtray_client::session_store::{
+    new_stored_session, KeyringSessionStore, SessionInfo, SessionStore, METADATA_FILE,
+};
 use clawtray_proto::secret::{SecretKey, SecretString, StaticKeypair};
 use clawtray_testkit::agent_end::{expected_reply, Script, TestAgent};
 use clawtray_testkit::relay::Relay;
 
-const NEEDS: &str = "needs a Secret Service: run under scripts/with-secret-service (scripts/test does)";
+const NEEDS: &str =
+    "needs a Secret Service: run under scripts/with-secret-service (scripts/test does)";
 
 fn secret_tool_search(session_id: &str) -> String {
     let out = std::process::Command::new("secret-tool")
-        .args(["search", "--all", "service", "clawtray", "username", &format!("session:{session_id}")])
+        .args([
+            "search",
+            "--all",
+            "service",
+            "clawtray",
+            "username",
+            &format!("session:{session_id}"),
+        ])
         .output()
         .expect("secret-tool runs");
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
@@ -34,7 +48,12 @@ fn the_keyring_store_keeps_secrets_in_the_real_secret_service() {
     let store = KeyringSessionStore::new(dir.path().to_owned());
     let key = StaticKeypair::generate().unwrap();
     let s = new_stored_session(
-        SessionInfo { relay_url: "wss://relay.example.com".into(), session_id: "AAAAsessionIdForTest0".into(), agent_name: "agent".into(), paired_at_ms: 1 },
+        SessionInfo {
+            relay_url: "wss://relay.example.com".into(),
+            session_id: "AAAAsessionIdForTest0".into(),
+            agent_name: "agent".into(),
+            paired_at_ms: 1,
+        },
         key.clone(),
         [9; 32],
         SecretString::new("device-token-MARKER".into()),
@@ -45,38 +64,70 @@ fn the_keyring_store_keeps_secrets_in_the_real_secret_service() {
     let found = secret_tool_search(&s.info.session_id);
     assert!(found.contains("session:AAAAsessionIdForTest0"), "{found}");
     // a fresh store object (as in a new process) reads it back
-    let loaded = KeyringSessionStore::new(dir.path().to_owned()).load().unwrap().expect("stored");
+    let loaded = KeyringSessionStore::new(dir.path().to_owned())
+        .load()
+        .unwrap()
+        .expect("stored");
     assert_eq!(loaded.info, s.info);
     assert_eq!(loaded.secrets.device_token.expose(), "device-token-MARKER");
     assert_eq!(loaded.secrets.desktop_key.public(), key.public());
     // the metadata file holds no secret
     let meta = std::fs::read_to_string(dir.path().join(METADATA_FILE)).unwrap();
-    assert!(!meta.contains("MARKER") && !meta.contains(&base64::engine::general_purpose::STANDARD.encode(key.secret().expose())));
+    assert!(
+        !meta.contains("MARKER")
+            && !meta
+                .contains(&base64::engine::general_purpose::STANDARD.encode(key.secret().expose()))
+    );
     store.clear().unwrap();
-    assert!(!secret_tool_search(&s.info.session_id).contains("session:"), "entry removed");
+    assert!(
+        !secret_tool_search(&s.info.session_id).contains("session:"),
+        "entry removed"
+    );
     assert!(store.load().unwrap().is_none());
 }
 
 fn cli(data: &Path, config: &Path, log: &Path) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_clawtray-cli"));
-    c.arg("--data-dir").arg(data).arg("--config-dir").arg(config);
+    c.arg("--data-dir")
+        .arg(data)
+        .arg("--config-dir")
+        .arg(config);
     c.env("CLAWTRAY_LOG", "debug");
-    c.stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap());
+    c.stderr(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap(),
+    );
     c.stdout(Stdio::piped());
     c.kill_on_drop(true);
     c
 }
 
 async fn run_ok(mut c: tokio::process::Command) -> String {
-    let out = tokio::time::timeout(Duration::from_secs(60), c.output()).await.expect("cli finishes").expect("cli runs");
+    let out = tokio::time::timeout(Duration::from_secs(60), c.output())
+        .await
+        .expect("cli finishes")
+        .expect("cli runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "cli failed ({:?}): {stdout}", out.status);
+    assert!(
+        out.status.success(),
+        "cli failed ({:?}): {stdout}",
+        out.status
+    );
     stdout
 }
 
 fn outbox_rows(data: &Path) -> i64 {
-    let Ok(c) = rusqlite::Connection::open_with_flags(data.join("outbox.db"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else { return -1 };
-    c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0)).unwrap_or(-1)
+    let Ok(c) = rusqlite::Connection::open_with_flags(
+        data.join("outbox.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    ) else {
+        return -1;
+    };
+    c.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
+        .unwrap_or(-1)
 }
 
 fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -101,8 +152,15 @@ async fn the_cli_pairs_chats_and_a_killed_process_loses_nothing() {
     let relay = Relay::start(&[]).await;
     let base = format!("ws://{}", relay.addr);
     let dir = tempfile::tempdir().unwrap();
-    let (data, config, log) = (dir.path().join("data"), dir.path().join("config"), dir.path().join("cli.log"));
-    let script = Script { words: 3, delta_delay: Duration::from_millis(10) };
+    let (data, config, log) = (
+        dir.path().join("data"),
+        dir.path().join("config"),
+        dir.path().join("cli.log"),
+    );
+    let script = Script {
+        words: 3,
+        delta_delay: Duration::from_millis(10),
+    };
 
     let (code, agent) = TestAgent::pair(&base, script.clone()).await;
     let mut c = cli(&data, &config, &log);
@@ -113,7 +171,10 @@ async fn the_cli_pairs_chats_and_a_killed_process_loses_nothing() {
 
     let mut c = cli(&data, &config, &log);
     c.args(["chat", "hello MARKER-one"]);
-    assert_eq!(run_ok(c).await, format!("{}\n", expected_reply("hello MARKER-one", 3)));
+    assert_eq!(
+        run_ok(c).await,
+        format!("{}\n", expected_reply("hello MARKER-one", 3))
+    );
 
     // the agent goes away; a message is queued; the CLI is killed before it can be delivered
     let disk = agent.kill();
@@ -133,8 +194,18 @@ async fn the_cli_pairs_chats_and_a_killed_process_loses_nothing() {
     let agent = TestAgent::start(&base, disk, "second", script);
     let mut c = cli(&data, &config, &log);
     c.args(["chat", "after MARKER-three"]);
-    assert_eq!(run_ok(c).await, format!("{}\n", expected_reply("after MARKER-three", 3)));
-    assert_eq!(agent.disk.received(), vec!["hello MARKER-one", "queued MARKER-two", "after MARKER-three"]);
+    assert_eq!(
+        run_ok(c).await,
+        format!("{}\n", expected_reply("after MARKER-three", 3))
+    );
+    assert_eq!(
+        agent.disk.received(),
+        vec![
+            "hello MARKER-one",
+            "queued MARKER-two",
+            "after MARKER-three"
+        ]
+    );
     assert_eq!(outbox_rows(&data), 0);
 
     let mut c = cli(&data, &config, &log);
@@ -143,15 +214,37 @@ async fn the_cli_pairs_chats_and_a_killed_process_loses_nothing() {
     assert!(history.contains("user: queued MARKER-two"), "{history}");
 
     // no secret and no message text in the data dir, the config dir or any log
-    let stored = KeyringSessionStore::new(config.clone()).load().unwrap().expect("paired");
+    let stored = KeyringSessionStore::new(config.clone())
+        .load()
+        .unwrap()
+        .expect("paired");
     let secret_key = stored.secrets.desktop_key.secret().expose().to_vec();
     let needles: Vec<(String, Vec<u8>)> = vec![
-        ("device token".into(), stored.secrets.device_token.expose().as_bytes().to_vec()),
+        (
+            "device token".into(),
+            stored.secrets.device_token.expose().as_bytes().to_vec(),
+        ),
         ("private key (raw)".into(), secret_key.clone()),
-        ("private key (base64)".into(), base64::engine::general_purpose::STANDARD.encode(&secret_key).into_bytes()),
-        ("private key (hex)".into(), hex_lower(&secret_key).into_bytes()),
-        ("outbox key (raw)".into(), stored.secrets.outbox_key.expose().to_vec()),
-        ("pairing secret".into(), code.replace('-', "")[code.replace('-', "").len() - 8..].as_bytes().to_vec()),
+        (
+            "private key (base64)".into(),
+            base64::engine::general_purpose::STANDARD
+                .encode(&secret_key)
+                .into_bytes(),
+        ),
+        (
+            "private key (hex)".into(),
+            hex_lower(&secret_key).into_bytes(),
+        ),
+        (
+            "outbox key (raw)".into(),
+            stored.secrets.outbox_key.expose().to_vec(),
+        ),
+        (
+            "pairing secret".into(),
+            code.replace('-', "")[code.replace('-', "").len() - 8..]
+                .as_bytes()
+                .to_vec(),
+        ),
         ("pairing code".into(), code.as_bytes().to_vec()),
         ("message text".into(), b"MARKER".to_vec()),
     ];
@@ -163,15 +256,25 @@ async fn the_cli_pairs_chats_and_a_killed_process_loses_nothing() {
     for f in &files {
         let bytes = std::fs::read(f).unwrap_or_default();
         for (what, needle) in &needles {
-            assert!(!bytes.windows(needle.len()).any(|w| w == needle.as_slice()), "{what} found in {}", f.display());
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                "{what} found in {}",
+                f.display()
+            );
         }
     }
-    assert!(std::fs::metadata(&log).unwrap().len() > 0, "the CLI logged something at debug level");
+    assert!(
+        std::fs::metadata(&log).unwrap().len() > 0,
+        "the CLI logged something at debug level"
+    );
 
     let mut c = cli(&data, &config, &log);
     c.arg("unpair");
     assert!(run_ok(c).await.contains("unpaired"));
-    assert!(!secret_tool_search(&stored.info.session_id).contains("session:"), "keyring entry removed");
+    assert!(
+        !secret_tool_search(&stored.info.session_id).contains("session:"),
+        "keyring entry removed"
+    );
     assert!(!config.join(METADATA_FILE).exists());
 }
 
