@@ -219,6 +219,8 @@ async fn the_cli_pairs_chats_and_a_killed_process_loses_nothing() {
         .unwrap()
         .expect("paired");
     let secret_key = stored.secrets.desktop_key.secret().expose().to_vec();
+    let compact_code = code.replace('-', "");
+    let pairing_secret = compact_code[compact_code.len() - 8..].to_owned();
     let needles: Vec<(String, Vec<u8>)> = vec![
         (
             "device token".into(),
@@ -239,12 +241,7 @@ async fn the_cli_pairs_chats_and_a_killed_process_loses_nothing() {
             "outbox key (raw)".into(),
             stored.secrets.outbox_key.expose().to_vec(),
         ),
-        (
-            "pairing secret".into(),
-            code.replace('-', "")[code.replace('-', "").len() - 8..]
-                .as_bytes()
-                .to_vec(),
-        ),
+        ("pairing secret".into(), pairing_secret.into_bytes()),
         ("pairing code".into(), code.as_bytes().to_vec()),
         ("message text".into(), b"MARKER".to_vec()),
     ];
