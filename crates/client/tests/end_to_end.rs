@@ -31,6 +31,7 @@ struct Seen {
     states: Vec<ConnectionState>,
     message_states: HashMap<String, Vec<MessageState>>,
     acks: HashMap<String, String>,
+    notices: Vec<String>,
 }
 
 impl Seen {
@@ -43,10 +44,14 @@ impl Seen {
             states: Vec::new(),
             message_states: HashMap::new(),
             acks: HashMap::new(),
+            notices: Vec::new(),
         }
     }
 
     fn apply(&mut self, ev: ClientEvent) {
+        if let ClientEvent::Notice { message } = &ev {
+            self.notices.push(message.clone());
+        }
         match ev {
             ClientEvent::Chat { message } => {
                 match &message {
@@ -123,12 +128,18 @@ struct Setup {
 }
 
 async fn paired(script: Script) -> Setup {
+    paired_with(script, |_| {}).await
+}
+
+async fn paired_with(script: Script, tweak: impl FnOnce(&mut ClientConfig)) -> Setup {
     let relay = Relay::start(&[]).await;
     let base = format!("ws://{}", relay.addr);
     let (code, agent) = TestAgent::pair(&base, script).await;
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(MemorySessionStore::default());
-    let client = RelayClient::start(config(&dir), store.clone());
+    let mut cfg = config(&dir);
+    tweak(&mut cfg);
+    let client = RelayClient::start(cfg, store.clone());
     let mut seen = Seen::new(&client);
     let info = client.pair(&code, &base).await.expect("pairing succeeds");
     assert_eq!(info.agent_name, "test-agent");
@@ -467,4 +478,56 @@ async fn pairing_errors_are_sentences() {
     let e = client.pair(&wrong, &base(&relay)).await.unwrap_err();
     assert_eq!(e, clawtray_client::PairError::WrongCode);
     assert_eq!(*client.state().borrow(), ConnectionState::Unpaired);
+}
+
+#[tokio::test]
+async fn an_agent_that_lost_its_pairing_trips_the_breaker_then_needs_repairing() {
+    let mut s = paired_with(Script::default(), |c| {
+        c.handshake_timeout = Duration::from_millis(300)
+    })
+    .await;
+    // the agent comes back without its key (reinstalled): it cannot answer our meetings
+    let disk = s.agent.kill();
+    disk.0.lock().unwrap().key = clawtray_proto::secret::StaticKeypair::generate().unwrap();
+    let _agent = TestAgent::start(&base(&s.relay), disk, "reinstalled", Script::default());
+    s.seen
+        .until("needs re-pairing", |x| {
+            matches!(
+                x.states.last(),
+                Some(ConnectionState::NeedsRepairing { .. })
+            )
+        })
+        .await;
+    let Some(ConnectionState::NeedsRepairing { reason }) = s.seen.states.last() else {
+        unreachable!()
+    };
+    assert!(reason.contains("no longer recognises"), "{reason}");
+    assert!(
+        s.seen
+            .notices
+            .iter()
+            .any(|n| n.contains("handshakes with the agent failed")),
+        "{:?}",
+        s.seen.notices
+    );
+    // never a hot loop: the breaker trips per connection, with backoff between connections
+    let trips = s
+        .seen
+        .notices
+        .iter()
+        .filter(|n| n.contains("handshakes with the agent failed"))
+        .count();
+    let waits = s
+        .seen
+        .states
+        .iter()
+        .filter(|st| matches!(st, ConnectionState::WaitingToRetry { .. }))
+        .count();
+    assert_eq!(trips, 2, "{:?}", s.seen.notices);
+    assert_eq!(
+        waits, 2,
+        "a backoff wait after each trip: {:?}",
+        s.seen.states
+    );
+    assert!(s.store.load().unwrap().is_none());
 }

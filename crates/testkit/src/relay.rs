@@ -27,14 +27,9 @@ pub fn relay_bin() -> PathBuf {
             .to_owned();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "clawtray-relay",
-                "--bin",
-                "clawtray-relay",
-            ])
+            // the whole workspace's binaries: building one package alone would unify features
+            // differently, rebuild dependencies and overwrite the binary other tests use
+            .args(["build", "--quiet", "--workspace", "--bins"])
             .status()
             .expect("run cargo build for the relay");
         assert!(status.success(), "building clawtray-relay failed");
