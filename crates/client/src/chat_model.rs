@@ -181,13 +181,22 @@ impl Conversation {
                 let i = self.assistant_index(run_id);
                 Change::Entry(i)
             }
-            ToDesktop::ChatDelta { run_id, seq, text } => {
+            ToDesktop::ChatDelta {
+                run_id,
+                seq,
+                text,
+                replace,
+            } => {
                 let i = self.assistant_index(run_id);
                 let e = &mut self.entries[i];
                 if !e.streaming || e.last_seq.is_some_and(|last| *seq <= last) {
                     return Change::Nothing;
                 }
                 e.last_seq = Some(*seq);
+                if *replace {
+                    e.text.clone_from(text);
+                    return Change::Entry(i);
+                }
                 e.text.push_str(text);
                 Change::Appended {
                     index: i,
@@ -295,6 +304,7 @@ mod tests {
             run_id: run.into(),
             seq,
             text: text.into(),
+            replace: false,
         }
     }
 
@@ -326,6 +336,16 @@ mod tests {
             "backward seq"
         );
         assert_eq!(c.entries()[1].text, "Hello");
+        let replaced = ToDesktop::ChatDelta {
+            run_id: "r1".into(),
+            seq: 4,
+            text: "Hi".into(),
+            replace: true,
+        };
+        assert_eq!(c.apply(&replaced), Change::Entry(1));
+        assert_eq!(c.entries()[1].text, "Hi");
+        c.apply(&delta("r1", 5, "llo"));
+        assert_eq!(c.entries()[1].text, "Hillo");
         assert_eq!(c.running().collect::<Vec<_>>(), vec!["r1"]);
         c.apply(&ToDesktop::ChatReply {
             run_id: "r1".into(),

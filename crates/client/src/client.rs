@@ -35,12 +35,12 @@ use clawtray_proto::{ProtoError, Role};
 
 use crate::backoff::Backoff;
 use crate::error::{ClientError, PairError};
-use crate::outbox::{Outbox, OUTBOX_FILE};
 use crate::pairing_flow;
 use crate::relay_url::RelayUrl;
 use crate::session_store::{SessionInfo, SessionStore, StoreError, StoredSession};
 use crate::state::{ClientEvent, ConnectionState, MessageState, PeerPresence};
 use crate::wire::{self, Inbound, Ws};
+use clawtray_outbox::{Outbox, OUTBOX_FILE};
 
 /// Messages that may wait for the agent at once.
 pub const OUTBOX_CAPACITY: usize = 10_000;
@@ -256,7 +256,7 @@ struct Paired {
     info: SessionInfo,
     token: SecretString,
     endpoint: Endpoint<ToAgent, ToDesktop>,
-    outbox: Outbox,
+    outbox: Outbox<ToAgent>,
     ids: HashMap<u64, String>,
 }
 
@@ -484,7 +484,7 @@ impl Actor {
             .map_err(|e| PairError::Storage(e.to_string()))?;
         // a fresh pairing starts with a fresh outbox
         let path = self.config.data_dir.join(OUTBOX_FILE);
-        if let Ok(old) = Outbox::open(&path, &stored.secrets.outbox_key) {
+        if let Ok(old) = Outbox::<ToAgent>::open(&path, &stored.secrets.outbox_key) {
             old.destroy();
         }
         let info = stored.info.clone();

@@ -72,8 +72,11 @@ pub enum ToDesktop {
         run_id: String,
         /// Per-run, strictly increasing (gaps allowed).
         seq: u64,
-        /// Text to append.
+        /// Text to append (or, with `replace`, the whole new text).
         text: String,
+        /// The gateway replaced the reply so far: `text` is the whole text, not an increment.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        replace: bool,
     },
     /// The final, full reply.
     ChatReply {
@@ -131,6 +134,7 @@ mod tests {
             run_id: "r".into(),
             seq: 2,
             text: "lo".into(),
+            replace: false,
         };
         assert_eq!(
             serde_json::to_string(&d).unwrap(),

@@ -377,6 +377,7 @@ fn step_run(disk: &AgentDisk, script: &Script) -> Vec<ToDesktop> {
             run_id: run.run_id.clone(),
             seq: 1,
             text: format!("echo:{}", run.text),
+            replace: false,
         });
         run.next_word = 1;
     } else if run.next_word <= script.words {
@@ -385,6 +386,7 @@ fn step_run(disk: &AgentDisk, script: &Script) -> Vec<ToDesktop> {
             run_id: run.run_id.clone(),
             seq: (i + 1) as u64,
             text: format!(" w{i}"),
+            replace: false,
         });
         run.next_word += 1;
     } else {

@@ -1,9 +1,10 @@
-//! The desktop's outbox: every message the person sent, kept until the agent acknowledges it, plus
-//! the receive-side mark (highest message delivered from the agent). SQLite (WAL, `synchronous =
+//! The outbox of one end of a session: every message sent, kept until the peer acknowledges it,
+//! plus the receive-side mark (highest message delivered from the peer). Generic over the message
+//! type; the desktop keeps its `ToAgent` messages here, the agent its `ToDesktop` ones. SQLite (WAL, `synchronous =
 //! FULL`) in the platform data dir, so a quit, crash or reboot loses nothing.
 //!
-//! Message bodies are sealed with AES-256-GCM under the pairing's outbox key (kept in the OS
-//! keyring), with the sequence number as associated data: the data dir never holds a message in
+//! Message bodies are sealed with AES-256-GCM under a key the caller keeps elsewhere (the desktop:
+//! the OS keyring; the agent: its 0600 key file), with the sequence number as associated data: the data dir never holds a message in
 //! clear. A row is written before its message is first transmitted, so a sequence number is never
 //! reused for a different message after a crash.
 
@@ -14,7 +15,11 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use rusqlite::{params, Connection, OptionalExtension};
 use thiserror::Error;
 
-use clawtray_proto::chat::ToAgent;
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use clawtray_proto::delivery::DeliveryState;
 use clawtray_proto::secret::{fill_random, SecretKey};
 
@@ -31,13 +36,14 @@ pub enum OutboxError {
 }
 
 /// The persisted outbox of one pairing.
-pub struct Outbox {
+pub struct Outbox<M> {
     conn: Connection,
     cipher: Aes256Gcm,
     path: PathBuf,
+    _m: PhantomData<fn() -> M>,
 }
 
-impl std::fmt::Debug for Outbox {
+impl<M> std::fmt::Debug for Outbox<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Outbox")
             .field("path", &self.path)
@@ -45,7 +51,7 @@ impl std::fmt::Debug for Outbox {
     }
 }
 
-impl Outbox {
+impl<M: Serialize + DeserializeOwned> Outbox<M> {
     /// Open (or create) the outbox at `path`, sealing with `key`.
     pub fn open(path: &Path, key: &SecretKey) -> Result<Self, OutboxError> {
         let err = |e: &dyn std::fmt::Display| OutboxError::Storage {
@@ -74,6 +80,7 @@ impl Outbox {
             conn,
             cipher: Aes256Gcm::new(key.expose().into()),
             path: path.to_owned(),
+            _m: PhantomData,
         })
     }
 
@@ -109,7 +116,7 @@ impl Outbox {
     }
 
     /// Everything persisted, as delivery state. Unreadable rows are dropped and reported.
-    pub fn load(&self) -> Result<(DeliveryState<ToAgent>, usize), OutboxError> {
+    pub fn load(&self) -> Result<(DeliveryState<M>, usize), OutboxError> {
         let mut stmt = self
             .conn
             .prepare("SELECT seq, nonce, body FROM outbox ORDER BY seq")
@@ -146,7 +153,7 @@ impl Outbox {
         ))
     }
 
-    fn open_body(&self, seq: u64, nonce: &[u8], body: &[u8]) -> Option<ToAgent> {
+    fn open_body(&self, seq: u64, nonce: &[u8], body: &[u8]) -> Option<M> {
         if nonce.len() != 12 {
             return None;
         }
@@ -165,7 +172,7 @@ impl Outbox {
     }
 
     /// Persist message `seq` before it is first sent.
-    pub fn enqueue(&self, seq: u64, msg: &ToAgent) -> Result<(), OutboxError> {
+    pub fn enqueue(&self, seq: u64, msg: &M) -> Result<(), OutboxError> {
         let plain =
             zeroize::Zeroizing::new(serde_json::to_vec(msg).map_err(|e| self.storage_err(&e))?);
         let mut nonce = [0u8; 12];
@@ -221,6 +228,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clawtray_proto::chat::ToAgent;
 
     fn chat(id: &str, text: &str) -> ToAgent {
         ToAgent::Chat {
@@ -236,14 +244,14 @@ mod tests {
         let path = dir.path().join(OUTBOX_FILE);
         let key = SecretKey::random().unwrap();
         {
-            let o = Outbox::open(&path, &key).unwrap();
+            let o: Outbox<ToAgent> = Outbox::open(&path, &key).unwrap();
             o.enqueue(1, &chat("a", "MARKER-one")).unwrap();
             o.enqueue(2, &chat("b", "MARKER-two")).unwrap();
             o.enqueue(3, &chat("c", "MARKER-three")).unwrap();
             o.acked(1).unwrap();
             o.set_delivered(7).unwrap();
         }
-        let o = Outbox::open(&path, &key).unwrap();
+        let o: Outbox<ToAgent> = Outbox::open(&path, &key).unwrap();
         let (state, bad) = o.load().unwrap();
         assert_eq!(bad, 0);
         assert_eq!(state.next_seq, 4);
@@ -264,11 +272,11 @@ mod tests {
     fn a_wrong_key_drops_rows_instead_of_crashing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(OUTBOX_FILE);
-        Outbox::open(&path, &SecretKey::random().unwrap())
+        Outbox::<ToAgent>::open(&path, &SecretKey::random().unwrap())
             .unwrap()
             .enqueue(1, &chat("a", "x"))
             .unwrap();
-        let (state, bad) = Outbox::open(&path, &SecretKey::random().unwrap())
+        let (state, bad) = Outbox::<ToAgent>::open(&path, &SecretKey::random().unwrap())
             .unwrap()
             .load()
             .unwrap();

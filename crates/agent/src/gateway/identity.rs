@@ -1,0 +1,224 @@
+//! The agent's device identity towards the gateway: an Ed25519 key persisted in the state dir
+//! (0600), the device token the gateway issues on first connect, and the v3 connect signature.
+//!
+//! `id` = lower-case hex SHA-256 of the raw public key; signature over
+//! `v3|id|client.id|client.mode|role|scopes,|signedAt|token|nonce|platform|deviceFamily`.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use ed25519_dalek::{Signer, SigningKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::files;
+
+/// What is stored in the identity file.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    private_key: String,
+    #[serde(default)]
+    device_token: Option<String>,
+}
+
+/// The device identity.
+pub struct DeviceIdentity {
+    key: SigningKey,
+    device_token: Option<String>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for DeviceIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceIdentity")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
+    }
+}
+
+fn b64url() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+}
+
+/// What the signature covers besides the identity itself.
+#[derive(Debug, Clone)]
+pub struct SignedFields<'a> {
+    pub client_id: &'a str,
+    pub client_mode: &'a str,
+    pub role: &'a str,
+    pub scopes: &'a [&'a str],
+    pub signed_at_ms: u64,
+    pub token: &'a str,
+    pub nonce: &'a str,
+    pub platform: &'a str,
+    pub device_family: &'a str,
+}
+
+impl DeviceIdentity {
+    /// Load the identity at `path`, or create one. A damaged file is set aside (with a warning)
+    /// and replaced: the gateway then pairs the new device automatically on loopback.
+    pub fn load_or_create(path: &Path) -> Result<Self, String> {
+        match std::fs::read(path) {
+            Ok(bytes) => match Self::parse(&bytes, path) {
+                Ok(id) => return Ok(id),
+                Err(e) => {
+                    let aside = files::set_aside(path);
+                    tracing::warn!("the gateway identity file {} is damaged ({e}); moved to {aside} and a new identity was made", path.display());
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        }
+        let mut seed = Zeroizing::new([0u8; 32]);
+        clawtray_proto::secret::fill_random(&mut seed[..]).map_err(|e| e.to_string())?;
+        let id = Self {
+            key: SigningKey::from_bytes(&seed),
+            device_token: None,
+            path: path.to_owned(),
+        };
+        id.save()?;
+        Ok(id)
+    }
+
+    fn parse(bytes: &[u8], path: &Path) -> Result<Self, String> {
+        let stored: Stored = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let raw = Zeroizing::new(
+            b64url()
+                .decode(&stored.private_key)
+                .map_err(|e| e.to_string())?,
+        );
+        let seed: [u8; 32] = raw
+            .as_slice()
+            .try_into()
+            .map_err(|_| "private key is not 32 bytes".to_owned())?;
+        let seed = Zeroizing::new(seed);
+        Ok(Self {
+            key: SigningKey::from_bytes(&seed),
+            device_token: stored.device_token,
+            path: path.to_owned(),
+        })
+    }
+
+    fn save(&self) -> Result<(), String> {
+        let stored = Stored {
+            private_key: b64url().encode(self.key.to_bytes()),
+            device_token: self.device_token.clone(),
+        };
+        let json = Zeroizing::new(serde_json::to_vec_pretty(&stored).map_err(|e| e.to_string())?);
+        drop(Zeroizing::new(stored.private_key));
+        files::write_private(&self.path, &json)
+    }
+
+    /// `sha256(public key)` in lower-case hex.
+    #[must_use]
+    pub fn id(&self) -> String {
+        hex::encode(Sha256::digest(self.key.verifying_key().as_bytes()))
+    }
+
+    /// The raw public key, base64url.
+    #[must_use]
+    pub fn public_key(&self) -> String {
+        b64url().encode(self.key.verifying_key().as_bytes())
+    }
+
+    /// The device token the gateway issued, if any.
+    #[must_use]
+    pub fn device_token(&self) -> Option<&str> {
+        self.device_token.as_deref()
+    }
+
+    /// Keep a newly issued device token.
+    pub fn set_device_token(&mut self, token: Option<String>) -> Result<(), String> {
+        if self.device_token != token {
+            self.device_token = token;
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// The v3 payload string.
+    #[must_use]
+    pub fn payload_v3(&self, f: &SignedFields<'_>) -> String {
+        let norm = |s: &str| s.trim().to_ascii_lowercase();
+        [
+            "v3".to_owned(),
+            self.id(),
+            f.client_id.to_owned(),
+            f.client_mode.to_owned(),
+            f.role.to_owned(),
+            f.scopes.join(","),
+            f.signed_at_ms.to_string(),
+            f.token.to_owned(),
+            f.nonce.to_owned(),
+            norm(f.platform),
+            norm(f.device_family),
+        ]
+        .join("|")
+    }
+
+    /// Sign the v3 payload; base64url.
+    #[must_use]
+    pub fn sign_v3(&self, f: &SignedFields<'_>) -> String {
+        b64url().encode(self.key.sign(self.payload_v3(f).as_bytes()).to_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::Verifier;
+
+    #[test]
+    fn identity_persists_signs_and_survives_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway-identity.json");
+        let mut a = DeviceIdentity::load_or_create(&path).unwrap();
+        a.set_device_token(Some("dt".into())).unwrap();
+        let b = DeviceIdentity::load_or_create(&path).unwrap();
+        assert_eq!(a.id(), b.id());
+        assert_eq!(b.device_token(), Some("dt"));
+        assert_eq!(a.id().len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let f = SignedFields {
+            client_id: "cli",
+            client_mode: "cli",
+            role: "operator",
+            scopes: &["operator.read", "operator.write"],
+            signed_at_ms: 42,
+            token: "tok",
+            nonce: "n",
+            platform: " Linux ",
+            device_family: "Desktop",
+        };
+        let payload = b.payload_v3(&f);
+        assert_eq!(
+            payload,
+            format!(
+                "v3|{}|cli|cli|operator|operator.read,operator.write|42|tok|n|linux|desktop",
+                b.id()
+            )
+        );
+        let sig = b64url().decode(b.sign_v3(&f)).unwrap();
+        let sig = ed25519_dalek::Signature::from_slice(&sig).unwrap();
+        assert!(b
+            .key
+            .verifying_key()
+            .verify(payload.as_bytes(), &sig)
+            .is_ok());
+        std::fs::write(&path, b"{garbage").unwrap();
+        let c = DeviceIdentity::load_or_create(&path).unwrap();
+        assert_ne!(c.id(), b.id());
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().count() >= 2,
+            "the damaged file is kept aside"
+        );
+    }
+}
