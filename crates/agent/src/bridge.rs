@@ -1,0 +1,405 @@
+//! The chat bridge's pure core: turns the gateway's `chat` and `agent` events into the messages
+//! desktops get. Reconciles by run id and gateway `seq` (repeated or backward seqs are dropped;
+//! seqs have gaps because `agent` events share them), prefers the accumulated snapshot over the
+//! increment so merged bursts and missed deltas come out right, honours `replace`, and uses the
+//! text it accumulated when `final` carries no message. Clearing run state whenever the gateway
+//! connection changes tells desktops the truth instead of leaving a reply spinning.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use clawtray_proto::chat::{HistoryMessage, ToDesktop};
+
+#[derive(Debug, Default)]
+struct Run {
+    /// Text forwarded to desktops so far.
+    forwarded: String,
+    /// Last gateway seq seen for this run.
+    last_seq: Option<u64>,
+    /// Our per-run delta counter.
+    out_seq: u64,
+}
+
+/// Run state for one gateway session.
+#[derive(Debug)]
+pub struct Bridge {
+    session_key: String,
+    runs: HashMap<String, Run>,
+    typing: bool,
+}
+
+/// The text of a gateway message: a string, `{content: string}`, or `{content: [{type, text}]}`.
+#[must_use]
+pub fn message_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => match o.get("content")? {
+            Value::String(s) => Some(s.clone()),
+            Value::Array(parts) => Some(
+                parts
+                    .iter()
+                    .filter(|p| {
+                        p.get("type")
+                            .and_then(Value::as_str)
+                            .is_none_or(|t| t == "text")
+                    })
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join(""),
+            ),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Map a `chat.history` answer to the simple list desktops get.
+#[must_use]
+pub fn history_messages(payload: &Value) -> Vec<HistoryMessage> {
+    payload
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(|msgs| {
+            msgs.iter()
+                .filter_map(|m| {
+                    let role = m.get("role").and_then(Value::as_str)?.to_owned();
+                    let text = message_text(m)?;
+                    Some(HistoryMessage {
+                        role,
+                        text,
+                        timestamp: m.get("timestamp").and_then(Value::as_i64),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Bridge {
+    /// A bridge for the gateway session `session_key` (e.g. `main`).
+    #[must_use]
+    pub fn new(session_key: &str) -> Self {
+        Self {
+            session_key: session_key.to_owned(),
+            runs: HashMap::new(),
+            typing: false,
+        }
+    }
+
+    /// The session key used for requests.
+    #[must_use]
+    pub fn session_key(&self) -> &str {
+        &self.session_key
+    }
+
+    /// Whether an event's `sessionKey` (`main` comes back as `agent:main:main`) is ours.
+    #[must_use]
+    pub fn is_ours(&self, key: Option<&str>) -> bool {
+        key.is_some_and(|k| {
+            k == self.session_key || k.rsplit(':').next() == Some(self.session_key.as_str())
+        })
+    }
+
+    /// Runs still streaming.
+    #[must_use]
+    pub fn runs_in_flight(&self) -> usize {
+        self.runs.len()
+    }
+
+    fn set_typing(&mut self, on: bool, out: &mut Vec<ToDesktop>) {
+        if self.typing != on {
+            self.typing = on;
+            out.push(ToDesktop::ChatTyping { on });
+        }
+    }
+
+    /// Feed one gateway event.
+    pub fn on_event(&mut self, name: &str, payload: &Value) -> Vec<ToDesktop> {
+        if !self.is_ours(payload.get("sessionKey").and_then(Value::as_str)) {
+            return Vec::new();
+        }
+        match name {
+            "chat" => self.on_chat(payload),
+            "agent" => self.on_agent(payload),
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_agent(&mut self, p: &Value) -> Vec<ToDesktop> {
+        let mut out = Vec::new();
+        if p.get("stream").and_then(Value::as_str) != Some("lifecycle") {
+            return out;
+        }
+        match p.pointer("/data/phase").and_then(Value::as_str) {
+            Some("start") => self.set_typing(true, &mut out),
+            Some("end" | "error") => self.set_typing(false, &mut out),
+            _ => {}
+        }
+        out
+    }
+
+    fn on_chat(&mut self, p: &Value) -> Vec<ToDesktop> {
+        let mut out = Vec::new();
+        let Some(run_id) = p.get("runId").and_then(Value::as_str).map(str::to_owned) else {
+            return out;
+        };
+        let seq = p.get("seq").and_then(Value::as_u64);
+        match p.get("state").and_then(Value::as_str) {
+            Some("delta") => {
+                let run = self.runs.entry(run_id.clone()).or_default();
+                if let (Some(s), Some(last)) = (seq, run.last_seq) {
+                    if s <= last {
+                        return out; // repeated or backward: a duplicate
+                    }
+                }
+                if seq.is_some() {
+                    run.last_seq = seq;
+                }
+                let delta = p.get("deltaText").and_then(Value::as_str);
+                let snapshot = p.get("message").and_then(message_text);
+                let replace = p.get("replace").and_then(Value::as_bool).unwrap_or(false);
+                let target = if replace {
+                    match delta.map(str::to_owned).or(snapshot) {
+                        Some(t) => t,
+                        None => return out,
+                    }
+                } else if let Some(s) = snapshot {
+                    s
+                } else if let Some(d) = delta {
+                    format!("{}{d}", run.forwarded)
+                } else {
+                    return out;
+                };
+                if let Some(inc) = target
+                    .strip_prefix(run.forwarded.as_str())
+                    .filter(|_| !replace)
+                {
+                    if !inc.is_empty() {
+                        run.out_seq += 1;
+                        out.push(ToDesktop::ChatDelta {
+                            run_id,
+                            seq: run.out_seq,
+                            text: inc.to_owned(),
+                            replace: false,
+                        });
+                    }
+                } else {
+                    run.out_seq += 1;
+                    out.push(ToDesktop::ChatDelta {
+                        run_id,
+                        seq: run.out_seq,
+                        text: target.clone(),
+                        replace: true,
+                    });
+                }
+                run.forwarded = target;
+            }
+            Some("final") => {
+                let run = self.runs.remove(&run_id).unwrap_or_default();
+                let text = p
+                    .get("message")
+                    .and_then(message_text)
+                    .unwrap_or(run.forwarded);
+                out.push(ToDesktop::ChatReply { run_id, text });
+                if self.runs.is_empty() {
+                    self.set_typing(false, &mut out);
+                }
+            }
+            Some("aborted") => {
+                self.runs.remove(&run_id);
+                out.push(ToDesktop::ChatAborted { run_id });
+                if self.runs.is_empty() {
+                    self.set_typing(false, &mut out);
+                }
+            }
+            Some("error") => {
+                self.runs.remove(&run_id);
+                let message = p
+                    .get("errorMessage")
+                    .and_then(Value::as_str)
+                    .unwrap_or("the agent's run failed");
+                let kind = p.get("errorKind").and_then(Value::as_str);
+                let message = match kind {
+                    Some(k) => format!("{message} ({k})"),
+                    None => message.to_owned(),
+                };
+                out.push(ToDesktop::ChatError {
+                    run_id: Some(run_id),
+                    message,
+                });
+                if self.runs.is_empty() {
+                    self.set_typing(false, &mut out);
+                }
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// The gateway connection was (re-)established or lost: runs in flight are gone.
+    pub fn reset(&mut self, why: &str) -> Vec<ToDesktop> {
+        let mut out: Vec<ToDesktop> = self
+            .runs
+            .drain()
+            .map(|(run_id, _)| ToDesktop::ChatError {
+                run_id: Some(run_id),
+                message: format!("the reply was interrupted: {why}"),
+            })
+            .collect();
+        self.set_typing(false, &mut out);
+        out
+    }
+
+    /// Typing has been on with no news for too long: turn it off so it never sticks.
+    pub fn typing_timed_out(&mut self) -> Vec<ToDesktop> {
+        let mut out = Vec::new();
+        self.set_typing(false, &mut out);
+        out
+    }
+
+    /// Whether the typing indicator is on.
+    #[must_use]
+    pub fn typing(&self) -> bool {
+        self.typing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn delta(seq: u64, delta: &str, snapshot: &str) -> Value {
+        json!({"runId":"r","seq":seq,"sessionKey":"agent:main:main","state":"delta","deltaText":delta,
+               "message":{"content":[{"text":snapshot,"type":"text"}],"role":"assistant"}})
+    }
+
+    fn texts(out: &[ToDesktop]) -> Vec<String> {
+        out.iter()
+            .filter_map(|m| match m {
+                ToDesktop::ChatDelta { text, replace, .. } => Some(if *replace {
+                    format!("={text}")
+                } else {
+                    text.clone()
+                }),
+                ToDesktop::ChatReply { text, .. } => Some(format!("final:{text}")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The sequence recorded from openclaw 2026.9.6 for a 5-word reply (trimmed).
+    #[test]
+    fn a_recorded_stream_becomes_increments_then_the_final_text() {
+        let mut b = Bridge::new("main");
+        let mut out = b.on_event("agent", &json!({"runId":"r","seq":3,"sessionKey":"agent:main:main","stream":"lifecycle","data":{"phase":"start"}}));
+        out.extend(b.on_event("chat", &delta(6, "ok:", "ok:")));
+        out.extend(b.on_event("chat", &delta(7, " w1", "ok: w1")));
+        out.extend(b.on_event("chat", &delta(8, " w2", "ok: w1 w2")));
+        out.extend(b.on_event("chat", &json!({"runId":"r","seq":15,"sessionKey":"agent:main:main","state":"final","message":{"content":[{"text":"ok: w1 w2","type":"text"}],"role":"assistant"}})));
+        out.extend(b.on_event("agent", &json!({"runId":"r","seq":16,"sessionKey":"agent:main:main","stream":"lifecycle","data":{"phase":"end"}})));
+        assert_eq!(out.first(), Some(&ToDesktop::ChatTyping { on: true }));
+        assert_eq!(texts(&out), vec!["ok:", " w1", " w2", "final:ok: w1 w2"]);
+        assert_eq!(out.last(), Some(&ToDesktop::ChatTyping { on: false }));
+        let seqs: Vec<u64> = out
+            .iter()
+            .filter_map(|m| {
+                if let ToDesktop::ChatDelta { seq, .. } = m {
+                    Some(*seq)
+                } else {
+                    None
+                }
+            })
+            .collect();
+        assert_eq!(seqs, vec![1, 2, 3], "our own per-run seq, no gaps");
+    }
+
+    #[test]
+    fn merged_bursts_gaps_and_duplicates_reconcile_by_snapshot() {
+        let mut b = Bridge::new("main");
+        let mut out = b.on_event("chat", &delta(2, "ok:", "ok:"));
+        // a merged burst: the increment covers two chunks; seq jumps
+        out.extend(b.on_event("chat", &delta(9, " w1 w2", "ok: w1 w2")));
+        // a repeated and a backward seq are duplicates
+        out.extend(b.on_event("chat", &delta(9, " w1 w2", "ok: w1 w2")));
+        out.extend(b.on_event("chat", &delta(5, " w1", "ok: w1")));
+        // a missed delta: the snapshot carries what was missed
+        out.extend(b.on_event("chat", &delta(12, " w4", "ok: w1 w2 w3 w4")));
+        assert_eq!(texts(&out), vec!["ok:", " w1 w2", " w3 w4"]);
+    }
+
+    #[test]
+    fn replace_sends_the_whole_text_and_final_without_message_uses_what_was_accumulated() {
+        let mut b = Bridge::new("main");
+        let mut out = b.on_event("chat", &delta(1, "draft", "draft"));
+        out.extend(b.on_event("chat", &json!({"runId":"r","seq":2,"sessionKey":"agent:main:main","state":"delta","deltaText":"Better","replace":true,"message":{"content":[{"text":"Better","type":"text"}]}})));
+        out.extend(b.on_event("chat", &json!({"runId":"r","seq":3,"sessionKey":"agent:main:main","state":"delta","deltaText":" text"})));
+        out.extend(b.on_event(
+            "chat",
+            &json!({"runId":"r","seq":4,"sessionKey":"agent:main:main","state":"final"}),
+        ));
+        assert_eq!(
+            texts(&out),
+            vec!["draft", "=Better", " text", "final:Better text"]
+        );
+    }
+
+    #[test]
+    fn aborts_errors_and_resets_end_runs_and_typing() {
+        let mut b = Bridge::new("main");
+        b.on_event("agent", &json!({"runId":"r","sessionKey":"agent:main:main","stream":"lifecycle","data":{"phase":"start"}}));
+        b.on_event("chat", &delta(1, "x", "x"));
+        let out = b.on_event(
+            "chat",
+            &json!({"runId":"r","seq":2,"sessionKey":"agent:main:main","state":"aborted"}),
+        );
+        assert!(out.contains(&ToDesktop::ChatAborted { run_id: "r".into() }));
+        assert!(out.contains(&ToDesktop::ChatTyping { on: false }));
+        b.on_event("chat", &json!({"runId":"e","seq":1,"sessionKey":"agent:main:main","state":"delta","deltaText":"y"}));
+        let out = b.on_event("chat", &json!({"runId":"e","seq":2,"sessionKey":"agent:main:main","state":"error","errorMessage":"model failed","errorKind":"provider"}));
+        assert_eq!(
+            out[0],
+            ToDesktop::ChatError {
+                run_id: Some("e".into()),
+                message: "model failed (provider)".into()
+            }
+        );
+        b.on_event("agent", &json!({"runId":"z","sessionKey":"agent:main:main","stream":"lifecycle","data":{"phase":"start"}}));
+        b.on_event("chat", &delta(1, "z", "z"));
+        let out = b.reset("the gateway restarted");
+        assert!(
+            matches!(&out[0], ToDesktop::ChatError { run_id: Some(r), message } if r == "r" && message.contains("restarted"))
+        );
+        assert_eq!(out.last(), Some(&ToDesktop::ChatTyping { on: false }));
+        assert_eq!(b.runs_in_flight(), 0);
+    }
+
+    #[test]
+    fn other_sessions_are_ignored_and_history_maps_simply() {
+        let mut b = Bridge::new("main");
+        let other = json!({"runId":"r","seq":1,"sessionKey":"agent:main:other","state":"delta","deltaText":"x"});
+        assert!(b.on_event("chat", &other).is_empty());
+        assert!(b.is_ours(Some("main")) && b.is_ours(Some("agent:main:main")) && !b.is_ours(None));
+        let h = history_messages(&json!({"messages":[
+            {"role":"user","content":"hi","timestamp":5},
+            {"role":"assistant","content":[{"type":"text","text":"hello"},{"type":"tool_use","text":"ignored"},{"type":"text","text":"!"}]},
+            {"no":"role"}
+        ]}));
+        assert_eq!(
+            h,
+            vec![
+                HistoryMessage {
+                    role: "user".into(),
+                    text: "hi".into(),
+                    timestamp: Some(5)
+                },
+                HistoryMessage {
+                    role: "assistant".into(),
+                    text: "hello!".into(),
+                    timestamp: None
+                },
+            ]
+        );
+    }
+}
