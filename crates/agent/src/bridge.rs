@@ -4,6 +4,10 @@
 //! increment so merged bursts and missed deltas come out right, honours `replace`, and uses the
 //! text it accumulated when `final` carries no message. Clearing run state whenever the gateway
 //! connection changes tells desktops the truth instead of leaving a reply spinning.
+//!
+//! Deltas carry the gateway's own per-run seq (strictly increasing, gaps allowed), so a restarted
+//! agent process continues the numbering a desktop already has; the first delta a process forwards
+//! for a run replaces the text wholesale, so a desktop that saw part of the run converges.
 
 use std::collections::HashMap;
 
@@ -17,8 +21,10 @@ struct Run {
     forwarded: String,
     /// Last gateway seq seen for this run.
     last_seq: Option<u64>,
-    /// Our per-run delta counter.
+    /// The seq of the last delta forwarded (the gateway's, or our own when it gives none).
     out_seq: u64,
+    /// Whether this process forwarded anything for the run yet.
+    started: bool,
 }
 
 /// Run state for one gateway session.
@@ -171,28 +177,27 @@ impl Bridge {
                 } else {
                     return out;
                 };
-                if let Some(inc) = target
+                run.out_seq = seq.unwrap_or(run.out_seq + 1).max(run.out_seq + 1);
+                let out_seq = run.out_seq;
+                let increment = target
                     .strip_prefix(run.forwarded.as_str())
-                    .filter(|_| !replace)
-                {
-                    if !inc.is_empty() {
-                        run.out_seq += 1;
-                        out.push(ToDesktop::ChatDelta {
-                            run_id,
-                            seq: run.out_seq,
-                            text: inc.to_owned(),
-                            replace: false,
-                        });
-                    }
-                } else {
-                    run.out_seq += 1;
-                    out.push(ToDesktop::ChatDelta {
+                    .filter(|_| !replace && run.started);
+                match increment {
+                    Some("") => {}
+                    Some(inc) => out.push(ToDesktop::ChatDelta {
                         run_id,
-                        seq: run.out_seq,
+                        seq: out_seq,
+                        text: inc.to_owned(),
+                        replace: false,
+                    }),
+                    None => out.push(ToDesktop::ChatDelta {
+                        run_id,
+                        seq: out_seq,
                         text: target.clone(),
                         replace: true,
-                    });
+                    }),
                 }
+                run.started = true;
                 run.forwarded = target;
             }
             Some("final") => {
@@ -300,7 +305,7 @@ mod tests {
         out.extend(b.on_event("chat", &json!({"runId":"r","seq":15,"sessionKey":"agent:main:main","state":"final","message":{"content":[{"text":"ok: w1 w2","type":"text"}],"role":"assistant"}})));
         out.extend(b.on_event("agent", &json!({"runId":"r","seq":16,"sessionKey":"agent:main:main","stream":"lifecycle","data":{"phase":"end"}})));
         assert_eq!(out.first(), Some(&ToDesktop::ChatTyping { on: true }));
-        assert_eq!(texts(&out), vec!["ok:", " w1", " w2", "final:ok: w1 w2"]);
+        assert_eq!(texts(&out), vec!["=ok:", " w1", " w2", "final:ok: w1 w2"]);
         assert_eq!(out.last(), Some(&ToDesktop::ChatTyping { on: false }));
         let seqs: Vec<u64> = out
             .iter()
@@ -312,7 +317,11 @@ mod tests {
                 }
             })
             .collect();
-        assert_eq!(seqs, vec![1, 2, 3], "our own per-run seq, no gaps");
+        assert_eq!(
+            seqs,
+            vec![6, 7, 8],
+            "the gateway's per-run seq, so a restarted agent continues it"
+        );
     }
 
     #[test]
@@ -326,7 +335,24 @@ mod tests {
         out.extend(b.on_event("chat", &delta(5, " w1", "ok: w1")));
         // a missed delta: the snapshot carries what was missed
         out.extend(b.on_event("chat", &delta(12, " w4", "ok: w1 w2 w3 w4")));
-        assert_eq!(texts(&out), vec!["ok:", " w1 w2", " w3 w4"]);
+        assert_eq!(texts(&out), vec!["=ok:", " w1 w2", " w3 w4"]);
+    }
+
+    #[test]
+    fn a_restarted_agent_joining_mid_run_replaces_the_text_and_continues_the_seq() {
+        let mut b = Bridge::new("main");
+        let out = b.on_event("chat", &delta(40, " w7", "ok: w1 w2 w3 w4 w5 w6 w7"));
+        assert_eq!(
+            out,
+            vec![ToDesktop::ChatDelta {
+                run_id: "r".into(),
+                seq: 40,
+                text: "ok: w1 w2 w3 w4 w5 w6 w7".into(),
+                replace: true
+            }]
+        );
+        let out = b.on_event("chat", &delta(41, " w8", "ok: w1 w2 w3 w4 w5 w6 w7 w8"));
+        assert_eq!(texts(&out), vec![" w8"]);
     }
 
     #[test]
@@ -341,7 +367,7 @@ mod tests {
         ));
         assert_eq!(
             texts(&out),
-            vec!["draft", "=Better", " text", "final:Better text"]
+            vec!["=draft", "=Better", " text", "final:Better text"]
         );
     }
 

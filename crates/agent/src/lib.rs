@@ -4,7 +4,17 @@
 //! - [`gateway`]: a client for the gateway's WebSocket protocol, usable on its own.
 //! - [`bridge`]: gateway chat/agent events → desktop messages (pure reconciliation).
 //! - [`files`]: private atomic writes and damaged-file handling for the state dir.
+//! - [`state`]: the state dir: keys, pairings, sealed pending messages.
+//! - [`config`]: gateway URL and token resolution (flags, env, the local OpenClaw config).
+//! - [`pair`]: `clawtray-agent pair` — claim a nameplate, show the code, run the first pairing.
+//! - [`link`]: one paired desktop's relay connection, meetings and outbox.
+//! - [`service`]: `clawtray-agent run` — the hub between links and the gateway.
 
 pub mod bridge;
+pub mod config;
 pub mod files;
 pub mod gateway;
+pub mod link;
+pub mod pair;
+pub mod service;
+pub mod state;

@@ -1,1 +1,271 @@
-fn main() {}
+//! `clawtray-agent`: command line, logging and signals. Everything else is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use clawtray_agent::config::{check_ws_url, resolve_gateway, GatewayInputs};
+use clawtray_agent::gateway::{GatewayClient, GatewayConfig, GatewayEvent};
+use clawtray_agent::service::{self, ServiceConfig};
+use clawtray_agent::state::StateDir;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "clawtray-agent",
+    version,
+    about = "Pair desktops with your OpenClaw gateway through a clawtray relay"
+)]
+struct Args {
+    /// Where keys, pairings and queued messages live (default: the platform data dir).
+    #[arg(long, env = "CLAWTRAY_AGENT_STATE_DIR", global = true)]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, clap::Args)]
+struct GatewayArgs {
+    /// The OpenClaw gateway (default: from the local OpenClaw config, else ws://127.0.0.1:18789).
+    #[arg(long)]
+    gateway: Option<String>,
+    /// The gateway token (default: OPENCLAW_GATEWAY_TOKEN, else the local OpenClaw config).
+    #[arg(long)]
+    gateway_token: Option<String>,
+    /// Allow sending the token over ws:// to another machine.
+    #[arg(long)]
+    allow_insecure_gateway: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Show a pairing code and pair one desktop.
+    Pair {
+        /// The relay both sides use.
+        #[arg(long, env = "CLAWTRAY_RELAY", default_value = "ws://127.0.0.1:8765")]
+        relay: String,
+        /// How this agent is shown on the desktop.
+        #[arg(long)]
+        name: Option<String>,
+        /// Allow a ws:// relay on another machine.
+        #[arg(long)]
+        allow_insecure_relay: bool,
+    },
+    /// Serve every paired desktop (the long-lived service).
+    Run {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+        /// The gateway chat session to use.
+        #[arg(long, default_value = "main")]
+        session_key: String,
+    },
+    /// Show paired desktops and whether the gateway is reachable.
+    Status {
+        #[command(flatten)]
+        gateway: GatewayArgs,
+    },
+    /// Forget a paired desktop (by name or session id), or all of them.
+    Unpair { name: Option<String> },
+}
+
+fn state_dir(args: &Args) -> Result<StateDir, String> {
+    args.state_dir
+        .clone()
+        .or_else(|| {
+            directories::ProjectDirs::from("", "", "clawtray-agent")
+                .map(|d| d.data_dir().to_owned())
+        })
+        .map(StateDir::new)
+        .ok_or_else(|| "no home directory; pass --state-dir".into())
+}
+
+fn gateway_config(g: &GatewayArgs, state: &StateDir) -> Result<GatewayConfig, String> {
+    let (url, token) = resolve_gateway(&GatewayInputs {
+        url: g.gateway.clone(),
+        token: g.gateway_token.clone(),
+        env_token: std::env::var("OPENCLAW_GATEWAY_TOKEN").ok(),
+        config_path: std::env::var_os("OPENCLAW_CONFIG_PATH").map(PathBuf::from),
+        home: directories::BaseDirs::new().map(|b| b.home_dir().to_owned()),
+        allow_insecure: g.allow_insecure_gateway,
+    })?;
+    Ok(GatewayConfig {
+        url,
+        token,
+        identity_path: state.gateway_identity_path(),
+        request_timeout: Duration::from_secs(30),
+        connect_timeout: Duration::from_secs(15),
+    })
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "OpenClaw agent".into())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn run(args: Args) -> Result<ExitCode, String> {
+    let state = state_dir(&args)?;
+    match args.command {
+        Cmd::Pair {
+            relay,
+            name,
+            allow_insecure_relay,
+        } => {
+            check_ws_url(&relay, true, allow_insecure_relay)?;
+            let name = name.unwrap_or_else(host_name);
+            clawtray_agent::pair::pair(&state, &relay, &name, &mut std::io::stdout()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run {
+            gateway,
+            session_key,
+        } => {
+            let gw = gateway_config(&gateway, &state)?;
+            service::run(
+                ServiceConfig {
+                    state,
+                    gateway: gw,
+                    session_key,
+                },
+                shutdown_signal(),
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Status { gateway } => {
+            let pairings = state.pairings()?;
+            if pairings.is_empty() {
+                println!("no paired desktops: run `clawtray-agent pair`");
+            }
+            for p in &pairings {
+                println!(
+                    "paired: {} (session {}, via {})",
+                    p.desktop_name, p.session, p.relay_url
+                );
+            }
+            let gw = gateway_config(&gateway, &state)?;
+            let url = gw.url.clone();
+            let (_client, mut events) = GatewayClient::start(gw)?;
+            let reached = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    match events.recv().await {
+                        Ok(GatewayEvent::Connected { server_version, .. }) => {
+                            return Ok(server_version)
+                        }
+                        Ok(GatewayEvent::Disconnected { reason }) => return Err(reason),
+                        Ok(_) => {}
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            })
+            .await;
+            match reached {
+                Ok(Ok(v)) => println!("gateway: reachable at {url} (OpenClaw {v})"),
+                Ok(Err(e)) => println!("gateway: not reachable: {e}"),
+                Err(_) => println!("gateway: no answer from {url}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Unpair { name } => {
+            let pairings = state.pairings()?;
+            let chosen: Vec<_> = pairings
+                .iter()
+                .filter(|p| {
+                    name.as_deref()
+                        .is_none_or(|n| p.desktop_name == n || p.session == n)
+                })
+                .collect();
+            if chosen.is_empty() {
+                println!("no matching paired desktop");
+                return Ok(ExitCode::from(3));
+            }
+            for p in chosen {
+                if let Ok(Some(token)) = state.token(&p.session) {
+                    revoke(p, token.expose()).await;
+                }
+                state.remove_pairing(&p.session)?;
+                println!("unpaired {}", p.desktop_name);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Best effort: tell the relay, so the desktop learns at once.
+async fn revoke(p: &clawtray_agent::state::Pairing, token: &str) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let Ok(mut url) = url::Url::parse(&p.relay_url) else {
+        return;
+    };
+    url.set_path("/v1/agent");
+    url.query_pairs_mut()
+        .append_pair("session", &p.session)
+        .append_pair("instance", "unpair");
+    let Ok(mut req) = url.as_str().into_client_request() else {
+        return;
+    };
+    let Ok(v) = format!("Bearer {token}").parse() else {
+        return;
+    };
+    req.headers_mut().insert("authorization", v);
+    if let Ok(Ok((mut ws, _))) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    {
+        let _ = ws.next().await;
+        let _ = ws
+            .send(tokio_tungstenite::tungstenite::Message::text(
+                clawtray_proto::control::ControlFrame::Revoke.to_json(),
+            ))
+            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), ws.next()).await;
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLAWTRAY_LOG")
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! One paired desktop's relay link: an actor that keeps the session connected (backoff 1 s → 30 s
+//! with jitter, WebSocket heartbeats), answers the desktop's meetings, seals what the hub sends
+//! through the proto endpoint, and persists its outbox write-through — a message for a desktop that
+//! is away waits there, in order, across agent restarts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tracing::{debug, info, warn};
+
+use clawtray_outbox::Outbox;
+use clawtray_proto::chat::{ToAgent, ToDesktop};
+use clawtray_proto::control::ControlFrame;
+use clawtray_proto::delivery::Delivery;
+use clawtray_proto::endpoint::{Endpoint, Event};
+use clawtray_proto::secret::{fill_random, SecretKey, SecretString, StaticKeypair};
+use clawtray_proto::Role;
+
+use crate::state::Pairing;
+
+/// Messages that may wait for one desktop.
+pub const LINK_OUTBOX_CAPACITY: usize = 20_000;
+const PING_INTERVAL: Duration = Duration::from_secs(20);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Orders from the hub.
+#[derive(Debug)]
+pub enum LinkCmd {
+    /// Deliver this to the desktop (queued while it is away).
+    Send(ToDesktop),
+    /// Stop (unpaired).
+    Stop,
+}
+
+/// Reports to the hub.
+#[derive(Debug)]
+pub enum HubEvent {
+    /// A message from the desktop, delivered once, in order.
+    FromDesktop { session: String, msg: ToAgent },
+    /// A meeting with the desktop is established.
+    DesktopOnline { session: String },
+    /// The relay says the pairing is gone for good.
+    PairingEnded { session: String, reason: String },
+}
+
+/// Everything a link needs.
+pub struct LinkConfig {
+    pub pairing: Pairing,
+    pub token: SecretString,
+    pub key: StaticKeypair,
+    pub instance: String,
+    pub outbox_path: std::path::PathBuf,
+    pub sealing_key: SecretKey,
+}
+
+/// Start a link; returns its command sender.
+pub fn spawn(
+    cfg: LinkConfig,
+    hub: mpsc::Sender<HubEvent>,
+) -> Result<mpsc::Sender<LinkCmd>, String> {
+    let desktop = cfg.pairing.desktop_key()?;
+    let outbox: Outbox<ToDesktop> =
+        Outbox::open(&cfg.outbox_path, &cfg.sealing_key).map_err(|e| e.to_string())?;
+    let (state, unreadable) = outbox.load().map_err(|e| e.to_string())?;
+    if unreadable > 0 {
+        warn!(session = %cfg.pairing.session, unreadable, "some queued messages for a desktop could not be read back and were dropped");
+    }
+    let endpoint = Endpoint::new(
+        Role::Agent,
+        cfg.key.clone(),
+        desktop,
+        cfg.pairing.session.clone(),
+        Delivery::restore(state, LINK_OUTBOX_CAPACITY),
+    );
+    let (tx, rx) = mpsc::channel(4096);
+    let link = Link {
+        cfg,
+        hub,
+        rx,
+        endpoint,
+        outbox,
+    };
+    tokio::spawn(link.run());
+    Ok(tx)
+}
+
+struct Link {
+    cfg: LinkConfig,
+    hub: mpsc::Sender<HubEvent>,
+    rx: mpsc::Receiver<LinkCmd>,
+    endpoint: Endpoint<ToDesktop, ToAgent>,
+    outbox: Outbox<ToDesktop>,
+}
+
+enum Ended {
+    Stop,
+    Permanent(String),
+    Transient(String),
+}
+
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let r = if fill_random(&mut b).is_ok() {
+        f64::from(u16::from_le_bytes(b)) / 65535.0
+    } else {
+        0.5
+    };
+    d.mul_f64(0.8 + 0.4 * r)
+}
+
+pub(crate) fn tls_connector() -> Connector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
+        Ok(b) => Connector::Rustls(Arc::new(
+            b.with_root_certificates(roots).with_no_client_auth(),
+        )),
+        Err(_) => Connector::Plain,
+    }
+}
+
+impl Link {
+    fn session(&self) -> &str {
+        &self.cfg.pairing.session
+    }
+
+    async fn run(mut self) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let ended = match self.connect().await {
+                Ok(mut ws) => {
+                    backoff = Duration::from_secs(1);
+                    let e = self.serve(&mut ws).await;
+                    self.endpoint.peer_left();
+                    e
+                }
+                Err(e) => e,
+            };
+            match ended {
+                Ended::Stop => return,
+                Ended::Permanent(reason) => {
+                    warn!(session = %self.session(), %reason, "the relay ended this pairing");
+                    let _ = self
+                        .hub
+                        .send(HubEvent::PairingEnded {
+                            session: self.session().to_owned(),
+                            reason,
+                        })
+                        .await;
+                    return;
+                }
+                Ended::Transient(reason) => {
+                    let wait = jitter(backoff);
+                    info!(session = %self.session(), %reason, retry_in_ms = wait.as_millis() as u64, "relay link down");
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    let deadline = Instant::now() + wait;
+                    loop {
+                        tokio::select! {
+                            () = sleep_until(deadline) => break,
+                            cmd = self.rx.recv() => match cmd {
+                                None | Some(LinkCmd::Stop) => return,
+                                Some(LinkCmd::Send(m)) => { let _ = self.enqueue(m); }
+                            },
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connect(&mut self) -> Result<Ws, Ended> {
+        let mut url = url::Url::parse(&self.cfg.pairing.relay_url)
+            .map_err(|e| Ended::Permanent(format!("bad relay URL: {e}")))?;
+        url.set_path("/v1/agent");
+        url.query_pairs_mut()
+            .clear()
+            .append_pair("session", &self.cfg.pairing.session)
+            .append_pair("instance", &self.cfg.instance);
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| Ended::Permanent(e.to_string()))?;
+        let auth = format!("Bearer {}", self.cfg.token.expose())
+            .parse()
+            .map_err(|_| Ended::Permanent("token is not a valid header".into()))?;
+        req.headers_mut().insert("authorization", auth);
+        let connect = tokio_tungstenite::connect_async_tls_with_config(
+            req,
+            None,
+            true,
+            Some(tls_connector()),
+        );
+        let mut ws = match tokio::time::timeout(Duration::from_secs(15), connect).await {
+            Ok(Ok((ws, _))) => ws,
+            Ok(Err(e)) => return Err(Ended::Transient(format!("relay unreachable: {e}"))),
+            Err(_) => return Err(Ended::Transient("relay connect timed out".into())),
+        };
+        match tokio::time::timeout(Duration::from_secs(15), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => match ControlFrame::from_json(t.as_str()) {
+                Ok(ControlFrame::Resumed { peer_online }) => {
+                    debug!(session = %self.session(), peer_online, "relay link up");
+                    Ok(ws)
+                }
+                Ok(ControlFrame::Error { code, message }) if code.is_permanent() => {
+                    Err(Ended::Permanent(message))
+                }
+                Ok(ControlFrame::Error { code, message }) => {
+                    Err(Ended::Transient(format!("{code}: {message}")))
+                }
+                _ => Err(Ended::Transient(
+                    "unexpected first frame from the relay".into(),
+                )),
+            },
+            _ => Err(Ended::Transient("the relay did not answer".into())),
+        }
+    }
+
+    /// Persist, then hand to the endpoint. Returns frames to transmit now.
+    fn enqueue(&mut self, m: ToDesktop) -> Vec<Vec<u8>> {
+        let seq = self.endpoint.delivery().next_seq();
+        if let Err(e) = self.outbox.enqueue(seq, &m) {
+            warn!(session = %self.session(), error = %e, "cannot persist a message for the desktop; it is kept in memory only");
+        }
+        match self.endpoint.send(m) {
+            Ok((_, events)) => events
+                .into_iter()
+                .filter_map(|e| {
+                    if let Event::Transmit(f) = e {
+                        Some(f)
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+            Err(e) => {
+                warn!(session = %self.session(), error = %e, "a message for the desktop was dropped");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn serve(&mut self, ws: &mut Ws) -> Ended {
+        let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
+        let mut awaiting_pong = false;
+        loop {
+            tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    None | Some(LinkCmd::Stop) => {
+                        let _ = ws.close(None).await;
+                        return Ended::Stop;
+                    }
+                    Some(LinkCmd::Send(m)) => {
+                        for f in self.enqueue(m) {
+                            if ws.send(Message::binary(f)).await.is_err() {
+                                return Ended::Transient("write to the relay failed".into());
+                            }
+                        }
+                    }
+                },
+                msg = ws.next() => {
+                    awaiting_pong = false;
+                    match msg {
+                        None | Some(Err(_)) => return Ended::Transient("relay connection lost".into()),
+                        Some(Ok(Message::Text(t))) => match ControlFrame::from_json(t.as_str()) {
+                            Ok(ControlFrame::PeerOffline) => self.endpoint.peer_left(),
+                            Ok(ControlFrame::Error { code, message }) if code.is_permanent() => return Ended::Permanent(message),
+                            Ok(ControlFrame::Error { code, message }) => return Ended::Transient(format!("{code}: {message}")),
+                            _ => {}
+                        },
+                        Some(Ok(Message::Binary(b))) => {
+                            let events = self.endpoint.on_frame(&b);
+                            if let Err(e) = self.handle(events, ws).await {
+                                return e;
+                            }
+                            if let Some(f) = self.endpoint.flush_ack() {
+                                if ws.send(Message::binary(f)).await.is_err() {
+                                    return Ended::Transient("write to the relay failed".into());
+                                }
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) => return Ended::Transient("the relay closed the connection".into()),
+                        Some(Ok(_)) => {}
+                    }
+                }
+                _ = ping.tick() => {
+                    if awaiting_pong {
+                        return Ended::Transient("the relay stopped answering (dead link)".into());
+                    }
+                    awaiting_pong = true;
+                    if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        return Ended::Transient("write to the relay failed".into());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, events: Vec<Event<ToAgent>>, ws: &mut Ws) -> Result<(), Ended> {
+        for e in events {
+            match e {
+                Event::Transmit(f) => ws
+                    .send(Message::binary(f))
+                    .await
+                    .map_err(|_| Ended::Transient("write to the relay failed".into()))?,
+                Event::Deliver { seq, body } => {
+                    if let Err(e) = self.outbox.set_delivered(seq) {
+                        warn!(error = %e, "cannot record a delivered message");
+                    }
+                    let _ = self
+                        .hub
+                        .send(HubEvent::FromDesktop {
+                            session: self.session().to_owned(),
+                            msg: body,
+                        })
+                        .await;
+                }
+                Event::Acked(seqs) => {
+                    if let Some(max) = seqs.iter().max() {
+                        if let Err(e) = self.outbox.acked(*max) {
+                            warn!(error = %e, "cannot update the outbox");
+                        }
+                    }
+                }
+                Event::Online => {
+                    info!(session = %self.session(), "desktop online (new meeting)");
+                    let _ = self
+                        .hub
+                        .send(HubEvent::DesktopOnline {
+                            session: self.session().to_owned(),
+                        })
+                        .await;
+                }
+                Event::HandshakeFailed(e) => {
+                    warn!(session = %self.session(), error = %e, "a desktop's handshake failed (wrong keys: possible attack, or the desktop lost its pairing)")
+                }
+                Event::Rejected(e) => debug!(error = %e, "frame rejected"),
+                Event::MeetingBroken => {
+                    warn!(session = %self.session(), "too many bad frames; waiting for the desktop to start a new meeting")
+                }
+            }
+        }
+        Ok(())
+    }
+}
