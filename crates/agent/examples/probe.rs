@@ -1,4 +1,4 @@
-//! Prints the chat events the real gateway emits for one streamed reply (developer aid).
+//! Prints what the real gateway emits when a message is queued behind an active run (developer aid).
 use clawtray_agent::gateway::{GatewayClient, GatewayConfig, GatewayEvent};
 use std::time::Duration;
 #[tokio::main]
@@ -21,43 +21,35 @@ async fn main() {
             break;
         }
     }
-    let msg = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "hi #id=p# #words=4# #delay=120#".into());
-    println!(
-        "send: {:?}",
-        client
-            .request(
-                "chat.send",
-                serde_json::json!({"sessionKey":"probe","message":msg,"idempotencyKey":"probe-1"})
-            )
-            .await
-    );
+    println!("A: {:?}", client.request("chat.send", serde_json::json!({"sessionKey":"probe","message":"first #id=A# #words=8# #delay=150#","idempotencyKey":"run-A","queueMode":"followup"})).await);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    println!("B: {:?}", client.request("chat.send", serde_json::json!({"sessionKey":"probe","message":"second #id=B# #words=2#","idempotencyKey":"run-B","queueMode":"followup"})).await);
     let t = tokio::time::Instant::now();
-    while t.elapsed() < Duration::from_secs(15) {
+    while t.elapsed() < Duration::from_secs(12) {
         if let Ok(Ok(GatewayEvent::Event { name, payload })) =
-            tokio::time::timeout(Duration::from_secs(15), ev.recv()).await
+            tokio::time::timeout(Duration::from_secs(12), ev.recv()).await
         {
+            let state = payload.get("state").and_then(|s| s.as_str()).unwrap_or("");
             let stream = payload.get("stream").and_then(|s| s.as_str()).unwrap_or("");
-            if name == "chat" && payload.get("state").and_then(|s| s.as_str()) != Some("status")
-                || name == "agent" && stream == "lifecycle"
-            {
-                println!("{name} {}", payload);
+            if state == "delta" {
+                continue;
             }
-            if name == "chat" && payload.get("state").and_then(|s| s.as_str()) == Some("final") {
-                break;
+            if name == "agent" && stream != "lifecycle" && stream != "run_status" {
+                continue;
             }
+            let mut p = payload.clone();
+            if let Some(o) = p.as_object_mut() {
+                o.remove("message");
+                o.remove("agentId");
+                if let Some(d) = o.get_mut("data").and_then(|d| d.as_object_mut()) {
+                    d.remove("terminalReceipt");
+                    d.remove("terminalReply");
+                }
+            }
+            println!(
+                "{name} {}",
+                p.to_string().chars().take(330).collect::<String>()
+            );
         }
     }
-    println!(
-        "history: {}",
-        client
-            .request(
-                "chat.history",
-                serde_json::json!({"sessionKey":"probe","limit":10})
-            )
-            .await
-            .map(|v| v.get("messages").cloned().unwrap_or_default().to_string())
-            .unwrap_or_default()
-    );
 }

@@ -33,6 +33,11 @@ pub struct Bridge {
     session_key: String,
     runs: HashMap<String, Run>,
     typing: bool,
+    /// Our runs the gateway queued behind an active run (it answers `final` with no message and
+    /// no stop reason, then runs the message later under a new run id), oldest first.
+    queued: std::collections::VecDeque<String>,
+    /// gateway run id → the run id desktops know.
+    aliases: HashMap<String, String>,
 }
 
 /// The text of a gateway message: a string, `{content: string}`, or `{content: [{type, text}]}`.
@@ -58,6 +63,17 @@ pub fn message_text(v: &Value) -> Option<String> {
         },
         _ => None,
     }
+}
+
+/// `completionSource` of a run the gateway started from its queue of followup messages.
+const QUEUE_DISPATCH: &str = "reply-dispatch";
+
+/// A `final` with neither a message nor a stop reason: the gateway queued the message behind an
+/// active run and will answer it later under another run id.
+fn is_queue_marker(p: &Value) -> bool {
+    p.get("state").and_then(Value::as_str) == Some("final")
+        && p.get("message").is_none()
+        && p.get("stopReason").is_none()
 }
 
 /// Map a `chat.history` answer to the simple list desktops get.
@@ -90,6 +106,8 @@ impl Bridge {
             session_key: session_key.to_owned(),
             runs: HashMap::new(),
             typing: false,
+            queued: std::collections::VecDeque::new(),
+            aliases: HashMap::new(),
         }
     }
 
@@ -137,6 +155,18 @@ impl Bridge {
         if p.get("stream").and_then(Value::as_str) != Some("lifecycle") {
             return out;
         }
+        // A run the gateway dispatches from its queue answers the oldest message it queued.
+        let dispatched =
+            p.pointer("/data/completionSource").and_then(Value::as_str) == Some(QUEUE_DISPATCH);
+        if dispatched && p.pointer("/data/phase").and_then(Value::as_str) == Some("start") {
+            if let Some(run) = p.get("runId").and_then(Value::as_str) {
+                if !self.aliases.contains_key(run) && !self.runs.contains_key(run) {
+                    if let Some(ours) = self.queued.pop_front() {
+                        self.aliases.insert(run.to_owned(), ours);
+                    }
+                }
+            }
+        }
         match p.pointer("/data/phase").and_then(Value::as_str) {
             Some("start") => self.set_typing(true, &mut out),
             Some("end" | "error") => self.set_typing(false, &mut out),
@@ -147,11 +177,17 @@ impl Bridge {
 
     fn on_chat(&mut self, p: &Value) -> Vec<ToDesktop> {
         let mut out = Vec::new();
-        let Some(run_id) = p.get("runId").and_then(Value::as_str).map(str::to_owned) else {
+        let Some(gateway_run) = p.get("runId").and_then(Value::as_str).map(str::to_owned) else {
             return out;
         };
         let seq = p.get("seq").and_then(Value::as_u64);
-        match p.get("state").and_then(Value::as_str) {
+        let state = p.get("state").and_then(Value::as_str);
+        let run_id = self
+            .aliases
+            .get(&gateway_run)
+            .cloned()
+            .unwrap_or_else(|| gateway_run.clone());
+        match state {
             Some("delta") => {
                 let run = self.runs.entry(run_id.clone()).or_default();
                 if let (Some(s), Some(last)) = (seq, run.last_seq) {
@@ -200,7 +236,14 @@ impl Bridge {
                 run.started = true;
                 run.forwarded = target;
             }
+            Some("final")
+                if is_queue_marker(p) && !self.runs.get(&run_id).is_some_and(|r| r.started) =>
+            {
+                self.runs.remove(&run_id);
+                self.queued.push_back(run_id);
+            }
             Some("final") => {
+                self.aliases.remove(&gateway_run);
                 let run = self.runs.remove(&run_id).unwrap_or_default();
                 let text = p
                     .get("message")
@@ -212,6 +255,8 @@ impl Bridge {
                 }
             }
             Some("aborted") => {
+                self.aliases.remove(&gateway_run);
+                self.queued.retain(|q| q != &run_id);
                 self.runs.remove(&run_id);
                 out.push(ToDesktop::ChatAborted { run_id });
                 if self.runs.is_empty() {
@@ -219,6 +264,8 @@ impl Bridge {
                 }
             }
             Some("error") => {
+                self.aliases.remove(&gateway_run);
+                self.queued.retain(|q| q != &run_id);
                 self.runs.remove(&run_id);
                 let message = p
                     .get("errorMessage")
@@ -244,10 +291,14 @@ impl Bridge {
 
     /// The gateway connection was (re-)established or lost: runs in flight are gone.
     pub fn reset(&mut self, why: &str) -> Vec<ToDesktop> {
+        self.aliases.clear();
+        let queued: Vec<String> = self.queued.drain(..).collect();
         let mut out: Vec<ToDesktop> = self
             .runs
             .drain()
-            .map(|(run_id, _)| ToDesktop::ChatError {
+            .map(|(run_id, _)| run_id)
+            .chain(queued)
+            .map(|run_id| ToDesktop::ChatError {
                 run_id: Some(run_id),
                 message: format!("the reply was interrupted: {why}"),
             })
@@ -353,6 +404,67 @@ mod tests {
         );
         let out = b.on_event("chat", &delta(41, " w8", "ok: w1 w2 w3 w4 w5 w6 w7 w8"));
         assert_eq!(texts(&out), vec![" w8"]);
+    }
+
+    /// Recorded from openclaw 2026.9.6: a message sent while a run is active gets an empty
+    /// `final` at once, and its real answer later under a new run id.
+    #[test]
+    fn a_queued_message_gets_its_answer_from_the_next_new_run() {
+        let mut b = Bridge::new("main");
+        // an active run the desktop did not start (e.g. the gateway's own recovery turn)
+        let busy = json!({"runId":"busy","seq":5,"sessionKey":"agent:main:main","state":"delta","deltaText":"x","message":{"content":[{"text":"x","type":"text"}]}});
+        b.on_event("chat", &busy);
+        // our message is queued: an empty final for our run id — no reply yet
+        let marker = b.on_event(
+            "chat",
+            &json!({"runId":"ours","seq":1,"sessionKey":"agent:main:main","state":"final"}),
+        );
+        assert!(
+            marker
+                .iter()
+                .all(|m| !matches!(m, ToDesktop::ChatReply { .. })),
+            "{marker:?}"
+        );
+        // the busy run goes on and ends under its own id
+        let out = b.on_event("chat", &json!({"runId":"busy","seq":6,"sessionKey":"agent:main:main","state":"final","stopReason":"stop","message":{"content":[{"text":"x!","type":"text"}]}}));
+        assert!(out.contains(&ToDesktop::ChatReply {
+            run_id: "busy".into(),
+            text: "x!".into()
+        }));
+        // a new run that is not a queue dispatch (e.g. a recovery turn) is not our answer
+        let other = b.on_event("chat", &json!({"runId":"recovery","seq":2,"sessionKey":"agent:main:main","state":"delta","deltaText":"r","message":{"content":[{"text":"r","type":"text"}]}}));
+        assert!(other
+            .iter()
+            .all(|m| !matches!(m, ToDesktop::ChatDelta { run_id, .. } if run_id == "ours")));
+        // then the gateway dispatches our queued message: it comes out under our run id
+        b.on_event("agent", &json!({"runId":"new","seq":3,"sessionKey":"agent:main:main","stream":"lifecycle","data":{"phase":"start","completionSource":"reply-dispatch"}}));
+        let mut out = b.on_event("chat", &json!({"runId":"new","seq":12,"sessionKey":"agent:main:main","state":"delta","deltaText":"ok","message":{"content":[{"text":"ok","type":"text"}]}}));
+        out.extend(b.on_event("chat", &json!({"runId":"new","seq":14,"sessionKey":"agent:main:main","state":"final","stopReason":"stop","message":{"content":[{"text":"ok!","type":"text"}]}})));
+        assert!(
+            out.contains(&ToDesktop::ChatDelta {
+                run_id: "ours".into(),
+                seq: 12,
+                text: "ok".into(),
+                replace: true
+            }),
+            "{out:?}"
+        );
+        assert!(
+            out.contains(&ToDesktop::ChatReply {
+                run_id: "ours".into(),
+                text: "ok!".into()
+            }),
+            "{out:?}"
+        );
+        // a reset reports still-queued runs too
+        b.on_event(
+            "chat",
+            &json!({"runId":"q2","seq":1,"sessionKey":"agent:main:main","state":"final"}),
+        );
+        let out = b.reset("gateway lost");
+        assert!(out
+            .iter()
+            .any(|m| matches!(m, ToDesktop::ChatError { run_id: Some(r), .. } if r == "q2")));
     }
 
     #[test]

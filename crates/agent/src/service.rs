@@ -184,7 +184,7 @@ impl Hub {
                 let r = gw
                     .request(
                         "chat.send",
-                        json!({ "sessionKey": key, "message": text, "idempotencyKey": id }),
+                        json!({ "sessionKey": key, "message": text, "idempotencyKey": id, "queueMode": "followup" }),
                     )
                     .await;
                 let _ = done

@@ -117,11 +117,18 @@ impl StateDir {
             return Ok(StaticKeypair::from_secret(SecretKey::from_bytes(arr)));
         }
         let kp = StaticKeypair::generate().map_err(|e| e.to_string())?;
-        self.write_keys(&KeyFile {
+        let fresh = KeyFile {
             static_secret: b64().encode(kp.secret().expose()),
             tokens: BTreeMap::new(),
-        })?;
-        Ok(kp)
+        };
+        let json = Zeroizing::new(serde_json::to_vec_pretty(&fresh).map_err(|e| e.to_string())?);
+        drop(Zeroizing::new(fresh.static_secret));
+        if files::create_private(&self.dir.join(KEY_FILE), &json)? {
+            Ok(kp)
+        } else {
+            // another process (e.g. `pair` next to `run`) created it first: use that one
+            self.static_key()
+        }
     }
 
     /// A key for sealing files at rest, derived from the static key.
@@ -302,5 +309,34 @@ mod tests {
         .unwrap();
         s.static_key().unwrap();
         assert!(s.load_pending::<Vec<String>>().unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod race_tests {
+    use super::*;
+
+    #[test]
+    fn racing_processes_agree_on_one_static_key() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let keys: Vec<[u8; 32]> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..4)
+                    .map(|_| {
+                        s.spawn(|| {
+                            StateDir::new(dir.path().to_owned())
+                                .static_key()
+                                .unwrap()
+                                .public()
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            assert!(
+                keys.windows(2).all(|w| w[0] == w[1]),
+                "all racers must end with the same key"
+            );
+        }
     }
 }

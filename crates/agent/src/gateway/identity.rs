@@ -77,8 +77,18 @@ impl DeviceIdentity {
             device_token: None,
             path: path.to_owned(),
         };
-        id.save()?;
-        Ok(id)
+        let stored = Stored {
+            private_key: b64url().encode(id.key.to_bytes()),
+            device_token: None,
+        };
+        let json = Zeroizing::new(serde_json::to_vec_pretty(&stored).map_err(|e| e.to_string())?);
+        drop(Zeroizing::new(stored.private_key));
+        if files::create_private(path, &json)? {
+            Ok(id)
+        } else {
+            // another process created it first: use that one
+            Self::parse(&std::fs::read(path).map_err(|e| e.to_string())?, path)
+        }
     }
 
     fn parse(bytes: &[u8], path: &Path) -> Result<Self, String> {

@@ -1,0 +1,233 @@
+//! End-to-end harness: the real OpenClaw gateway (pinned, offline, fake model), the real relay
+//! binary, real `clawtray-agent` processes, and the real desktop core (`RelayClient`).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::broadcast;
+
+use clawtray_client::session_store::MemorySessionStore;
+use clawtray_client::state::PeerPresence;
+use clawtray_client::{ClientConfig, ClientEvent, ConnectionState, RelayClient};
+use clawtray_proto::chat::{GatewayStatus, ToDesktop};
+use clawtray_testkit::gateway::{Gateway, TEST_GATEWAY_TOKEN};
+use clawtray_testkit::relay::Relay;
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// A `clawtray-agent run` process.
+pub struct AgentProc {
+    pub child: Child,
+}
+
+pub fn agent_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_clawtray-agent")
+}
+
+pub fn start_agent(state: &Path, gateway: &Gateway, session_key: &str) -> AgentProc {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state.with_extension("log"))
+        .expect("log");
+    let child = Command::new(agent_bin())
+        .arg("--state-dir")
+        .arg(state)
+        .args([
+            "run",
+            "--gateway",
+            &gateway.url(),
+            "--gateway-token",
+            TEST_GATEWAY_TOKEN,
+            "--session-key",
+            session_key,
+        ])
+        .env("CLAWTRAY_LOG", "clawtray_agent=debug,info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn clawtray-agent run");
+    AgentProc { child }
+}
+
+/// What the desktop saw.
+pub struct Seen {
+    pub rx: broadcast::Receiver<ClientEvent>,
+    pub states: Vec<ConnectionState>,
+    /// message id → run id
+    pub acks: HashMap<String, String>,
+    /// run id → text built from deltas alone (seq-deduped, replace honoured)
+    pub streamed: HashMap<String, (u64, String)>,
+    pub replies: HashMap<String, Vec<String>>,
+    pub aborted: Vec<String>,
+    pub errors: Vec<(Option<String>, String)>,
+    pub statuses: Vec<GatewayStatus>,
+    pub history: Option<Vec<clawtray_proto::chat::HistoryMessage>>,
+}
+
+impl Seen {
+    pub fn new(client: &RelayClient) -> Self {
+        Self {
+            rx: client.subscribe(),
+            states: Vec::new(),
+            acks: HashMap::new(),
+            streamed: HashMap::new(),
+            replies: HashMap::new(),
+            aborted: Vec::new(),
+            errors: Vec::new(),
+            statuses: Vec::new(),
+            history: None,
+        }
+    }
+
+    fn apply(&mut self, ev: ClientEvent) {
+        match ev {
+            ClientEvent::State { state } => self.states.push(state),
+            ClientEvent::Chat { message } => match message {
+                ToDesktop::ChatAck { id, run_id } => {
+                    self.acks.insert(id, run_id);
+                }
+                ToDesktop::ChatDelta {
+                    run_id,
+                    seq,
+                    text,
+                    replace,
+                } => {
+                    let e = self.streamed.entry(run_id).or_insert((0, String::new()));
+                    if seq > e.0 {
+                        e.0 = seq;
+                        if replace {
+                            e.1 = text;
+                        } else {
+                            e.1.push_str(&text);
+                        }
+                    }
+                }
+                ToDesktop::ChatReply { run_id, text } => {
+                    self.replies.entry(run_id).or_default().push(text)
+                }
+                ToDesktop::ChatAborted { run_id } => self.aborted.push(run_id),
+                ToDesktop::ChatError { run_id, message } => self.errors.push((run_id, message)),
+                ToDesktop::AgentStatus { gateway } => self.statuses.push(gateway),
+                ToDesktop::History { messages } => self.history = Some(messages),
+                ToDesktop::ChatTyping { .. } => {}
+            },
+            ClientEvent::Message { .. } | ClientEvent::Notice { .. } => {}
+        }
+    }
+
+    pub async fn until(&mut self, what: &str, pred: impl Fn(&Seen) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !pred(self) {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Ok(ev)) => self.apply(ev),
+                Ok(Err(broadcast::error::RecvError::Lagged(n))) => panic!("lagged {n}"),
+                Ok(Err(e)) => panic!("events closed: {e}"),
+                Err(_) => panic!(
+                    "timed out waiting for {what}; states {:?}; errors {:?}",
+                    self.states, self.errors
+                ),
+            }
+        }
+    }
+
+    pub fn run_of(&self, id: &str) -> Option<&String> {
+        self.acks.get(id)
+    }
+
+    pub fn reply_of(&self, id: &str) -> Option<&Vec<String>> {
+        self.replies.get(self.acks.get(id)?)
+    }
+
+    pub fn streamed_of(&self, id: &str) -> Option<&str> {
+        self.streamed
+            .get(self.acks.get(id)?)
+            .map(|(_, t)| t.as_str())
+    }
+}
+
+pub fn online(s: &Seen) -> bool {
+    matches!(
+        s.states.last(),
+        Some(ConnectionState::Online {
+            peer: PeerPresence::Online
+        })
+    )
+}
+
+/// A paired desktop + agent through a fresh relay.
+pub struct Setup {
+    pub relay: Relay,
+    pub agent: AgentProc,
+    pub state: tempfile::TempDir,
+    pub data: tempfile::TempDir,
+    pub store: Arc<MemorySessionStore>,
+    pub client: RelayClient,
+    pub seen: Seen,
+    pub session_key: String,
+}
+
+pub fn client_config(data: &Path) -> ClientConfig {
+    ClientConfig::new(data.to_owned(), "e2e-desktop".into())
+}
+
+pub async fn setup(gateway: &Gateway, session_key: &str) -> Setup {
+    let relay = Relay::start(&[]).await;
+    let base = format!("ws://{}", relay.addr);
+    let state = tempfile::tempdir().unwrap();
+    let agent = start_agent(&state.path().join("agent"), gateway, session_key);
+    // `clawtray-agent pair` prints the code; the person types it on the desktop
+    let mut pair = Command::new(agent_bin())
+        .arg("--state-dir")
+        .arg(state.path().join("agent"))
+        .args(["pair", "--relay", &base, "--name", "e2e-agent"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn clawtray-agent pair");
+    let mut lines = BufReader::new(pair.stdout.take().unwrap()).lines();
+    let code = loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("a code in time")
+            .unwrap()
+            .expect("pair prints a code");
+        if let Some(code) = line.strip_prefix("Pairing code: ") {
+            break code.trim().to_owned();
+        }
+    };
+    let data = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemorySessionStore::default());
+    let client = RelayClient::start(client_config(data.path()), store.clone());
+    let mut seen = Seen::new(&client);
+    let info = client.pair(&code, &base).await.expect("pairing succeeds");
+    assert_eq!(info.agent_name, "e2e-agent");
+    let mut rest = String::new();
+    while let Ok(Some(l)) = lines.next_line().await {
+        rest.push_str(&l);
+        rest.push('\n');
+    }
+    assert!(rest.contains("Paired with e2e-desktop"), "{rest}");
+    assert!(pair.wait().await.unwrap().success());
+    seen.until("the desktop online with the running agent", online)
+        .await;
+    Setup {
+        relay,
+        agent,
+        state,
+        data,
+        store,
+        client,
+        seen,
+        session_key: session_key.to_owned(),
+    }
+}
