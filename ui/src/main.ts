@@ -1,0 +1,43 @@
+// Entry: ask the core for its state, show the pairing dialog or the chat, and follow events.
+import "./styles.css";
+import { api } from "./api";
+import { ChatView } from "./chat";
+import { pairingView } from "./pairing";
+import type { ConnectionState, Status } from "./types";
+
+const app = document.getElementById("app")!;
+let chat: ChatView | null = null;
+
+function needsPairing(s: ConnectionState): boolean {
+  return s.state === "unpaired" || s.state === "needs_repairing" || s.state === "pairing";
+}
+
+function prefillFromLink(): string | undefined {
+  // clawtray://pair?code=… arrives as ?code=… on the window URL
+  return new URLSearchParams(location.search).get("code") ?? undefined;
+}
+
+async function show(): Promise<void> {
+  const status: Status = await api.status();
+  if (needsPairing(status.state)) {
+    chat = null;
+    const reason = status.state.state === "needs_repairing" ? status.state.reason : undefined;
+    app.replaceChildren(pairingView({ reason, prefill: prefillFromLink(), onPaired: () => void show() }));
+    return;
+  }
+  chat = new ChatView(status.session, () => void show());
+  for (const q of status.queued) chat.addUser(q.id, q.text, "queued");
+  chat.setState(status.state);
+  app.replaceChildren(chat.root);
+  chat.focus();
+  void api.history(50);
+}
+
+void api.onEvent((e) => {
+  if (e.kind === "state" && needsPairing(e.state) !== (chat === null)) {
+    void show();
+    return;
+  }
+  chat?.onEvent(e);
+});
+void show();

@@ -1,0 +1,95 @@
+// The pairing dialog: one field for the code (checked as you type), the relay (folded away), and
+// every failure as a sentence with what to do next.
+import { api, asCommandError } from "./api";
+import { checkCode } from "./code";
+import { el } from "./dom";
+
+export const DEFAULT_RELAY = "ws://127.0.0.1:8765";
+
+export function pairingView(opts: { reason?: string; prefill?: string; relay?: string; onPaired: () => void }): HTMLElement {
+  const input = el("input", {
+    id: "code",
+    autocomplete: "off",
+    spellcheck: "false",
+    placeholder: "7351-K4Q7-2MXD",
+    "aria-describedby": "code-hint",
+    "aria-label": "Pairing code",
+  }) as HTMLInputElement;
+  input.value = opts.prefill ?? "";
+  const hint = el("p", { id: "code-hint", class: "hint" });
+  const relay = el("input", { id: "relay", autocomplete: "off", spellcheck: "false", "aria-label": "Relay address" }) as HTMLInputElement;
+  relay.value = opts.relay ?? DEFAULT_RELAY;
+  const button = el("button", { type: "submit", class: "primary", id: "pair" }, "Pair") as HTMLButtonElement;
+  const error = el("p", { class: "error", role: "alert", id: "pair-error" });
+  const retry = el("button", { type: "button", class: "link", hidden: "" }, "Try again") as HTMLButtonElement;
+
+  const refresh = () => {
+    const c = checkCode(input.value);
+    hint.textContent = c.ok ? `Ready: ${c.normalized}` : c.hint;
+    hint.classList.toggle("bad", !c.ok && c.complete);
+    button.disabled = !c.ok;
+  };
+  input.addEventListener("input", () => {
+    error.textContent = "";
+    retry.hidden = true;
+    refresh();
+  });
+
+  const form = el(
+    "form",
+    { class: "card pairing", novalidate: "" },
+    el("h1", {}, "Pair with your agent"),
+    opts.reason ? el("p", { class: "notice", id: "repair-reason" }, opts.reason) : "",
+    el("p", {}, "On the machine running OpenClaw, run ", el("code", {}, "clawtray-agent pair"), " and type the code it shows. It works once, for 10 minutes."),
+    el("label", { for: "code" }, "Pairing code"),
+    input,
+    hint,
+    el("details", {}, el("summary", {}, "Relay"), el("label", { for: "relay" }, "Relay address"), relay),
+    error,
+    el("div", { class: "actions" }, retry, button),
+  );
+
+  const submit = async () => {
+    const c = checkCode(input.value);
+    if (!c.ok) return;
+    button.disabled = true;
+    button.textContent = "Pairing…";
+    error.textContent = "";
+    retry.hidden = true;
+    try {
+      await api.pair(c.normalized, relay.value.trim());
+      opts.onPaired();
+    } catch (e) {
+      const { code, message } = asCommandError(e);
+      error.textContent = sentence(code, message);
+      retry.hidden = code !== "RELAY_UNREACHABLE";
+      if (code === "WRONG_CODE" || code === "EXPIRED_CODE" || code === "UNKNOWN_CODE") {
+        input.select();
+      }
+    } finally {
+      button.textContent = "Pair";
+      refresh();
+    }
+  };
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    void submit();
+  });
+  retry.addEventListener("click", () => void submit());
+  refresh();
+  setTimeout(() => input.focus(), 0);
+  return form;
+}
+
+/** The Rust side already speaks in sentences; add what to do where the code says more. */
+function sentence(code: string, message: string): string {
+  const m = message.charAt(0).toUpperCase() + message.slice(1);
+  switch (code) {
+    case "RELAY_UNREACHABLE":
+      return `${m}. Check your connection, then try again.`;
+    case "ALREADY_PAIRED":
+      return `${m}.`;
+    default:
+      return m.endsWith(".") ? m : `${m}.`;
+  }
+}

@@ -1,0 +1,61 @@
+// Test harness (built only with `--mode test`): the real app behind a mocked Tauri IPC. The
+// browser tests drive it through `window.__clawtray`: set what commands answer, emit core events,
+// and read back the intents the UI sent.
+import { mockIPC } from "@tauri-apps/api/mocks";
+import { emit } from "@tauri-apps/api/event";
+
+import { EVENT } from "./api";
+import type { ClientEvent, Status } from "./types";
+
+type Answer = unknown | { reject: unknown };
+
+interface Harness {
+  status: Status;
+  answers: Record<string, Answer>;
+  calls: { cmd: string; args: unknown }[];
+  emit: (e: ClientEvent) => Promise<void>;
+  emitMany: (es: ClientEvent[]) => Promise<void>;
+}
+
+const h: Harness = {
+  status: { state: { state: "unpaired" }, session: null, queued: [] },
+  answers: {},
+  calls: [],
+  emit: (e) => emit(EVENT, e),
+  emitMany: async (es) => {
+    for (const e of es) await emit(EVENT, e);
+  },
+};
+(window as unknown as { __clawtray: Harness }).__clawtray = h;
+
+let nextId = 0;
+mockIPC(
+  (cmd, args) => {
+    h.calls.push({ cmd, args });
+    if (cmd === "status") return h.status;
+    const a = h.answers[cmd];
+    if (a && typeof a === "object" && "reject" in (a as object)) throw (a as { reject: unknown }).reject;
+    if (a !== undefined) return a;
+    if (cmd === "send") return `msg-${++nextId}`;
+    return null;
+  },
+  { shouldMockEvents: true },
+);
+
+const params = new URLSearchParams(location.search);
+const preset = params.get("preset");
+if (preset === "paired") {
+  h.status = {
+    state: { state: "online", peer: "online" },
+    session: { relay_url: "ws://127.0.0.1:8765", session_id: "s", agent_name: "Molty on homelab", paired_at_ms: 0 },
+    queued: [],
+  };
+}
+if (preset === "away") {
+  h.status = {
+    state: { state: "online", peer: "away" },
+    session: { relay_url: "ws://127.0.0.1:8765", session_id: "s", agent_name: "Molty on homelab", paired_at_ms: 0 },
+    queued: [],
+  };
+}
+await import("./main");

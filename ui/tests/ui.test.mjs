@@ -1,0 +1,197 @@
+// The UI in real headless Chromium, against the built test harness (the real app behind a mocked
+// Tauri IPC): pairing errors, a 2,000-delta stream, abort, queued messages, hostile markdown,
+// and screenshots (light and dark) written to target/screenshots/.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import { readFile, mkdir } from "node:fs/promises";
+import { extname, join, resolve } from "node:path";
+import { chromium } from "playwright-core";
+
+const root = resolve(import.meta.dirname, "..");
+const dist = join(root, "dist-test");
+const shots = join(root, "..", "target", "screenshots");
+const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css" };
+
+let server, base, browser;
+
+before(async () => {
+  server = createServer(async (req, res) => {
+    const path = new URL(req.url, "http://x").pathname;
+    const file = join(dist, path === "/" ? "test-harness.html" : path);
+    try {
+      const body = await readFile(file);
+      res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  base = `http://127.0.0.1:${server.address().port}/`;
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+  });
+  await mkdir(shots, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+async function open(preset, { dark = false, width = 720 } = {}) {
+  const page = await browser.newPage({ viewport: { width, height: 640 } });
+  await page.emulateMedia({ colorScheme: dark ? "dark" : "light" });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(base + (preset ? `?preset=${preset}` : ""));
+  page.errors = errors;
+  return page;
+}
+
+const emit = (page, events) => page.evaluate((es) => window.__clawtray.emitMany(es), events);
+const calls = (page, cmd) => page.evaluate((c) => window.__clawtray.calls.filter((x) => x.cmd === c), cmd);
+
+test("the pairing dialog validates as you type and turns failures into sentences", async () => {
+  const page = await open();
+  await page.waitForSelector("#code");
+  assert.equal(await page.isDisabled("#pair"), true);
+  await page.fill("#code", "7351-k4q7");
+  assert.match(await page.textContent("#code-hint"), /4 more characters/);
+  await page.fill("#code", "7351-K4Q7-2MU0");
+  assert.match(await page.textContent("#code-hint"), /"U" cannot appear/);
+  await page.fill("#code", "7351 k4q7 2mxd");
+  assert.match(await page.textContent("#code-hint"), /Ready: 7351-K4Q7-2MXD/);
+
+  await page.evaluate(() => (window.__clawtray.answers.pair = { reject: { code: "WRONG_CODE", message: "the code did not match. Check it and try again — the agent will show a new code" } }));
+  await page.click("#pair");
+  await page.waitForFunction(() => document.querySelector("#pair-error").textContent.length > 0, null, { polling: 100 });
+  assert.match(await page.textContent("#pair-error"), /^The code did not match\./);
+  const [call] = await calls(page, "pair");
+  assert.deepEqual(call.args, { code: "7351-K4Q7-2MXD", relay: "ws://127.0.0.1:8765" });
+
+  await page.evaluate(() => (window.__clawtray.answers.pair = { reject: { code: "RELAY_UNREACHABLE", message: "cannot reach the relay at ws://127.0.0.1:8765: connection refused" } }));
+  await page.click("#pair");
+  await page.waitForFunction(() => document.querySelector("#pair-error").textContent.includes("Check your connection"), null, { polling: 100 });
+  assert.equal(await page.isVisible("text=Try again"), true);
+
+  await page.evaluate(() => (window.__clawtray.answers.pair = { reject: { code: "EXPIRED_CODE", message: "that code expired (codes live 10 minutes). Ask the agent for a new code" } }));
+  await page.click("#pair");
+  await page.waitForFunction(() => document.querySelector("#pair-error").textContent.startsWith("That code expired"), null, { polling: 100 });
+  for (const theme of ["light", "dark"]) {
+    await page.emulateMedia({ colorScheme: theme });
+    await page.screenshot({ path: join(shots, `pairing-${theme}.png`) });
+  }
+  assert.deepEqual(page.errors, []);
+});
+
+test("a reply of 2,000 deltas streams into one bubble without re-rendering the conversation", async () => {
+  const page = await open("paired");
+  await page.waitForSelector("#message");
+  await page.fill("#message", "Tell me a long story");
+  await page.press("#message", "Enter");
+  await page.waitForSelector('.msg.user[data-id="msg-1"]');
+  await page.evaluate(() => document.querySelector(".msg.user").setAttribute("data-marker", "same-node"));
+  const events = [{ kind: "chat", message: { type: "chat_ack", id: "msg-1", run_id: "r1" } }, { kind: "chat", message: { type: "chat_typing", on: true } }];
+  let expected = "";
+  for (let i = 1; i <= 2000; i++) {
+    const t = i % 50 === 0 ? `w${i}\n\n` : `w${i} `;
+    expected += t;
+    events.push({ kind: "chat", message: { type: "chat_delta", run_id: "r1", seq: i, text: t } });
+  }
+  events.push({ kind: "chat", message: { type: "chat_delta", run_id: "r1", seq: 1500, text: "DUPLICATE" } });
+  await emit(page, events);
+  await page.waitForFunction(() => document.querySelector('.msg.agent[data-run="r1"] .body').textContent.includes("w2000"), null, { polling: 100 });
+  const text = await page.textContent('.msg.agent[data-run="r1"] .body');
+  assert.equal(text.replace(/\s+/g, " ").trim(), expected.replace(/\s+/g, " ").trim());
+  assert.equal(await page.locator(".msg.user[data-marker=same-node]").count(), 1, "the earlier bubble was not re-rendered");
+  assert.equal(await page.locator(".msg").count(), 2);
+  assert.equal(await page.isVisible("#abort"), true, "the running reply can be stopped");
+  assert.equal(await page.isVisible(".typing"), true);
+  for (const theme of ["light", "dark"]) {
+    await page.emulateMedia({ colorScheme: theme });
+    await page.screenshot({ path: join(shots, `chat-streaming-${theme}.png`) });
+  }
+  await emit(page, [{ kind: "chat", message: { type: "chat_reply", run_id: "r1", text: "The end." } }, { kind: "chat", message: { type: "chat_typing", on: false } }]);
+  await page.waitForFunction(() => document.querySelector('.msg.agent[data-run="r1"] .body').textContent.trim() === "The end.", null, { polling: 100 });
+  assert.equal(await page.isVisible("#abort"), false);
+  assert.match(await page.textContent('.msg.user[data-id="msg-1"] .mark'), /Delivered/);
+  assert.deepEqual(page.errors, []);
+});
+
+test("Stop and Esc abort the running reply", async () => {
+  const page = await open("paired");
+  await page.waitForSelector("#message");
+  await emit(page, [{ kind: "chat", message: { type: "chat_ack", id: "m", run_id: "run-9" } }, { kind: "chat", message: { type: "chat_delta", run_id: "run-9", seq: 1, text: "partial" } }]);
+  await page.click("#abort");
+  await page.focus("#message");
+  await page.keyboard.press("Escape");
+  const aborts = await calls(page, "abort");
+  assert.equal(aborts.length, 2);
+  assert.deepEqual(aborts[0].args, { runId: "run-9" });
+  await emit(page, [{ kind: "chat", message: { type: "chat_aborted", run_id: "run-9" } }]);
+  await page.waitForSelector(".msg.agent.aborted");
+  assert.match(await page.textContent(".msg.agent.aborted"), /Stopped/);
+  assert.equal(await page.isVisible("#abort"), false);
+});
+
+test("messages sent while the agent is away are marked queued, then delivered", async () => {
+  const page = await open("away");
+  await page.waitForSelector("#message");
+  assert.match(await page.textContent(".banner"), /Your agent is offline/);
+  await page.fill("#message", "first line");
+  await page.keyboard.press("Shift+Enter");
+  await page.keyboard.type("second line");
+  assert.equal(await page.inputValue("#message"), "first line\nsecond line", "Shift+Enter is a newline");
+  await page.keyboard.press("Enter");
+  await page.waitForSelector('.msg.user[data-id="msg-1"]');
+  assert.match(await page.textContent('.msg.user[data-id="msg-1"] .mark'), /Queued/);
+  assert.equal(await page.textContent('.msg.user[data-id="msg-1"] .body'), "first line\nsecond line");
+  await emit(page, [
+    { kind: "state", state: { state: "online", peer: "online" } },
+    { kind: "message", id: "msg-1", state: "sent" },
+    { kind: "message", id: "msg-1", state: "delivered" },
+  ]);
+  await page.waitForFunction(() => document.querySelector('.msg.user[data-id="msg-1"] .mark').textContent.includes("Delivered"), null, { polling: 100 });
+  assert.equal(await page.isVisible(".banner"), false);
+  await emit(page, [{ kind: "state", state: { state: "waiting_to_retry", next_try_at_ms: Date.now() + 4000, last_error: "relay unreachable" } }]);
+  await page.waitForSelector("#reconnect");
+  await page.click("#reconnect");
+  assert.equal((await calls(page, "reconnect")).length, 1);
+});
+
+test("hostile markdown is rendered inert", async () => {
+  const page = await open("paired");
+  await page.waitForSelector("#message");
+  const hostile = [
+    "<script>window.__pwned = 'script'</script>",
+    "[click me](javascript:window.__pwned='link')",
+    "<img src=x onerror=\"window.__pwned='img'\">",
+    "<a href=\"javascript:window.__pwned='a'\">raw link</a>",
+    "<iframe src=\"javascript:window.__pwned='iframe'\"></iframe>",
+    "<svg onload=\"window.__pwned='svg'\"></svg>",
+    "```js\nconsole.log('code is fine')\n```",
+    "[safe](https://example.com)",
+  ].join("\n\n");
+  await emit(page, [
+    { kind: "chat", message: { type: "chat_ack", id: "x", run_id: "evil" } },
+    { kind: "chat", message: { type: "chat_reply", run_id: "evil", text: hostile } },
+  ]);
+  await page.waitForSelector('.msg.agent[data-run="evil"] pre');
+  await page.waitForTimeout(300);
+  const report = await page.evaluate(() => {
+    const b = document.querySelector('.msg.agent[data-run="evil"]');
+    const attrs = [...b.querySelectorAll("*")].flatMap((e) => [...e.attributes].map((a) => `${a.name}=${a.value}`));
+    return {
+      pwned: window.__pwned ?? null,
+      scripts: b.querySelectorAll("script, iframe, svg").length,
+      handlers: attrs.filter((a) => a.startsWith("on")),
+      jsLinks: attrs.filter((a) => /javascript:/i.test(a)),
+      safeLink: b.querySelector('a[href="https://example.com"]')?.getAttribute("rel"),
+      copyButtons: b.querySelectorAll("pre .copy").length,
+    };
+  });
+  assert.deepEqual(report, { pwned: null, scripts: 0, handlers: [], jsLinks: [], safeLink: "noopener noreferrer", copyButtons: 1 });
+});
