@@ -25,6 +25,12 @@ pub fn relay_bin() -> PathBuf {
             .and_then(Path::parent)
             .expect("target dir")
             .to_owned();
+        let bin = dir.join("clawtray-relay");
+        // scripts/test builds every binary before running tests; only a lone `cargo test -p …`
+        // needs this fallback build
+        if std::env::var_os("CLAWTRAY_BINS_BUILT").is_some() && bin.exists() {
+            return bin;
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = std::process::Command::new(cargo)
             // the whole workspace's binaries: building one package alone would unify features

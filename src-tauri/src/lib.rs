@@ -1,0 +1,92 @@
+//! The tray app shell: builder and plugin registration only. Logic lives in `clawtray-client`;
+//! this crate wires it to the tray (`tray`), windows (`windows`), commands (`commands`) and the
+//! event stream to the web view (`events`).
+
+mod commands;
+mod events;
+mod logging;
+mod tray;
+mod windows;
+
+use std::sync::Arc;
+
+use tauri::{Manager, RunEvent};
+
+use clawtray_client::session_store::KeyringSessionStore;
+use clawtray_client::{ClientConfig, RelayClient};
+
+/// State shared with commands.
+pub struct Core {
+    pub client: RelayClient,
+}
+
+/// Start the app.
+pub fn run() {
+    let autostarted = std::env::args().any(|a| a == "--autostart");
+    let app = tauri::Builder::default()
+        // single-instance first: a second launch shows the first one's window and exits
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            windows::show_main(app)
+        }))
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            Some(vec!["--autostart"]),
+        ))
+        .plugin(tauri_plugin_notification::init())
+        .plugin(
+            tauri_plugin_window_state::Builder::default()
+                .with_state_flags(
+                    tauri_plugin_window_state::StateFlags::all()
+                        & !tauri_plugin_window_state::StateFlags::VISIBLE,
+                )
+                .build(),
+        )
+        .setup(move |app| {
+            let dirs =
+                directories::ProjectDirs::from("", "", "clawtray").ok_or("no home directory")?;
+            app.manage(logging::init(dirs.data_local_dir()));
+            let device = std::fs::read_to_string("/etc/hostname")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "desktop".into());
+            let config = ClientConfig::new(dirs.data_dir().to_owned(), device);
+            let store = Arc::new(KeyringSessionStore::new(dirs.config_dir().to_owned()));
+            let client =
+                tauri::async_runtime::block_on(async { RelayClient::start(config, store) });
+            let events = client.subscribe();
+            let state = client.state();
+            app.manage(Core { client });
+            tray::build(app.handle())?;
+            events::forward(app.handle().clone(), events, state);
+            // no window at login when a session resumes; otherwise open the chat (or pairing)
+            if !autostarted {
+                windows::show_main(app.handle());
+            }
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::status,
+            commands::pair,
+            commands::send,
+            commands::abort,
+            commands::history,
+            commands::unpair,
+            commands::reconnect
+        ])
+        .build(tauri::generate_context!("../tauri.conf.json"));
+    let app = match app {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("clawtray could not start: {e}");
+            std::process::exit(1);
+        }
+    };
+    app.run(|_app, event| {
+        // closing the last window keeps the tray running
+        if let RunEvent::ExitRequested {
+            api, code: None, ..
+        } = event
+        {
+            api.prevent_exit();
+        }
+    });
+}

@@ -1,0 +1,40 @@
+//! The one window (pairing dialog or chat, the UI decides from the state). Created on demand and
+//! destroyed on close, so the tray-only process keeps no web view alive.
+
+use tauri::{AppHandle, Manager, WebviewUrl, WebviewWindowBuilder};
+
+pub const MAIN: &str = "main";
+
+/// Show (creating if needed) and focus the window.
+pub fn show_main(app: &AppHandle) {
+    if let Some(w) = app.get_webview_window(MAIN) {
+        let _ = w.unminimize();
+        let _ = w.show();
+        let _ = w.set_focus();
+        return;
+    }
+    let built = WebviewWindowBuilder::new(app, MAIN, WebviewUrl::App("index.html".into()))
+        .title("clawtray")
+        .inner_size(440.0, 680.0)
+        .min_inner_size(360.0, 420.0)
+        .build();
+    if let Err(e) = built {
+        tracing::warn!("cannot open the window: {e}");
+    }
+}
+
+/// Toggle: hide (destroy) when shown, show when not.
+pub fn toggle_main(app: &AppHandle) {
+    match app.get_webview_window(MAIN) {
+        Some(w) if w.is_visible().unwrap_or(false) => {
+            let _ = w.destroy();
+        }
+        _ => show_main(app),
+    }
+}
+
+/// Whether the chat is on screen (for notifications).
+pub fn main_visible(app: &AppHandle) -> bool {
+    app.get_webview_window(MAIN)
+        .is_some_and(|w| w.is_visible().unwrap_or(false) && w.is_focused().unwrap_or(false))
+}
