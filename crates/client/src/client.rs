@@ -798,8 +798,9 @@ impl Actor {
             Inbound::Control(ControlFrame::Error { code, message }) => {
                 Err(relay_error(code, message))
             }
-            Inbound::Control(other) => {
-                debug!(frame = ?other, "ignored control frame");
+            Inbound::Control(_) => {
+                // never log the frame itself: a `paired` frame carries a device token
+                debug!("ignored an unexpected control frame");
                 Ok(())
             }
             Inbound::Binary(b) => {
