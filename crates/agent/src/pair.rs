@@ -16,7 +16,6 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use clawtray_proto::code::{Nameplate, PairingCode};
 use clawtray_proto::control::{ControlFrame, ErrorCode};
 use clawtray_proto::pairing::Pairing as Pake;
-use clawtray_proto::secret::SecretString;
 use clawtray_proto::Role;
 
 use crate::link::tls_connector;
@@ -188,9 +187,7 @@ pub async fn pair(
             .await
             .map_err(|e| e.to_string())?;
         let (session, token) = match next(&mut ws, Duration::from_secs(30)).await? {
-            Step::Control(ControlFrame::Paired { session, token }) => {
-                (session, SecretString::new(token))
-            }
+            Step::Control(ControlFrame::Paired { session, token }) => (session, token),
             _ => return Err("the relay did not confirm the pairing".into()),
         };
         let pairing = Pairing {

@@ -9,7 +9,7 @@ use base64::Engine;
 use clawtray_proto::code::PairingCode;
 use clawtray_proto::control::{ControlFrame, ErrorCode};
 use clawtray_proto::pairing::Pairing;
-use clawtray_proto::secret::{SecretKey, SecretString, StaticKeypair};
+use clawtray_proto::secret::{SecretKey, StaticKeypair};
 use clawtray_proto::{ProtoError, Role};
 
 use crate::error::PairError;
@@ -177,12 +177,6 @@ pub async fn pair(
     let outbox_key = SecretKey::random().map_err(|e| PairError::Storage(e.to_string()))?;
     Ok((
         ws,
-        new_stored_session(
-            info,
-            identity,
-            peer.static_public,
-            SecretString::new(token),
-            outbox_key,
-        ),
+        new_stored_session(info, identity, peer.static_public, token, outbox_key),
     ))
 }

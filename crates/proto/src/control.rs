@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::secret::SecretString;
+
 /// Largest control frame either side accepts, in bytes.
 pub const MAX_CONTROL_FRAME: usize = 4096;
 
@@ -43,8 +45,8 @@ pub enum ControlFrame {
     Paired {
         /// The session id.
         session: String,
-        /// This end's device token (secret).
-        token: String,
+        /// This end's device token (secret: redacted in `Debug`).
+        token: SecretString,
     },
     /// relay → end: resume accepted.
     Resumed {
@@ -249,6 +251,14 @@ mod tests {
             ControlFrame::from_json(r#"{"t":"failed"}"#).unwrap(),
             ControlFrame::Failed { reason: None }
         );
+    }
+
+    #[test]
+    fn a_paired_frame_never_shows_its_token_in_debug() {
+        let f = ControlFrame::from_json(r#"{"t":"paired","session":"s","token":"SECRET-TOKEN"}"#)
+            .unwrap();
+        assert!(!format!("{f:?}").contains("SECRET-TOKEN"));
+        assert!(f.to_json().contains("SECRET-TOKEN"));
     }
 
     #[test]

@@ -119,6 +119,18 @@ impl fmt::Debug for SecretString {
     }
 }
 
+impl serde::Serialize for SecretString {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SecretString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(SecretString)
+    }
+}
+
 /// A relay device token: 256 random bits, base64url. Proves to the relay that a connection may
 /// resume a session; the relay stores only its SHA-256.
 pub type DeviceToken = SecretString;
@@ -147,6 +159,15 @@ mod tests {
         let tok = new_device_token().unwrap();
         let dbg = format!("{tok:?}");
         assert!(!dbg.contains(tok.expose()));
+    }
+
+    #[test]
+    fn secret_strings_serialize_plainly_but_never_debug() {
+        let s = SecretString::new("tok-XYZ".into());
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"tok-XYZ\"");
+        let back: SecretString = serde_json::from_str("\"tok-XYZ\"").unwrap();
+        assert_eq!(back, s);
+        assert!(!format!("{back:?}").contains("XYZ"));
     }
 
     #[test]

@@ -497,7 +497,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             // A failure here closes that side; the other notices through peer_offline.
             let _ = h.deliver(Outbound::EnterSession {
                 session: session.clone(),
-                token: token.expose().to_owned(),
+                token,
             });
         }
         Ok(())

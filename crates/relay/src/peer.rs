@@ -23,7 +23,7 @@ pub enum Outbound {
         /// The new session.
         session: String,
         /// This end's device token (secret; sent once, never stored).
-        token: String,
+        token: clawtray_proto::secret::DeviceToken,
     },
     /// Send this error and close.
     CloseWith(ErrorCode),

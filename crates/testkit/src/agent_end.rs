@@ -156,7 +156,7 @@ impl TestAgent {
             let disk = AgentDisk(Arc::new(Mutex::new(Disk {
                 key,
                 session,
-                token,
+                token: token.expose().to_owned(),
                 desktop_public: peer.static_public,
                 delivery: Delivery::<ToDesktop>::new(100_000).snapshot(),
                 received: Vec::new(),

@@ -260,6 +260,10 @@ pub async fn pair(relay: &RelayProc) -> Paired {
     };
     assert_eq!(session, s2);
     assert_ne!(agent_token, desktop_token);
+    let (agent_token, desktop_token) = (
+        agent_token.expose().to_owned(),
+        desktop_token.expose().to_owned(),
+    );
     Paired {
         agent,
         desktop,
