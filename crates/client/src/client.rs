@@ -407,6 +407,10 @@ impl Actor {
                 continue;
             }
             let outcome = self.connection(preopened.take()).await;
+            // the meeting's keys die with the connection: until the next meeting, sends queue
+            if let Some(p) = self.paired.as_mut() {
+                p.endpoint.peer_left();
+            }
             match outcome {
                 Outcome::Shutdown => return,
                 Outcome::Reconnect => {}
@@ -534,7 +538,8 @@ impl Actor {
                                 return true;
                             }
                         } else {
-                            let _ = self.offline_command(other);
+                            // no meeting is live while waiting: nothing to transmit
+                            let _ = self.queue_command(other);
                         }
                     }
                 },
@@ -542,25 +547,29 @@ impl Actor {
         }
     }
 
-    /// Commands that need no connection (queueing works offline).
-    fn offline_command(&mut self, cmd: Command) -> Option<Command> {
+    /// Commands that need no connection: queue messages (sealed at once when a meeting is live),
+    /// answer queries. Returns the endpoint's events (frames to transmit when online).
+    fn queue_command(&mut self, cmd: Command) -> Vec<Event<ToDesktop>> {
         match cmd {
-            Command::Send { text, reply } => {
-                let r = self.enqueue_chat(text).map(|(id, _)| id);
-                let _ = reply.send(r);
-                None
-            }
-            Command::Abort { run_id } => {
-                let _ = self.enqueue(ToAgent::ChatAbort { run_id });
-                None
-            }
-            Command::History { limit } => {
-                let _ = self.enqueue(ToAgent::ChatHistory {
+            Command::Send { text, reply } => match self.enqueue_chat(text) {
+                Ok((id, events)) => {
+                    let _ = reply.send(Ok(id));
+                    events
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    Vec::new()
+                }
+            },
+            Command::Abort { run_id } => self
+                .enqueue(ToAgent::ChatAbort { run_id })
+                .unwrap_or_default(),
+            Command::History { limit } => self
+                .enqueue(ToAgent::ChatHistory {
                     limit,
                     before: None,
-                });
-                None
-            }
+                })
+                .unwrap_or_default(),
             Command::Queued { reply } => {
                 let q = self
                     .paired
@@ -577,11 +586,11 @@ impl Actor {
                     })
                     .unwrap_or_default();
                 let _ = reply.send(q);
-                None
+                Vec::new()
             }
             Command::Session { reply } => {
                 let _ = reply.send(self.paired.as_ref().map(|p| p.info.clone()));
-                None
+                Vec::new()
             }
             Command::Pair { reply, .. } => {
                 let name = self
@@ -589,9 +598,10 @@ impl Actor {
                     .as_ref()
                     .map_or_else(String::new, |p| p.info.agent_name.clone());
                 let _ = reply.send(Err(PairError::AlreadyPaired(name)));
-                None
+                Vec::new()
             }
-            other => Some(other),
+            // connection commands are handled by the caller before it gets here
+            Command::ReconnectNow | Command::Shutdown | Command::Unpair { .. } => Vec::new(),
         }
     }
 
@@ -908,49 +918,16 @@ impl Actor {
                 Some(Outcome::Reconnect)
             }
             other => {
-                let cmd = self.offline_command_with_transmit(other, ws).await?;
-                drop(cmd);
+                for e in self.queue_command(other) {
+                    if let Event::Transmit(f) = e {
+                        if wire::send_binary(ws, f).await.is_err() {
+                            break; // the read side notices the broken connection; the message stays queued
+                        }
+                    }
+                }
                 None
             }
         }
-    }
-
-    /// Queue-type commands while connected: enqueue, then transmit what the endpoint produced.
-    async fn offline_command_with_transmit(
-        &mut self,
-        cmd: Command,
-        ws: &mut Ws,
-    ) -> Option<Command> {
-        let events = match cmd {
-            Command::Send { text, reply } => match self.enqueue_chat(text) {
-                Ok((id, events)) => {
-                    let _ = reply.send(Ok(id));
-                    events
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    return None;
-                }
-            },
-            Command::Abort { run_id } => self
-                .enqueue(ToAgent::ChatAbort { run_id })
-                .unwrap_or_default(),
-            Command::History { limit } => self
-                .enqueue(ToAgent::ChatHistory {
-                    limit,
-                    before: None,
-                })
-                .unwrap_or_default(),
-            other => return self.offline_command(other),
-        };
-        for e in events {
-            if let Event::Transmit(f) = e {
-                if wire::send_binary(ws, f).await.is_err() {
-                    break; // the read side will notice the broken connection; the message stays queued
-                }
-            }
-        }
-        None
     }
 }
 
