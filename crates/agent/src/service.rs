@@ -236,7 +236,7 @@ impl Hub {
                         return;
                     }
                     self.pending.push(PendingSend {
-                        desktop: session,
+                        desktop: session.clone(),
                         id,
                         text,
                         in_flight: false,
@@ -246,12 +246,7 @@ impl Hub {
                         self.flush_pending();
                     } else {
                         let note = ToDesktop::ChatError { run_id: None, message: "the agent cannot reach its OpenClaw gateway right now; your message is kept and will be sent when it is back".into() };
-                        let desktop = self
-                            .pending
-                            .last()
-                            .map(|p| p.desktop.clone())
-                            .unwrap_or_default();
-                        self.to_one(&desktop, note);
+                        self.to_one(&session, note);
                     }
                 }
                 ToAgent::ChatAbort { run_id } => {
