@@ -11,7 +11,8 @@ use clawtray_client::{ClientError, ConnectionState, PairError};
 use crate::Core;
 
 /// An error for the UI.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, ts_rs::TS)]
+#[ts(rename = "CommandError")]
 pub struct CmdError {
     pub code: &'static str,
     pub message: String,
@@ -55,14 +56,14 @@ impl From<ClientError> for CmdError {
 }
 
 /// A message still waiting for the agent.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ts_rs::TS)]
 pub struct Queued {
     pub id: String,
     pub text: String,
 }
 
 /// Everything the UI needs to draw itself after (re)opening.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ts_rs::TS)]
 pub struct Status {
     pub state: ConnectionState,
     pub session: Option<SessionInfo>,

@@ -4,8 +4,11 @@
 
 mod commands;
 mod events;
+mod hotkey;
 mod logging;
+mod settings;
 mod tray;
+mod ui_types;
 mod windows;
 
 use std::sync::Arc;
@@ -33,6 +36,7 @@ pub fn run() {
             Some(vec!["--autostart"]),
         ))
         .plugin(tauri_plugin_notification::init())
+        .plugin(hotkey::plugin())
         .plugin(
             tauri_plugin_window_state::Builder::default()
                 .with_state_flags(
@@ -55,7 +59,12 @@ pub fn run() {
             let events = client.subscribe();
             let state = client.state();
             app.manage(Core { client });
-            tray::build(app.handle())?;
+            let (settings, problem) = settings::load(dirs.config_dir());
+            if let Some(problem) = problem {
+                tracing::warn!("{problem}");
+            }
+            let hotkey = hotkey::register(app.handle(), settings.hotkey.as_deref());
+            tray::build(app.handle(), hotkey.as_deref())?;
             events::forward(app.handle().clone(), events, state);
             // no window at login when a session resumes; otherwise open the chat (or pairing)
             if !autostarted {

@@ -43,8 +43,10 @@ fn icon(state: &ConnectionState) -> (&'static [u8], &'static str) {
     }
 }
 
-pub fn build(app: &AppHandle) -> tauri::Result<()> {
-    let open = MenuItem::with_id(app, "open", "Open chat", true, None::<&str>)?;
+/// Build the tray; `hotkey` is the active chat hotkey's label, shown on "Open chat".
+pub fn build(app: &AppHandle, hotkey: Option<&str>) -> tauri::Result<()> {
+    let open_label = hotkey.map_or_else(|| "Open chat".to_owned(), |h| format!("Open chat ({h})"));
+    let open = MenuItem::with_id(app, "open", open_label, true, None::<&str>)?;
     let pair = MenuItem::with_id(app, "pair", "Pair…", true, None::<&str>)?;
     let unpair = MenuItem::with_id(app, "unpair", "Unpair", true, None::<&str>)?;
     let reconnect = MenuItem::with_id(app, "reconnect", "Reconnect now", true, None::<&str>)?;

@@ -34,11 +34,12 @@ pub enum StoreError {
 }
 
 /// What the relay and the UI need to know about the pairing. Not secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct SessionInfo {
     pub relay_url: String,
     pub session_id: String,
     pub agent_name: String,
+    #[ts(type = "number")]
     pub paired_at_ms: u64,
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use clawtray_proto::chat::ToDesktop;
 
 /// Whether the agent's end is connected to the relay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum PeerPresence {
     /// Connected and in a meeting with us.
@@ -16,7 +16,7 @@ pub enum PeerPresence {
 }
 
 /// The client's connection state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ConnectionState {
     /// No pairing: show the pairing dialog.
@@ -35,6 +35,7 @@ pub enum ConnectionState {
     /// The last attempt failed; the next one is scheduled.
     WaitingToRetry {
         /// Unix milliseconds of the next attempt.
+        #[ts(type = "number")]
         next_try_at_ms: u64,
         /// What went wrong, in words.
         last_error: String,
@@ -47,7 +48,7 @@ pub enum ConnectionState {
 }
 
 /// Where a sent message is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageState {
     /// Saved in the outbox, waiting for the agent.
@@ -61,7 +62,7 @@ pub enum MessageState {
 }
 
 /// What a [`crate::RelayClient`] tells its subscribers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ClientEvent {
     /// The connection state changed.

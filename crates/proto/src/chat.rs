@@ -34,7 +34,7 @@ pub enum ToAgent {
 }
 
 /// One message of the history, as shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct HistoryMessage {
     /// `user` or `assistant` (or another gateway role).
     pub role: String,
@@ -42,11 +42,12 @@ pub struct HistoryMessage {
     pub text: String,
     /// Milliseconds since the epoch, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional, type = "number")]
     pub timestamp: Option<i64>,
 }
 
 /// Whether the agent reaches its OpenClaw gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum GatewayStatus {
     /// Connected and authenticated.
@@ -56,7 +57,7 @@ pub enum GatewayStatus {
 }
 
 /// agent → desktop.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToDesktop {
     /// The gateway accepted message `id` as run `run_id`.
@@ -71,11 +72,13 @@ pub enum ToDesktop {
         /// The run.
         run_id: String,
         /// Per-run, strictly increasing (gaps allowed).
+        #[ts(type = "number")]
         seq: u64,
         /// Text to append (or, with `replace`, the whole new text).
         text: String,
         /// The gateway replaced the reply so far: `text` is the whole text, not an increment.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        #[ts(as = "Option<bool>", optional)]
         replace: bool,
     },
     /// The final, full reply.
@@ -99,6 +102,7 @@ pub enum ToDesktop {
     ChatError {
         /// The run, when the error belongs to one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
         run_id: Option<String>,
         /// A sentence for people.
         message: String,

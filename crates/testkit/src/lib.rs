@@ -1,5 +1,9 @@
 //! Test harness for clawtray's cross-process tests (never shipped).
 //!
+//! - [`bins`]: the workspace's binaries next to the test executable (built on first use).
+//! - [`agent`]: real `clawtray-agent run` and `pair` processes.
+//! - [`display`]: a private X display (Xvfb) and `tauri-driver` for driving the real app.
+//! - [`webdriver`]: a minimal W3C WebDriver client.
 //! - [`relay`]: the real `clawtray-relay` binary as a child process (start, SIGKILL, SIGTERM,
 //!   restart on the same port and database, HTTP probes, its log).
 //! - [`agent_end`]: a scripted agent end: pairs, resumes, answers meetings, and replies to chat
@@ -7,7 +11,11 @@
 //! - [`fake_model`]: an OpenAI-compatible streaming model on 127.0.0.1 for the real gateway.
 //! - [`gateway`]: the real OpenClaw gateway (pinned, from npm) as a child process, offline.
 
+pub mod agent;
 pub mod agent_end;
+pub mod bins;
+pub mod display;
 pub mod fake_model;
 pub mod gateway;
 pub mod relay;
+pub mod webdriver;

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -16,32 +15,7 @@ pub const STEP: Duration = Duration::from_secs(10);
 /// The workspace's `clawtray-relay` debug binary, built on first use if needed.
 #[must_use]
 pub fn relay_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        // target/debug/deps/<test> → target/debug/clawtray-relay
-        let exe = std::env::current_exe().expect("current exe");
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target dir")
-            .to_owned();
-        let bin = dir.join("clawtray-relay");
-        // scripts/test builds every binary before running tests; only a lone `cargo test -p …`
-        // needs this fallback build
-        if std::env::var_os("CLAWTRAY_BINS_BUILT").is_some() && bin.exists() {
-            return bin;
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            // the whole workspace's binaries: building one package alone would unify features
-            // differently, rebuild dependencies and overwrite the binary other tests use
-            .args(["build", "--quiet", "--workspace", "--bins"])
-            .status()
-            .expect("run cargo build for the relay");
-        assert!(status.success(), "building clawtray-relay failed");
-        dir.join("clawtray-relay")
-    })
-    .clone()
+    crate::bins::workspace_bin("clawtray-relay")
 }
 
 /// A running relay.

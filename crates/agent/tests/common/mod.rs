@@ -5,57 +5,30 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::broadcast;
 
 use clawtray_client::session_store::MemorySessionStore;
 use clawtray_client::state::PeerPresence;
 use clawtray_client::{ClientConfig, ClientEvent, ConnectionState, RelayClient};
 use clawtray_proto::chat::{GatewayStatus, ToDesktop};
-use clawtray_testkit::gateway::{Gateway, TEST_GATEWAY_TOKEN};
+use clawtray_testkit::agent::Pairing;
+use clawtray_testkit::gateway::Gateway;
 use clawtray_testkit::relay::Relay;
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
 /// A `clawtray-agent run` process.
-pub struct AgentProc {
-    pub child: Child,
-}
+pub type AgentProc = clawtray_testkit::agent::AgentRun;
 
-pub fn agent_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_clawtray-agent")
+pub fn agent_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_clawtray-agent"))
 }
 
 pub fn start_agent(state: &Path, gateway: &Gateway, session_key: &str) -> AgentProc {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(state.with_extension("log"))
-        .expect("log");
-    let child = Command::new(agent_bin())
-        .arg("--state-dir")
-        .arg(state)
-        .args([
-            "run",
-            "--gateway",
-            &gateway.url(),
-            "--gateway-token",
-            TEST_GATEWAY_TOKEN,
-            "--session-key",
-            session_key,
-        ])
-        .env("CLAWTRAY_LOG", "clawtray_agent=debug,info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn clawtray-agent run");
-    AgentProc { child }
+    AgentProc::start(agent_bin(), state, gateway, session_key)
 }
 
 /// What the desktop saw.
@@ -185,39 +158,19 @@ pub async fn setup(gateway: &Gateway, session_key: &str) -> Setup {
     let state = tempfile::tempdir().unwrap();
     let agent = start_agent(&state.path().join("agent"), gateway, session_key);
     // `clawtray-agent pair` prints the code; the person types it on the desktop
-    let mut pair = Command::new(agent_bin())
-        .arg("--state-dir")
-        .arg(state.path().join("agent"))
-        .args(["pair", "--relay", &base, "--name", "e2e-agent"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn clawtray-agent pair");
-    let mut lines = BufReader::new(pair.stdout.take().unwrap()).lines();
-    let code = loop {
-        let line = tokio::time::timeout(WAIT, lines.next_line())
-            .await
-            .expect("a code in time")
-            .unwrap()
-            .expect("pair prints a code");
-        if let Some(code) = line.strip_prefix("Pairing code: ") {
-            break code.trim().to_owned();
-        }
-    };
+    let pairing =
+        Pairing::start(agent_bin(), &state.path().join("agent"), &base, "e2e-agent").await;
     let data = tempfile::tempdir().unwrap();
     let store = Arc::new(MemorySessionStore::default());
     let client = RelayClient::start(client_config(data.path()), store.clone());
     let mut seen = Seen::new(&client);
-    let info = client.pair(&code, &base).await.expect("pairing succeeds");
+    let info = client
+        .pair(&pairing.code, &base)
+        .await
+        .expect("pairing succeeds");
     assert_eq!(info.agent_name, "e2e-agent");
-    let mut rest = String::new();
-    while let Ok(Some(l)) = lines.next_line().await {
-        rest.push_str(&l);
-        rest.push('\n');
-    }
+    let rest = pairing.finish().await;
     assert!(rest.contains("Paired with e2e-desktop"), "{rest}");
-    assert!(pair.wait().await.unwrap().success());
     seen.until("the desktop online with the running agent", online)
         .await;
     Setup {

@@ -1,0 +1,161 @@
+// Generated from the Rust types by src-tauri/src/ui_types.rs (ts-rs). Do not edit:
+// run `CLAWTRAY_WRITE_UI_TYPES=1 cargo test -p clawtray ui_types` after changing them.
+
+/**
+ * Whether the agent's end is connected to the relay.
+ */
+export type PeerPresence = "online" | "away";
+
+/**
+ * The client's connection state.
+ */
+export type ConnectionState = { "state": "unpaired" } | { "state": "pairing" } | { "state": "connecting" } | { "state": "handshaking" } | { "state": "online", 
+/**
+ * Whether the agent is there.
+ */
+peer: PeerPresence, } | { "state": "waiting_to_retry", 
+/**
+ * Unix milliseconds of the next attempt.
+ */
+next_try_at_ms: number, 
+/**
+ * What went wrong, in words.
+ */
+last_error: string, } | { "state": "needs_repairing", 
+/**
+ * Why, in words.
+ */
+reason: string, };
+
+/**
+ * Where a sent message is.
+ */
+export type MessageState = "queued" | "sent" | "delivered" | "answered";
+
+/**
+ * Whether the agent reaches its OpenClaw gateway.
+ */
+export type GatewayStatus = "connected" | "disconnected";
+
+/**
+ * One message of the history, as shown.
+ */
+export type HistoryMessage = { 
+/**
+ * `user` or `assistant` (or another gateway role).
+ */
+role: string, 
+/**
+ * Plain text.
+ */
+text: string, 
+/**
+ * Milliseconds since the epoch, when known.
+ */
+timestamp?: number, };
+
+/**
+ * agent → desktop.
+ */
+export type ToDesktop = { "type": "chat_ack", 
+/**
+ * The desktop's message id.
+ */
+id: string, 
+/**
+ * The gateway's run id.
+ */
+run_id: string, } | { "type": "chat_delta", 
+/**
+ * The run.
+ */
+run_id: string, 
+/**
+ * Per-run, strictly increasing (gaps allowed).
+ */
+seq: number, 
+/**
+ * Text to append (or, with `replace`, the whole new text).
+ */
+text: string, 
+/**
+ * The gateway replaced the reply so far: `text` is the whole text, not an increment.
+ */
+replace?: boolean, } | { "type": "chat_reply", 
+/**
+ * The run.
+ */
+run_id: string, 
+/**
+ * The whole reply text.
+ */
+text: string, } | { "type": "chat_typing", 
+/**
+ * On or off.
+ */
+on: boolean, } | { "type": "chat_aborted", 
+/**
+ * The run.
+ */
+run_id: string, } | { "type": "chat_error", 
+/**
+ * The run, when the error belongs to one.
+ */
+run_id?: string, 
+/**
+ * A sentence for people.
+ */
+message: string, } | { "type": "history", 
+/**
+ * Oldest first.
+ */
+messages: Array<HistoryMessage>, } | { "type": "agent_status", 
+/**
+ * Connected or not.
+ */
+gateway: GatewayStatus, };
+
+/**
+ * What a [`crate::RelayClient`] tells its subscribers.
+ */
+export type ClientEvent = { "kind": "state", 
+/**
+ * The new state.
+ */
+state: ConnectionState, } | { "kind": "chat", 
+/**
+ * The message.
+ */
+message: ToDesktop, } | { "kind": "message", 
+/**
+ * The message id.
+ */
+id: string, 
+/**
+ * Its new state.
+ */
+state: MessageState, } | { "kind": "notice", 
+/**
+ * A sentence.
+ */
+message: string, };
+
+/**
+ * What the relay and the UI need to know about the pairing. Not secret.
+ */
+export type SessionInfo = { relay_url: string, session_id: string, agent_name: string, paired_at_ms: number, };
+
+/**
+ * A message still waiting for the agent.
+ */
+export type Queued = { id: string, text: string, };
+
+/**
+ * Everything the UI needs to draw itself after (re)opening.
+ */
+export type Status = { state: ConnectionState, session: SessionInfo | null, queued: Array<Queued>, };
+
+/**
+ * An error for the UI.
+ */
+export type CommandError = { code: string, message: string, };
