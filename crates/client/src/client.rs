@@ -66,6 +66,12 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Time for the agent to answer a meeting.
     pub handshake_timeout: Duration,
+    /// Sent messages unacknowledged this long, with the agent there, start a new meeting (which
+    /// resends them): a frame lost or dropped on the way is not waited for forever.
+    pub ack_timeout: Duration,
+    /// After a frame fails to open (tampered, replayed, out of order), wait this long for more of
+    /// the same, then start one new meeting so both ends resend what was lost.
+    pub resync_delay: Duration,
 }
 
 impl ClientConfig {
@@ -80,6 +86,8 @@ impl ClientConfig {
             pong_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            ack_timeout: Duration::from_secs(10),
+            resync_delay: Duration::from_millis(500),
         }
     }
 }
@@ -692,6 +700,9 @@ impl Actor {
             handshake_deadline: None,
             handshake_failures: 0,
             awaiting_pong: None,
+            rejected: 0,
+            resync_at: None,
+            ack_wait_since: None,
         };
         if peer_online {
             if let Err(o) = self.start_meeting(&mut ws, &mut conn).await {
@@ -709,12 +720,15 @@ impl Actor {
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let hs_deadline = conn.handshake_deadline;
+            let resync_at = conn.resync_at;
+            let ack_deadline = conn.ack_wait_since.map(|t| t + self.config.ack_timeout);
             tokio::select! {
                 cmd = self.rx.recv() => {
                     let Some(cmd) = cmd else { return Outcome::Shutdown };
                     if let Some(o) = self.online_command(cmd, &mut ws).await {
                         return o;
                     }
+                    self.watch_acks(&mut conn, false);
                 }
                 inbound = wire::recv(&mut ws) => {
                     conn.awaiting_pong = None;
@@ -732,6 +746,22 @@ impl Actor {
                     }
                     if wire::send_ping(&mut ws).await.is_err() {
                         return Outcome::Transient("connection lost".into());
+                    }
+                }
+                () = sleep_until(resync_at.unwrap_or_else(Instant::now)), if resync_at.is_some() => {
+                    conn.resync_at = None;
+                    if let Err(o) = self.start_meeting(&mut ws, &mut conn).await {
+                        return o;
+                    }
+                }
+                () = sleep_until(ack_deadline.unwrap_or_else(Instant::now)), if ack_deadline.is_some() => {
+                    conn.ack_wait_since = None;
+                    self.notice(format!(
+                        "the agent has not confirmed a message for {} s; starting a new secure meeting to resend it",
+                        self.config.ack_timeout.as_secs()
+                    ));
+                    if let Err(o) = self.start_meeting(&mut ws, &mut conn).await {
+                        return o;
                     }
                 }
                 () = sleep_until(hs_deadline.unwrap_or_else(Instant::now)), if hs_deadline.is_some() => {
@@ -752,6 +782,8 @@ impl Actor {
             .start_meeting()
             .map_err(|e| Outcome::Transient(e.to_string()))?;
         conn.handshake_deadline = Some(Instant::now() + self.config.handshake_timeout);
+        conn.resync_at = None;
+        conn.ack_wait_since = None;
         self.set_state(ConnectionState::Handshaking);
         self.handle_events(events, ws, conn).await
     }
@@ -800,6 +832,8 @@ impl Actor {
                     p.endpoint.peer_left();
                 }
                 conn.handshake_deadline = None;
+                conn.resync_at = None;
+                conn.ack_wait_since = None;
                 self.set_state(ConnectionState::Online {
                     peer: PeerPresence::Away,
                 });
@@ -840,6 +874,7 @@ impl Actor {
         ws: &mut Ws,
         conn: &mut Conn,
     ) -> Result<(), Outcome> {
+        let mut acked = false;
         for e in events {
             match e {
                 Event::Transmit(f) => wire::send_binary(ws, f)
@@ -854,6 +889,7 @@ impl Actor {
                     self.emit(ClientEvent::Chat { message: body });
                 }
                 Event::Acked(seqs) => {
+                    acked = true;
                     let Some(p) = self.paired.as_mut() else {
                         continue;
                     };
@@ -888,7 +924,18 @@ impl Actor {
                         });
                     }
                 }
-                Event::Rejected(e) => debug!(error = %e, "frame rejected"),
+                Event::Rejected(e) => {
+                    conn.rejected += 1;
+                    if conn.rejected == 1 {
+                        self.notice(format!("a frame from the relay was refused ({e}): it was altered, replayed or reordered on the way; nothing it carried was shown, and a new secure meeting will resend what was lost"));
+                    } else {
+                        debug!(error = %e, "frame rejected");
+                    }
+                    let live = self.paired.as_ref().is_some_and(|p| p.endpoint.is_online());
+                    if live && conn.resync_at.is_none() {
+                        conn.resync_at = Some(Instant::now() + self.config.resync_delay);
+                    }
+                }
                 Event::HandshakeFailed(e) => {
                     Box::pin(self.handshake_failed(ws, conn, e.to_string())).await?
                 }
@@ -898,7 +945,22 @@ impl Actor {
                 }
             }
         }
+        self.watch_acks(conn, acked);
         Ok(())
+    }
+
+    /// Arm (or disarm) the ack watchdog: it runs while the meeting is live and sent messages
+    /// wait for an ack, restarting whenever acks make progress.
+    fn watch_acks(&self, conn: &mut Conn, progressed: bool) {
+        let waiting = self
+            .paired
+            .as_ref()
+            .is_some_and(|p| p.endpoint.is_online() && p.endpoint.delivery().unacked_len() > 0);
+        if !waiting {
+            conn.ack_wait_since = None;
+        } else if progressed || conn.ack_wait_since.is_none() {
+            conn.ack_wait_since = Some(Instant::now());
+        }
     }
 
     async fn online_command(&mut self, cmd: Command, ws: &mut Ws) -> Option<Outcome> {
@@ -936,6 +998,12 @@ struct Conn {
     handshake_deadline: Option<Instant>,
     handshake_failures: u32,
     awaiting_pong: Option<Instant>,
+    /// Frames refused on this connection (the first one is reported).
+    rejected: u32,
+    /// A new meeting is due then (after refused frames).
+    resync_at: Option<Instant>,
+    /// Since when sent messages have been waiting for an ack in a live meeting.
+    ack_wait_since: Option<Instant>,
 }
 
 fn relay_error(code: ErrorCode, message: String) -> Outcome {

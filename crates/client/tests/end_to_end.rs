@@ -2,121 +2,17 @@
 //! agent end (clawtray-testkit) speaking the real protocol. Sessions are kept in memory here; the
 //! keyring store is tested against a real Secret Service in `keyring.rs`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast;
-
-use clawtray_client::chat_model::Conversation;
 use clawtray_client::session_store::{MemorySessionStore, SessionStore};
 use clawtray_client::state::PeerPresence;
-use clawtray_client::{ClientConfig, ClientEvent, ConnectionState, MessageState, RelayClient};
-use clawtray_proto::chat::ToDesktop;
+use clawtray_client::{ClientConfig, ConnectionState, MessageState, RelayClient};
 use clawtray_testkit::agent_end::{expected_reply, Script, TestAgent};
 use clawtray_testkit::relay::Relay;
 
-const WAIT: Duration = Duration::from_secs(30);
-
-fn config(dir: &tempfile::TempDir) -> ClientConfig {
-    ClientConfig::new(dir.path().join("data"), "test-desktop".into())
-}
-
-/// Everything the client told us, folded into the chat model, with counters for the checks.
-struct Seen {
-    rx: broadcast::Receiver<ClientEvent>,
-    conv: Conversation,
-    replies: HashMap<String, usize>,
-    aborted: Vec<String>,
-    states: Vec<ConnectionState>,
-    message_states: HashMap<String, Vec<MessageState>>,
-    acks: HashMap<String, String>,
-    notices: Vec<String>,
-}
-
-impl Seen {
-    fn new(client: &RelayClient) -> Self {
-        Self {
-            rx: client.subscribe(),
-            conv: Conversation::default(),
-            replies: HashMap::new(),
-            aborted: Vec::new(),
-            states: Vec::new(),
-            message_states: HashMap::new(),
-            acks: HashMap::new(),
-            notices: Vec::new(),
-        }
-    }
-
-    fn apply(&mut self, ev: ClientEvent) {
-        if let ClientEvent::Notice { message } = &ev {
-            self.notices.push(message.clone());
-        }
-        match ev {
-            ClientEvent::Chat { message } => {
-                match &message {
-                    ToDesktop::ChatReply { run_id, .. } => {
-                        *self.replies.entry(run_id.clone()).or_default() += 1
-                    }
-                    ToDesktop::ChatAborted { run_id } => self.aborted.push(run_id.clone()),
-                    ToDesktop::ChatAck { id, run_id } => {
-                        self.acks.insert(id.clone(), run_id.clone());
-                    }
-                    _ => {}
-                }
-                self.conv.apply(&message);
-            }
-            ClientEvent::State { state } => self.states.push(state),
-            ClientEvent::Message { id, state } => {
-                self.message_states
-                    .entry(id.clone())
-                    .or_default()
-                    .push(state);
-                self.conv.message_state(&id, state);
-            }
-            ClientEvent::Notice { .. } => {}
-        }
-    }
-
-    async fn until(&mut self, what: &str, pred: impl Fn(&Seen) -> bool) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while !pred(self) {
-            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                Ok(Ok(ev)) => self.apply(ev),
-                Ok(Err(broadcast::error::RecvError::Lagged(n))) => panic!("lagged {n} events"),
-                Ok(Err(e)) => panic!("events closed: {e}"),
-                Err(_) => panic!("timed out waiting for {what}; states: {:?}", self.states),
-            }
-        }
-    }
-
-    fn reply_text(&self, id: &str) -> Option<String> {
-        let run = self.acks.get(id)?;
-        self.conv
-            .entries()
-            .iter()
-            .find(|e| {
-                e.run_id.as_deref() == Some(run)
-                    && e.author == clawtray_client::chat_model::Author::Assistant
-            })
-            .map(|e| e.text.clone())
-    }
-
-    fn answered(&self, id: &str) -> bool {
-        self.acks
-            .get(id)
-            .is_some_and(|run| self.replies.contains_key(run))
-    }
-}
-
-fn online(s: &Seen) -> bool {
-    matches!(
-        s.states.last(),
-        Some(ConnectionState::Online {
-            peer: PeerPresence::Online
-        })
-    )
-}
+mod common;
+use common::*;
 
 struct Setup {
     relay: Relay,

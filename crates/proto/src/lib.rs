@@ -23,6 +23,8 @@ pub mod delivery;
 pub mod endpoint;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kdf;
 pub mod meeting;
 pub mod pairing;

@@ -77,6 +77,8 @@ pub struct Disk {
     pub replied: Vec<(String, String)>,
     /// Errors the relay sent this agent.
     pub relay_errors: Vec<String>,
+    /// Frames and handshakes this agent refused (tampered, replayed, forged), in words.
+    pub refused: Vec<String>,
     runs: VecDeque<Run>,
 }
 
@@ -95,6 +97,12 @@ impl AgentDisk {
     #[must_use]
     pub fn relay_errors(&self) -> Vec<String> {
         self.0.lock().expect("disk").relay_errors.clone()
+    }
+
+    /// Frames and handshakes refused, in words.
+    #[must_use]
+    pub fn refused(&self) -> Vec<String> {
+        self.0.lock().expect("disk").refused.clone()
     }
 }
 
@@ -162,6 +170,7 @@ impl TestAgent {
                 received: Vec::new(),
                 replied: Vec::new(),
                 relay_errors: Vec::new(),
+                refused: Vec::new(),
                 runs: VecDeque::new(),
             })));
             let d = disk.clone();
@@ -484,10 +493,10 @@ async fn handle(
             Event::Acked(_) => {
                 disk.0.lock().expect("disk").delivery = endpoint.delivery().snapshot()
             }
-            Event::Online
-            | Event::Rejected(_)
-            | Event::HandshakeFailed(_)
-            | Event::MeetingBroken => {}
+            Event::Rejected(e) | Event::HandshakeFailed(e) => {
+                disk.0.lock().expect("disk").refused.push(e.to_string());
+            }
+            Event::Online | Event::MeetingBroken => {}
         }
     }
     for m in replies {

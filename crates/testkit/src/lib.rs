@@ -4,6 +4,7 @@
 //! - [`agent`]: real `clawtray-agent run` and `pair` processes.
 //! - [`display`]: a private X display (Xvfb) and `tauri-driver` for driving the real app.
 //! - [`webdriver`]: a minimal W3C WebDriver client.
+//! - [`mitm`]: a hostile relay (WebSocket man-in-the-middle) that tampers with what it carries.
 //! - [`relay`]: the real `clawtray-relay` binary as a child process (start, SIGKILL, SIGTERM,
 //!   restart on the same port and database, HTTP probes, its log).
 //! - [`agent_end`]: a scripted agent end: pairs, resumes, answers meetings, and replies to chat
@@ -17,5 +18,6 @@ pub mod bins;
 pub mod display;
 pub mod fake_model;
 pub mod gateway;
+pub mod mitm;
 pub mod relay;
 pub mod webdriver;

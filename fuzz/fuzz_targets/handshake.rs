@@ -1,0 +1,4 @@
+//! cargo fuzz target: `clawtray_proto::fuzzing::handshake` on arbitrary bytes.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| clawtray_proto::fuzzing::handshake(data));
