@@ -105,17 +105,24 @@ fn cli(data: &Path, config: &Path, log: &Path) -> tokio::process::Command {
     c
 }
 
-async fn run_ok(mut c: tokio::process::Command) -> String {
+/// Run the CLI; on failure, show its stdout and the end of its debug log (which holds no
+/// secrets: the test scans it) so a rare failure can be understood from the CI log alone.
+async fn run_ok(mut c: tokio::process::Command, log: &Path) -> String {
     let out = tokio::time::timeout(Duration::from_secs(60), c.output())
         .await
         .expect("cli finishes")
         .expect("cli runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "cli failed ({:?}): {stdout}",
-        out.status
-    );
+    if !out.status.success() {
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!(
+            "cli failed ({:?}): {stdout}\n--- the end of its log ---\n{}",
+            out.status,
+            tail.join("\n")
+        );
+    }
     stdout
 }
 
@@ -165,14 +172,14 @@ async fn the_cli_pairs_chats_and_a_killed_process_loses_nothing() {
     let (code, agent) = TestAgent::pair(&base, script.clone()).await;
     let mut c = cli(&data, &config, &log);
     c.args(["pair", &code, "--relay", &base]);
-    let out = run_ok(c).await;
+    let out = run_ok(c, &log).await;
     assert!(out.contains("paired with test-agent"), "{out}");
     let agent = agent.await.unwrap();
 
     let mut c = cli(&data, &config, &log);
     c.args(["chat", "hello MARKER-one"]);
     assert_eq!(
-        run_ok(c).await,
+        run_ok(c, &log).await,
         format!("{}\n", expected_reply("hello MARKER-one", 3))
     );
 
@@ -195,7 +202,7 @@ async fn the_cli_pairs_chats_and_a_killed_process_loses_nothing() {
     let mut c = cli(&data, &config, &log);
     c.args(["chat", "after MARKER-three"]);
     assert_eq!(
-        run_ok(c).await,
+        run_ok(c, &log).await,
         format!("{}\n", expected_reply("after MARKER-three", 3))
     );
     assert_eq!(
@@ -210,7 +217,7 @@ async fn the_cli_pairs_chats_and_a_killed_process_loses_nothing() {
 
     let mut c = cli(&data, &config, &log);
     c.args(["history"]);
-    let history = run_ok(c).await;
+    let history = run_ok(c, &log).await;
     assert!(history.contains("user: queued MARKER-two"), "{history}");
 
     // no secret and no message text in the data dir, the config dir or any log
@@ -267,7 +274,7 @@ async fn the_cli_pairs_chats_and_a_killed_process_loses_nothing() {
 
     let mut c = cli(&data, &config, &log);
     c.arg("unpair");
-    assert!(run_ok(c).await.contains("unpaired"));
+    assert!(run_ok(c, &log).await.contains("unpaired"));
     assert!(
         !secret_tool_search(&stored.info.session_id).contains("session:"),
         "keyring entry removed"

@@ -4,6 +4,7 @@
 //! - [`agent`]: real `clawtray-agent run` and `pair` processes.
 //! - [`display`]: a private X display (Xvfb) and `tauri-driver` for driving the real app.
 //! - [`webdriver`]: a minimal W3C WebDriver client.
+//! - [`faulty_link`]: a TCP proxy that stalls or resets the links it carries, on command.
 //! - [`mitm`]: a hostile relay (WebSocket man-in-the-middle) that tampers with what it carries.
 //! - [`relay`]: the real `clawtray-relay` binary as a child process (start, SIGKILL, SIGTERM,
 //!   restart on the same port and database, HTTP probes, its log).
@@ -17,6 +18,7 @@ pub mod agent_end;
 pub mod bins;
 pub mod display;
 pub mod fake_model;
+pub mod faulty_link;
 pub mod gateway;
 pub mod mitm;
 pub mod relay;
