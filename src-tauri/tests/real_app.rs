@@ -2,7 +2,8 @@
 //! private Xvfb: pair with a code printed by a real `clawtray-agent pair`, send a message and watch
 //! the reply stream in from the real OpenClaw gateway, abort a second one, restart the agent and
 //! carry on; then quit and start the app again (dark theme) — it resumes from the keyring without
-//! asking to pair, shows the history, and streams again; the global hotkey hides and shows it. Screenshots go to `target/screenshots/`.
+//! asking to pair, shows the history, and streams again; the global hotkey hides and shows it,
+//! and a second launch hands over to the first and brings the chat back. Screenshots go to `target/screenshots/`.
 //!
 //! Needs Xvfb, tauri-driver, WebKitWebDriver, a Secret Service and the pinned gateway, which
 //! `scripts/test` provides; hence `#[ignore]` for a bare `cargo test`.
@@ -358,6 +359,26 @@ async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes
     wait_until("the hotkey to hide the chat", || !chat_window_shown(&x)).await;
     press(&x, "ctrl+shift+space");
     wait_until("the hotkey to bring the chat back", || {
+        chat_window_shown(&x)
+    })
+    .await;
+    // a second launch (as from the desktop's menu) exits at once and brings the chat back
+    press(&x, "ctrl+shift+space");
+    wait_until("the hotkey to hide the chat again", || {
+        !chat_window_shown(&x)
+    })
+    .await;
+    let mut second = std::process::Command::new(app_bin());
+    second.env("DISPLAY", &x.display);
+    for (k, v) in &env[1..] {
+        second.env(k, v);
+    }
+    let status = second.status().expect("launch the app a second time");
+    assert!(
+        status.success(),
+        "the second instance hands over and exits: {status:?}"
+    );
+    wait_until("the first instance to show the chat", || {
         chat_window_shown(&x)
     })
     .await;
