@@ -8,6 +8,7 @@
 //! Needs Xvfb, tauri-driver, WebKitWebDriver, a Secret Service and the pinned gateway, which
 //! `scripts/test` provides; hence `#[ignore]` for a bare `cargo test`.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use clawtray_testkit::display::{TauriDriver, Xvfb};
 use clawtray_testkit::fake_model::{self, reply_for};
 use clawtray_testkit::gateway::Gateway;
 use clawtray_testkit::relay::Relay;
+use clawtray_testkit::scan::{files_containing, files_under};
 use clawtray_testkit::webdriver::{Session, ENTER};
 
 /// One step of the scenario (the app, the relay and the gateway all answer well within it).
@@ -128,25 +130,6 @@ async fn wait_until(what: &str, ok: impl Fn() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files_containing(&path, needle));
-        } else if std::fs::read(&path)
-            .is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
-        {
-            found.push(path);
-        }
-    }
-    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,11 +298,8 @@ async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes
         ),
     )
     .expect("write the dark launcher");
-    std::process::Command::new("chmod")
-        .args(["+x"])
-        .arg(&dark)
-        .status()
-        .expect("chmod the dark launcher");
+    std::fs::set_permissions(&dark, std::fs::Permissions::from_mode(0o755))
+        .expect("make the dark launcher executable");
     let app = start_app(&driver, &dark).await;
     app.wait_for("#message", STEP)
         .await
@@ -389,7 +369,7 @@ async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes
 
     // ── nothing secret or private in clear in the app's files ───────────────────────────────
     for needle in [pairing_code.as_bytes(), b"hello from the real app"] {
-        let found = files_containing(&home, needle);
+        let found = files_containing(&files_under(&home), needle);
         assert!(
             found.is_empty(),
             "{:?} found in clear in {found:?}",

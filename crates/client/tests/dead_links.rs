@@ -5,60 +5,41 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use clawtray_client::session_store::MemorySessionStore;
-use clawtray_client::{ClientConfig, ConnectionState, RelayClient};
-use clawtray_testkit::agent_end::{expected_reply, Script, TestAgent};
+use clawtray_client::ConnectionState;
+use clawtray_testkit::agent_end::{expected_reply, Script};
 use clawtray_testkit::faulty_link::FaultyLink;
 use clawtray_testkit::relay::Relay;
 use common::*;
 
-struct Setup {
-    _relay: Relay,
-    link: FaultyLink,
-    client: RelayClient,
-    agent: TestAgent,
-    seen: Seen,
-    _dir: tempfile::TempDir,
-}
-
-async fn through_a_faulty_link(script: Script) -> Setup {
+/// The real relay, a faulty link in front of it for the desktop, and a paired desktop and
+/// scripted agent (straight to the relay), online.
+async fn through_a_faulty_link(script: Script) -> (Relay, FaultyLink, PairedDesktop) {
     let relay = Relay::start(&[]).await;
     let link = FaultyLink::start(relay.addr).await;
-    let (code, agent) = TestAgent::pair(&format!("ws://{}", relay.addr), script).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = ClientConfig::new(dir.path().join("data"), "test-desktop".into());
-    cfg.ping_interval = Duration::from_millis(500);
-    cfg.pong_timeout = Duration::from_secs(1);
-    let client = RelayClient::start(cfg, Arc::new(MemorySessionStore::default()));
-    let mut seen = Seen::new(&client);
-    client
-        .pair(&code, &format!("ws://{}", link.addr))
-        .await
-        .expect("pairing through the link");
-    let agent = agent.await.unwrap();
-    seen.until("online", online).await;
-    Setup {
-        _relay: relay,
-        link,
-        client,
-        agent,
-        seen,
-        _dir: dir,
-    }
+    let paired = pair_desktop(
+        &format!("ws://{}", relay.addr),
+        &format!("ws://{}", link.addr),
+        script,
+        |cfg| {
+            cfg.ping_interval = Duration::from_millis(500);
+            cfg.pong_timeout = Duration::from_secs(1);
+        },
+    )
+    .await;
+    (relay, link, paired)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_link_is_noticed_and_nothing_is_lost() {
-    let mut s = through_a_faulty_link(Script::default()).await;
+    let (_relay, link, mut s) = through_a_faulty_link(Script::default()).await;
     let first = s.client.send("before the stall").await.unwrap();
     s.seen
         .until("the first reply", |x| x.answered(&first))
         .await;
 
-    s.link.stall_current();
+    link.stall_current();
     let mark = s.seen.states.len();
     let during = s.client.send("during the stall").await.unwrap();
     s.seen
@@ -91,11 +72,11 @@ async fn a_reset_in_the_middle_of_a_frame_loses_and_doubles_nothing() {
         words: 40,
         delta_delay: Duration::from_millis(20),
     };
-    let mut s = through_a_faulty_link(script).await;
+    let (_relay, link, mut s) = through_a_faulty_link(script).await;
     let id = s.client.send("a long reply, cut").await.unwrap();
     // the reply's next frame towards the desktop arrives half, then the link resets
     let mark = s.seen.states.len();
-    s.link.reset_current_mid_frame();
+    link.reset_current_mid_frame();
     s.seen
         .until("the reply after the reset", |x| x.answered(&id))
         .await;

@@ -29,18 +29,14 @@ async fn paired(script: Script) -> Setup {
 
 async fn paired_with(script: Script, tweak: impl FnOnce(&mut ClientConfig)) -> Setup {
     let relay = Relay::start(&[]).await;
-    let base = format!("ws://{}", relay.addr);
-    let (code, agent) = TestAgent::pair(&base, script).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(MemorySessionStore::default());
-    let mut cfg = config(&dir);
-    tweak(&mut cfg);
-    let client = RelayClient::start(cfg, store.clone());
-    let mut seen = Seen::new(&client);
-    let info = client.pair(&code, &base).await.expect("pairing succeeds");
-    assert_eq!(info.agent_name, "test-agent");
-    let agent = agent.await.unwrap();
-    seen.until("online after pairing", online).await;
+    let base = base(&relay);
+    let PairedDesktop {
+        client,
+        agent,
+        store,
+        seen,
+        dir,
+    } = pair_desktop(&base, &base, script, tweak).await;
     Setup {
         relay,
         client,

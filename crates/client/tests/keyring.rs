@@ -17,6 +17,7 @@ use clawtray_client::session_store::{
 use clawtray_proto::secret::{SecretKey, SecretString, StaticKeypair};
 use clawtray_testkit::agent_end::{expected_reply, Script, TestAgent};
 use clawtray_testkit::relay::Relay;
+use clawtray_testkit::scan::{contains, files_under};
 
 const NEEDS: &str =
     "needs a Secret Service: run under scripts/with-secret-service (scripts/test does)";
@@ -137,21 +138,6 @@ fn outbox_rows(data: &Path) -> i64 {
         .unwrap_or(-1)
 }
 
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(files_under(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test]
 #[ignore = "needs a Secret Service: run under scripts/with-secret-service (scripts/test does)"]
 async fn the_cli_pairs_chats_and_a_killed_process_loses_nothing() {
@@ -260,11 +246,7 @@ async fn the_cli_pairs_chats_and_a_killed_process_loses_nothing() {
     for f in &files {
         let bytes = std::fs::read(f).unwrap_or_default();
         for (what, needle) in &needles {
-            assert!(
-                !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
-                "{what} found in {}",
-                f.display()
-            );
+            assert!(!contains(&bytes, needle), "{what} found in {}", f.display());
         }
     }
     assert!(

@@ -29,45 +29,26 @@ use common::*;
 /// Words per scripted reply.
 const WORDS: usize = 5;
 
-fn hostile_config(dir: &tempfile::TempDir) -> ClientConfig {
-    let mut c = ClientConfig::new(dir.path().join("data"), "test-desktop".into());
+/// Quick recovery settings, so each attack's aftermath fits in a test.
+fn hostile_settings(c: &mut ClientConfig) {
     c.ack_timeout = Duration::from_secs(2);
     c.resync_delay = Duration::from_millis(300);
     c.handshake_timeout = Duration::from_secs(3);
-    c
 }
 
 /// A desktop (through the hostile relay) paired with a scripted agent (straight to the relay).
-struct Pair {
-    client: RelayClient,
-    agent: TestAgent,
-    seen: Seen,
-    _dir: tempfile::TempDir,
+async fn pair_through(relay: &Relay, mitm: &Mitm) -> PairedDesktop {
+    let agent_relay = format!("ws://{}", relay.addr);
+    pair_desktop(
+        &agent_relay,
+        &mitm.url(),
+        Script::default(),
+        hostile_settings,
+    )
+    .await
 }
 
-async fn pair_through(relay: &Relay, mitm: &Mitm) -> Pair {
-    let (code, agent) = TestAgent::pair(&format!("ws://{}", relay.addr), Script::default()).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let client = RelayClient::start(
-        hostile_config(&dir),
-        Arc::new(MemorySessionStore::default()),
-    );
-    let mut seen = Seen::new(&client);
-    client
-        .pair(&code, &mitm.url())
-        .await
-        .expect("pairing through an honest-for-now relay");
-    let agent = agent.await.expect("the agent paired");
-    seen.until("online after pairing", online).await;
-    Pair {
-        client,
-        agent,
-        seen,
-        _dir: dir,
-    }
-}
-
-impl Pair {
+impl PairedDesktop {
     /// Send `texts` back to back; wait until every one is answered.
     async fn send_all(&mut self, texts: &[String]) -> Vec<String> {
         let mut ids = Vec::new();
@@ -185,10 +166,9 @@ async fn a_relay_without_the_code_cannot_pair_in_the_middle() {
     });
     let (code, agent) = TestAgent::pair(&format!("ws://{}", relay.addr), Script::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let client = RelayClient::start(
-        hostile_config(&dir),
-        Arc::new(MemorySessionStore::default()),
-    );
+    let mut cfg = config(&dir);
+    hostile_settings(&mut cfg);
+    let client = RelayClient::start(cfg, Arc::new(MemorySessionStore::default()));
     let err = client
         .pair(&code, &mitm.url())
         .await

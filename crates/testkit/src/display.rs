@@ -44,7 +44,7 @@ impl Xvfb {
             })
             .expect("a free X display number");
         let display = format!(":{n}");
-        let child = std::process::Command::new("Xvfb")
+        let child = Command::new("Xvfb")
             .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

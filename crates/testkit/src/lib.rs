@@ -8,6 +8,7 @@
 //! - [`mitm`]: a hostile relay (WebSocket man-in-the-middle) that tampers with what it carries.
 //! - [`relay`]: the real `clawtray-relay` binary as a child process (start, SIGKILL, SIGTERM,
 //!   restart on the same port and database, HTTP probes, its log).
+//! - [`scan`]: files under a folder, and whether they hold a secret or plaintext.
 //! - [`agent_end`]: a scripted agent end: pairs, resumes, answers meetings, and replies to chat
 //!   with streamed deltas — built on `clawtray_proto::endpoint`, speaking to the real relay.
 //! - [`fake_model`]: an OpenAI-compatible streaming model on 127.0.0.1 for the real gateway.
@@ -22,4 +23,5 @@ pub mod faulty_link;
 pub mod gateway;
 pub mod mitm;
 pub mod relay;
+pub mod scan;
 pub mod webdriver;

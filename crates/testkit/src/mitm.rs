@@ -148,7 +148,7 @@ impl Mitm {
         shared
             .seen
             .iter()
-            .any(|(_, _, b)| b.windows(needle.len()).any(|w| w == needle))
+            .any(|(_, _, b)| crate::scan::contains(b, needle))
     }
 
     /// How many messages it carried.

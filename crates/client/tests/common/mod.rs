@@ -1,22 +1,67 @@
-//! Shared by the desktop-core integration tests: what the client told us (folded into the chat
-//! model, with counters for the checks), and small predicates.
+//! Shared by the desktop-core integration tests: a desktop paired with a scripted agent, what the
+//! client told us (folded into the chat model, with counters for the checks), and small
+//! predicates.
 
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::broadcast;
 
 use clawtray_client::chat_model::Conversation;
+use clawtray_client::session_store::MemorySessionStore;
 use clawtray_client::state::PeerPresence;
 use clawtray_client::{ClientConfig, ClientEvent, ConnectionState, MessageState, RelayClient};
 use clawtray_proto::chat::ToDesktop;
+use clawtray_testkit::agent_end::{Script, TestAgent};
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
 pub fn config(dir: &tempfile::TempDir) -> ClientConfig {
     ClientConfig::new(dir.path().join("data"), "test-desktop".into())
+}
+
+/// The real desktop core (sessions kept in memory) paired with a scripted agent, online.
+pub struct PairedDesktop {
+    pub client: RelayClient,
+    pub agent: TestAgent,
+    pub store: Arc<MemorySessionStore>,
+    pub seen: Seen,
+    pub dir: tempfile::TempDir,
+}
+
+/// Pair a desktop with a scripted agent and wait until both are online. The agent reaches the
+/// relay at `agent_relay`, the desktop at `desktop_relay` (the same relay, or a proxy in front of
+/// it); `tweak` adjusts the desktop's settings.
+pub async fn pair_desktop(
+    agent_relay: &str,
+    desktop_relay: &str,
+    script: Script,
+    tweak: impl FnOnce(&mut ClientConfig),
+) -> PairedDesktop {
+    let (code, agent) = TestAgent::pair(agent_relay, script).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(MemorySessionStore::default());
+    let mut cfg = config(&dir);
+    tweak(&mut cfg);
+    let client = RelayClient::start(cfg, store.clone());
+    let mut seen = Seen::new(&client);
+    let info = client
+        .pair(&code, desktop_relay)
+        .await
+        .expect("pairing succeeds");
+    assert_eq!(info.agent_name, "test-agent");
+    let agent = agent.await.expect("the agent paired");
+    seen.until("online after pairing", online).await;
+    PairedDesktop {
+        client,
+        agent,
+        store,
+        seen,
+        dir,
+    }
 }
 
 /// Everything the client told us, folded into the chat model, with counters for the checks.
