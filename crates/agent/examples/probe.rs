@@ -1,4 +1,4 @@
-//! Prints what the real gateway emits when a message is queued behind an active run (developer aid).
+//! Prints what the real gateway answers and emits for a message queued behind an active run, a resent idempotency key and `agent.wait` (developer aid).
 use clawtray_agent::gateway::{GatewayClient, GatewayConfig, GatewayEvent};
 use std::time::Duration;
 #[tokio::main]
@@ -21,35 +21,45 @@ async fn main() {
             break;
         }
     }
-    println!("A: {:?}", client.request("chat.send", serde_json::json!({"sessionKey":"probe","message":"first #id=A# #words=8# #delay=150#","idempotencyKey":"run-A","queueMode":"followup"})).await);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    println!("A: {:?}", client.request("chat.send", serde_json::json!({"sessionKey":"probe","message":"first #id=A# #words=6# #delay=300#","idempotencyKey":"run-A","queueMode":"followup"})).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
     println!("B: {:?}", client.request("chat.send", serde_json::json!({"sessionKey":"probe","message":"second #id=B# #words=2#","idempotencyKey":"run-B","queueMode":"followup"})).await);
-    let t = tokio::time::Instant::now();
-    while t.elapsed() < Duration::from_secs(12) {
-        if let Ok(Ok(GatewayEvent::Event { name, payload })) =
-            tokio::time::timeout(Duration::from_secs(12), ev.recv()).await
-        {
-            let state = payload.get("state").and_then(|s| s.as_str()).unwrap_or("");
-            let stream = payload.get("stream").and_then(|s| s.as_str()).unwrap_or("");
-            if state == "delta" {
-                continue;
-            }
-            if name == "agent" && stream != "lifecycle" && stream != "run_status" {
-                continue;
-            }
-            let mut p = payload.clone();
-            if let Some(o) = p.as_object_mut() {
-                o.remove("message");
-                o.remove("agentId");
-                if let Some(d) = o.get_mut("data").and_then(|d| d.as_object_mut()) {
-                    d.remove("terminalReceipt");
-                    d.remove("terminalReply");
-                }
-            }
+    println!("B again: {:?}", client.request("chat.send", serde_json::json!({"sessionKey":"probe","message":"second #id=B# #words=2#","idempotencyKey":"run-B","queueMode":"followup"})).await);
+    let t = std::time::Instant::now();
+    println!(
+        "WAIT B: {:?} after {:?}",
+        client
+            .request(
+                "agent.wait",
+                serde_json::json!({"runId":"run-B","timeoutMs":15000})
+            )
+            .await,
+        t.elapsed()
+    );
+    println!(
+        "WAIT A: {:?}",
+        client
+            .request(
+                "agent.wait",
+                serde_json::json!({"runId":"run-A","timeoutMs":15000})
+            )
+            .await
+    );
+    println!("A again: {:?}", client.request("chat.send", serde_json::json!({"sessionKey":"probe","message":"first #id=A# #words=6# #delay=300#","idempotencyKey":"run-A","queueMode":"followup"})).await);
+    while let Ok(Ok(GatewayEvent::Event { name, payload })) =
+        tokio::time::timeout(Duration::from_secs(3), ev.recv()).await
+    {
+        if name == "chat" {
             println!(
-                "{name} {}",
-                p.to_string().chars().take(330).collect::<String>()
+                "EV {} {} {:?} {:?}",
+                payload["runId"],
+                payload["state"],
+                payload.get("message").map(|m| m.to_string().len()),
+                payload.get("completionSource")
             );
+        }
+        if name == "agent" && payload["stream"] == "lifecycle" {
+            println!("LC {} {}", payload["runId"], payload["data"]);
         }
     }
 }

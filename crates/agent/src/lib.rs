@@ -8,6 +8,7 @@
 //! - [`config`]: gateway URL and token resolution (flags, env, the local OpenClaw config).
 //! - [`pair`]: `clawtray-agent pair` — claim a nameplate, show the code, run the first pairing.
 //! - [`link`]: one paired desktop's relay connection, meetings and outbox.
+//! - [`turns`]: desktop messages waiting for, or in, their gateway run — one at a time.
 //! - [`service`]: `clawtray-agent run` — the hub between links and the gateway.
 
 pub mod bridge;
@@ -18,3 +19,4 @@ pub mod link;
 pub mod pair;
 pub mod service;
 pub mod state;
+pub mod turns;

@@ -27,7 +27,8 @@ use crate::state::Pairing;
 
 /// Messages that may wait for one desktop.
 pub const LINK_OUTBOX_CAPACITY: usize = 20_000;
-const PING_INTERVAL: Duration = Duration::from_secs(20);
+/// How often an idle link pings the relay by default (a missed pong ends the connection).
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -44,8 +45,14 @@ pub enum LinkCmd {
 /// Reports to the hub.
 #[derive(Debug)]
 pub enum HubEvent {
-    /// A message from the desktop, delivered once, in order.
-    FromDesktop { session: String, msg: ToAgent },
+    /// A message from the desktop, delivered once, in order. The hub answers on `stored` once
+    /// the message is safe (persisted); only then does the link record it as received and
+    /// acknowledge it, so an agent killed in between gets it again instead of losing it.
+    FromDesktop {
+        session: String,
+        msg: ToAgent,
+        stored: tokio::sync::oneshot::Sender<()>,
+    },
     /// A meeting with the desktop is established.
     DesktopOnline { session: String },
     /// The relay says the pairing is gone for good.
@@ -60,6 +67,8 @@ pub struct LinkConfig {
     pub instance: String,
     pub outbox_path: std::path::PathBuf,
     pub sealing_key: SecretKey,
+    /// Heartbeat: ping this often; no pong by the next ping means a dead link.
+    pub ping_interval: Duration,
 }
 
 /// Start a link; returns its command sender.
@@ -254,7 +263,8 @@ impl Link {
     }
 
     async fn serve(&mut self, ws: &mut Ws) -> Ended {
-        let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
+        let every = self.cfg.ping_interval;
+        let mut ping = tokio::time::interval_at(Instant::now() + every, every);
         let mut awaiting_pong = false;
         loop {
             tokio::select! {
@@ -317,16 +327,22 @@ impl Link {
                     .await
                     .map_err(|_| Ended::Transient("write to the relay failed".into()))?,
                 Event::Deliver { seq, body } => {
-                    if let Err(e) = self.outbox.set_delivered(seq) {
-                        warn!(error = %e, "cannot record a delivered message");
-                    }
-                    let _ = self
+                    let (stored, safe) = tokio::sync::oneshot::channel();
+                    let handed = self
                         .hub
                         .send(HubEvent::FromDesktop {
                             session: self.session().to_owned(),
                             msg: body,
+                            stored,
                         })
                         .await;
+                    if handed.is_err() || safe.await.is_err() {
+                        // the hub is gone (shutting down): do not acknowledge what nobody kept
+                        return Err(Ended::Stop);
+                    }
+                    if let Err(e) = self.outbox.set_delivered(seq) {
+                        warn!(error = %e, "cannot record a delivered message");
+                    }
                 }
                 Event::Acked(seqs) => {
                     if let Some(max) = seqs.iter().max() {

@@ -59,6 +59,9 @@ enum Cmd {
         /// The gateway chat session to use.
         #[arg(long, default_value = "main")]
         session_key: String,
+        /// Seconds between heartbeats on each relay link (a missed answer drops the link).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=300))]
+        relay_heartbeat: u64,
     },
     /// Show paired desktops and whether the gateway is reachable.
     Status {
@@ -137,6 +140,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         Cmd::Run {
             gateway,
             session_key,
+            relay_heartbeat,
         } => {
             let gw = gateway_config(&gateway, &state)?;
             service::run(
@@ -144,6 +148,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
                     state,
                     gateway: gw,
                     session_key,
+                    ping_interval: Duration::from_secs(relay_heartbeat),
                 },
                 shutdown_signal(),
             )

@@ -3,16 +3,16 @@
 //! (`chat.send` with the desktop's message id as idempotency key, `chat.abort`, `chat.history`),
 //! and fans the bridged gateway stream out to every desktop (one conversation, several screens).
 //!
-//! A chat message is kept (sealed, in `pending.sealed`) from the moment it is delivered until the
-//! gateway accepts it, so a dead gateway or an agent restart loses nothing; resending it is safe
-//! because the gateway dedupes by idempotency key.
+//! A chat message is kept (sealed, in `pending.sealed`) from the moment it is delivered until its
+//! run has ended (see [`crate::turns`]), so a dead gateway or an agent restart loses nothing:
+//! after a restart the agent sends it again (the gateway dedupes by idempotency key) and asks
+//! `agent.wait` for the outcome of a run that ended while nobody listened.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-use tokio::sync::{broadcast, mpsc};
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -23,32 +23,38 @@ use crate::bridge::{history_messages, Bridge};
 use crate::gateway::{GatewayClient, GatewayConfig, GatewayError, GatewayEvent};
 use crate::link::{self, HubEvent, LinkCmd, LinkConfig};
 use crate::state::StateDir;
+use crate::turns::{PendingSend, Turns};
 
 /// How often the pairings file is checked for new or removed desktops.
 pub const PAIRINGS_POLL: Duration = Duration::from_secs(2);
 /// Typing indicator safety: off after this long without news.
 pub const TYPING_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long one `agent.wait` call may block in the gateway (asked again while the run goes on).
+const WAIT_SLICE_MS: u64 = 20_000;
+/// The live `final` event normally follows the run's end by milliseconds; `agent.wait` answers
+/// at the end itself. Its answer is held this long so the live event (same text) wins when the
+/// agent was listening, and the wait only fills in for a run that ended while it was not.
+const LIVE_GRACE: Duration = Duration::from_secs(1);
+
 /// What `run` needs.
 pub struct ServiceConfig {
     pub state: StateDir,
     pub gateway: GatewayConfig,
     pub session_key: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct PendingSend {
-    desktop: String,
-    id: String,
-    text: String,
-    #[serde(skip)]
-    in_flight: bool,
+    /// Relay heartbeat of each desktop link.
+    pub ping_interval: Duration,
 }
 
 enum Done {
     Sent {
         id: String,
         run_id: String,
+    },
+    /// `agent.wait` says the run ended; `msg` is its ending for the desktops.
+    Ended {
+        run_id: String,
+        msg: ToDesktop,
     },
     SendFailed {
         desktop: String,
@@ -59,6 +65,8 @@ enum Done {
         desktop: String,
         msg: ToDesktop,
     },
+    /// Try the head of the queue again (after a failed send).
+    Retry,
 }
 
 fn instance_id() -> String {
@@ -74,8 +82,11 @@ struct Hub {
     links: HashMap<String, mpsc::Sender<LinkCmd>>,
     hub_tx: mpsc::Sender<HubEvent>,
     done_tx: mpsc::Sender<Done>,
-    pending: Vec<PendingSend>,
+    turns: Turns,
+    /// The run in progress, for the `agent.wait` task following it (it stops when this changes).
+    running: watch::Sender<Option<String>>,
     instance: String,
+    ping_interval: Duration,
 }
 
 impl Hub {
@@ -106,8 +117,39 @@ impl Hub {
     }
 
     fn save_pending(&self) {
-        if let Err(e) = self.state.save_pending(&self.pending) {
+        if let Err(e) = self.state.save_pending(&self.turns.entries()) {
             warn!("cannot persist pending messages: {e}");
+        }
+    }
+
+    fn set_running(&self) {
+        let now = self.turns.running().map(str::to_owned);
+        self.running.send_if_modified(|r| {
+            let changed = *r != now;
+            *r = now;
+            changed
+        });
+    }
+
+    /// Send bridged gateway output on, finishing the head's run when its ending passes and
+    /// dropping a second ending of a run that already ended here.
+    fn forward(&mut self, out: Vec<ToDesktop>) {
+        let mut pass = Vec::with_capacity(out.len());
+        let mut finished = false;
+        for m in out {
+            if let Some(run) = m.ended_run() {
+                if self.turns.is_finished(run) {
+                    continue;
+                }
+                finished |= self.turns.finish(run).is_some();
+            }
+            pass.push(m);
+        }
+        self.to_all(pass);
+        if finished {
+            self.save_pending();
+            self.set_running();
+            self.drive();
         }
     }
 
@@ -151,6 +193,7 @@ impl Hub {
                     key,
                     instance: self.instance.clone(),
                     sealing_key,
+                    ping_interval: self.ping_interval,
                 },
                 (Err(e), _) | (_, Err(e)) => {
                     warn!("{e}");
@@ -167,41 +210,79 @@ impl Hub {
         }
     }
 
-    /// Send every pending chat not already in flight to the gateway.
-    fn flush_pending(&mut self) {
+    /// Hand the head of the queue to the gateway if nothing is asked of it yet.
+    fn drive(&mut self) {
         if !self.gw.is_connected() {
             return;
         }
-        for p in self.pending.iter_mut().filter(|p| !p.in_flight) {
-            p.in_flight = true;
-            let (gw, done, key) = (
-                self.gw.clone(),
-                self.done_tx.clone(),
-                self.bridge.session_key().to_owned(),
-            );
-            let (desktop, id, text) = (p.desktop.clone(), p.id.clone(), p.text.clone());
-            tokio::spawn(async move {
-                let r = gw
-                    .request(
-                        "chat.send",
-                        json!({ "sessionKey": key, "message": text, "idempotencyKey": id, "queueMode": "followup" }),
-                    )
-                    .await;
-                let _ = done
-                    .send(match r {
-                        Ok(v) => Done::Sent {
-                            run_id: v
-                                .get("runId")
-                                .and_then(|r| r.as_str())
-                                .unwrap_or(&id)
-                                .to_owned(),
-                            id,
-                        },
-                        Err(error) => Done::SendFailed { desktop, id, error },
-                    })
-                    .await;
-            });
-        }
+        let Some(PendingSend {
+            desktop, id, text, ..
+        }) = self.turns.next_to_send()
+        else {
+            return;
+        };
+        let (gw, done, key) = (
+            self.gw.clone(),
+            self.done_tx.clone(),
+            self.bridge.session_key().to_owned(),
+        );
+        tokio::spawn(async move {
+            let r = gw
+                .request(
+                    "chat.send",
+                    json!({ "sessionKey": key, "message": text, "idempotencyKey": id, "queueMode": "followup" }),
+                )
+                .await;
+            let _ = done
+                .send(match r {
+                    Ok(v) => Done::Sent {
+                        run_id: v
+                            .get("runId")
+                            .and_then(|r| r.as_str())
+                            .unwrap_or(&id)
+                            .to_owned(),
+                        id,
+                    },
+                    Err(error) => Done::SendFailed { desktop, id, error },
+                })
+                .await;
+        });
+    }
+
+    /// Follow run `run_id` with `agent.wait` until it ends or stops being the run in progress.
+    fn follow(&self, run_id: String) {
+        let (gw, done) = (self.gw.clone(), self.done_tx.clone());
+        let mut running = self.running.subscribe();
+        tokio::spawn(async move {
+            let still_ours = |r: &watch::Receiver<Option<String>>| {
+                r.borrow().as_deref() == Some(run_id.as_str())
+            };
+            while still_ours(&running) {
+                let asked = gw.request(
+                    "agent.wait",
+                    json!({ "runId": run_id, "timeoutMs": WAIT_SLICE_MS }),
+                );
+                let answer = tokio::select! {
+                    a = asked => a,
+                    _ = running.changed() => continue,
+                };
+                match answer {
+                    Ok(v) => {
+                        if let Some(msg) = wait_outcome(&run_id, &v) {
+                            tokio::time::sleep(LIVE_GRACE).await;
+                            let _ = done.send(Done::Ended { run_id, msg }).await;
+                            return;
+                        }
+                    }
+                    // the gateway connection is gone: `gateway_lost` ends the run
+                    Err(GatewayError::NotConnected | GatewayError::Closed) => return,
+                    Err(e) => {
+                        warn!(error = %e, "agent.wait failed; asking again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
     }
 
     fn request_then_reply(&self, desktop: String, method: &'static str, params: serde_json::Value) {
@@ -230,26 +311,25 @@ impl Hub {
 
     fn on_hub_event(&mut self, ev: HubEvent) {
         match ev {
-            HubEvent::FromDesktop { session, msg } => match msg {
+            HubEvent::FromDesktop {
+                session,
+                msg,
+                stored,
+            } => match msg {
                 ToAgent::Chat { id, text, .. } => {
-                    if self.pending.iter().any(|p| p.id == id) {
-                        return;
+                    if self.turns.push(&session, &id, &text) {
+                        self.save_pending();
                     }
-                    self.pending.push(PendingSend {
-                        desktop: session.clone(),
-                        id,
-                        text,
-                        in_flight: false,
-                    });
-                    self.save_pending();
+                    let _ = stored.send(());
                     if self.gw.is_connected() {
-                        self.flush_pending();
+                        self.drive();
                     } else {
                         let note = ToDesktop::ChatError { run_id: None, message: "the agent cannot reach its OpenClaw gateway right now; your message is kept and will be sent when it is back".into() };
                         self.to_one(&session, note);
                     }
                 }
                 ToAgent::ChatAbort { run_id } => {
+                    let _ = stored.send(());
                     let key = self.bridge.session_key().to_owned();
                     self.request_then_reply(
                         session,
@@ -258,6 +338,7 @@ impl Hub {
                     );
                 }
                 ToAgent::ChatHistory { limit, .. } => {
+                    let _ = stored.send(());
                     let key = self.bridge.session_key().to_owned();
                     self.request_then_reply(
                         session,
@@ -280,9 +361,24 @@ impl Hub {
     fn on_done(&mut self, d: Done) {
         match d {
             Done::Sent { id, run_id } => {
-                self.pending.retain(|p| p.id != id);
-                self.save_pending();
-                self.to_all(vec![ToDesktop::ChatAck { id, run_id }]);
+                if self.turns.sent(&id, &run_id) {
+                    self.save_pending();
+                    self.set_running();
+                    self.to_all(vec![ToDesktop::ChatAck {
+                        id,
+                        run_id: run_id.clone(),
+                    }]);
+                    self.follow(run_id);
+                }
+            }
+            Done::Ended { run_id, msg } => {
+                if self.turns.finish(&run_id).is_some() {
+                    self.save_pending();
+                    self.set_running();
+                    info!(%run_id, "a run ended while the agent was not listening; its outcome came from agent.wait");
+                    self.to_all(vec![msg]);
+                    self.drive();
+                }
             }
             Done::SendFailed { desktop, id, error } => {
                 let retry_later = matches!(
@@ -296,13 +392,17 @@ impl Hub {
                     }
                 );
                 if retry_later {
-                    if let Some(p) = self.pending.iter_mut().find(|p| p.id == id) {
-                        p.in_flight = false;
-                    }
-                    warn!(%error, "chat.send failed; will retry when the gateway is back");
+                    self.turns.send_failed(&id);
+                    warn!(%error, "chat.send failed; will try again");
+                    let done = self.done_tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let _ = done.send(Done::Retry).await;
+                    });
                 } else {
-                    self.pending.retain(|p| p.id != id);
+                    self.turns.refused(&id);
                     self.save_pending();
+                    self.drive();
                     self.to_one(
                         &desktop,
                         ToDesktop::ChatError {
@@ -313,6 +413,7 @@ impl Hub {
                 }
             }
             Done::Reply { desktop, msg } => self.to_one(&desktop, msg),
+            Done::Retry => self.drive(),
         }
     }
 }
@@ -327,6 +428,12 @@ pub async fn run(
     let (hub_tx, mut hub_rx) = mpsc::channel(4096);
     let (done_tx, mut done_rx) = mpsc::channel(1024);
     let pending: Vec<PendingSend> = cfg.state.load_pending()?;
+    if !pending.is_empty() {
+        info!(
+            waiting = pending.len(),
+            "resuming desktop messages kept by the last run"
+        );
+    }
     let mut hub = Hub {
         state: cfg.state,
         gw,
@@ -334,8 +441,10 @@ pub async fn run(
         links: HashMap::new(),
         hub_tx,
         done_tx,
-        pending,
+        turns: Turns::new(pending),
+        running: watch::channel(None).0,
         instance: instance_id(),
+        ping_interval: cfg.ping_interval,
     };
     hub.reconcile_links();
     info!(desktops = hub.links.len(), "clawtray-agent running");
@@ -349,22 +458,28 @@ pub async fn run(
                 Ok(GatewayEvent::Connected { .. }) => {
                     let mut out = hub.bridge.reset("the agent reconnected to its gateway");
                     out.push(hub.gateway_status());
-                    hub.to_all(out);
-                    hub.flush_pending();
+                    hub.forward(out);
+                    hub.drive();
                 }
                 Ok(GatewayEvent::Disconnected { reason }) => {
-                    let mut out = hub.bridge.reset(&format!("the agent lost its gateway ({reason})"));
-                    out.push(ToDesktop::AgentStatus { gateway: GatewayStatus::Disconnected });
-                    hub.to_all(out);
-                    for p in &mut hub.pending {
-                        p.in_flight = false;
+                    let why = format!("the agent lost its gateway ({reason})");
+                    let mut out = hub.bridge.reset(&why);
+                    if let Some(run) = hub.turns.gateway_lost() {
+                        if !out.iter().any(|m| m.ended_run() == Some(run.as_str())) {
+                            out.push(ToDesktop::ChatError { run_id: Some(run), message: format!("the reply was interrupted: {why}") });
+                        }
+                        hub.save_pending();
+                        hub.set_running();
                     }
+                    out.push(ToDesktop::AgentStatus { gateway: GatewayStatus::Disconnected });
+                    // the run's ending is already remembered: pass everything as is
+                    hub.to_all(out);
                 }
                 Ok(GatewayEvent::Event { name, payload }) => {
                     let out = hub.bridge.on_event(&name, &payload);
                     if !out.is_empty() {
                         last_news = Instant::now();
-                        hub.to_all(out);
+                        hub.forward(out);
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => warn!(n, "gateway events were dropped (the agent fell behind)"),
@@ -386,4 +501,56 @@ pub async fn run(
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())
+}
+
+/// The desktops' view of an `agent.wait` answer, or `None` while the run goes on.
+fn wait_outcome(run_id: &str, v: &Value) -> Option<ToDesktop> {
+    let run_id = run_id.to_owned();
+    match v.get("status").and_then(Value::as_str) {
+        Some("ok") => Some(ToDesktop::ChatReply {
+            run_id,
+            text: v
+                .pointer("/terminalReply/text")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        }),
+        Some("aborted" | "cancelled" | "killed") => Some(ToDesktop::ChatAborted { run_id }),
+        Some("timeout" | "pending") | None => None,
+        Some(other) => Some(ToDesktop::ChatError {
+            run_id: Some(run_id),
+            message: v
+                .get("error")
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("the agent's run ended: {other}"), str::to_owned),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_answers_become_endings() {
+        let ok = json!({"runId":"r","status":"ok","terminalReply":{"disposition":"visible","text":"ok A: w1"}});
+        assert_eq!(
+            wait_outcome("r", &ok),
+            Some(ToDesktop::ChatReply {
+                run_id: "r".into(),
+                text: "ok A: w1".into()
+            })
+        );
+        let pending = json!({"runId":"r","status":"pending","timeoutPhase":"queue"});
+        assert_eq!(wait_outcome("r", &pending), None);
+        assert_eq!(wait_outcome("r", &json!({"status":"timeout"})), None);
+        assert_eq!(
+            wait_outcome("r", &json!({"status":"aborted"})),
+            Some(ToDesktop::ChatAborted { run_id: "r".into() })
+        );
+        assert!(matches!(
+            wait_outcome("r", &json!({"status":"error","error":"model down"})),
+            Some(ToDesktop::ChatError { message, .. }) if message == "model down"
+        ));
+    }
 }

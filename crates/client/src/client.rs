@@ -881,12 +881,23 @@ impl Actor {
                     .await
                     .map_err(|e| Outcome::Transient(e.to_string()))?,
                 Event::Deliver { seq, body } => {
+                    let mut fresh = true;
                     if let Some(p) = self.paired.as_ref() {
-                        if let Err(e) = p.outbox.set_delivered(seq) {
+                        // a run's ending can come twice (an agent killed after queueing it asks
+                        // the gateway again after its restart): show it once
+                        let recorded = match body.ended_run() {
+                            Some(run) => p.outbox.set_delivered_once(seq, run).map(|f| fresh = f),
+                            None => p.outbox.set_delivered(seq),
+                        };
+                        if let Err(e) = recorded {
                             self.notice(format!("could not record a received message: {e}"));
                         }
                     }
-                    self.emit(ClientEvent::Chat { message: body });
+                    if fresh {
+                        self.emit(ClientEvent::Chat { message: body });
+                    } else {
+                        debug!("a run's ending arrived again; dropped");
+                    }
                 }
                 Event::Acked(seqs) => {
                     acked = true;

@@ -23,6 +23,9 @@ use serde::Serialize;
 use clawtray_proto::delivery::DeliveryState;
 use clawtray_proto::secret::{fill_random, SecretKey};
 
+/// How many idempotency keys [`Outbox::set_delivered_once`] remembers.
+pub const SEEN_KEYS: usize = 4096;
+
 /// File name inside the data dir.
 pub const OUTBOX_FILE: &str = "outbox.db";
 
@@ -68,7 +71,8 @@ impl<M: Serialize + DeserializeOwned> Outbox<M> {
             .map_err(|e| err(&e))?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, nonce BLOB NOT NULL, body BLOB NOT NULL);
-             CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+             CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY);",
         )
         .map_err(|e| err(&e))?;
         #[cfg(unix)]
@@ -215,6 +219,30 @@ impl<M: Serialize + DeserializeOwned> Outbox<M> {
         self.set_mark("delivered", seq)
     }
 
+    /// We delivered the peer's message `seq`, which carries the application-level idempotency
+    /// key `key` (e.g. the run a reply ends). Returns whether `key` is new; both are recorded in
+    /// one transaction, so a key is never remembered for a message that counts as undelivered.
+    /// The newest [`SEEN_KEYS`] keys are kept. Keys are stored in clear: they must not be secret.
+    pub fn set_delivered_once(&self, seq: u64, key: &str) -> Result<bool, OutboxError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(|e| self.storage_err(&e))?;
+        let fresh = tx
+            .execute("INSERT OR IGNORE INTO seen (key) VALUES (?1)", params![key])
+            .map_err(|e| self.storage_err(&e))?
+            == 1;
+        let keep = i64::try_from(SEEN_KEYS).map_err(|e| self.storage_err(&e))?;
+        tx.execute(
+            "DELETE FROM seen WHERE rowid <= (SELECT MAX(rowid) FROM seen) - ?1",
+            params![keep],
+        )
+        .map_err(|e| self.storage_err(&e))?;
+        self.set_mark("delivered", seq)?;
+        tx.commit().map_err(|e| self.storage_err(&e))?;
+        Ok(fresh)
+    }
+
     /// Delete the outbox file (after unpairing).
     pub fn destroy(self) {
         let path = self.path.clone();
@@ -266,6 +294,32 @@ mod tests {
             let bytes = std::fs::read(entry.unwrap().path()).unwrap();
             assert!(!String::from_utf8_lossy(&bytes).contains("MARKER"));
         }
+    }
+
+    #[test]
+    fn a_key_delivered_twice_is_new_once_even_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(OUTBOX_FILE);
+        let key = SecretKey::random().unwrap();
+        {
+            let o: Outbox<ToAgent> = Outbox::open(&path, &key).unwrap();
+            assert!(o.set_delivered_once(3, "run-a").unwrap());
+            assert!(!o.set_delivered_once(4, "run-a").unwrap());
+        }
+        let o: Outbox<ToAgent> = Outbox::open(&path, &key).unwrap();
+        assert!(
+            !o.set_delivered_once(5, "run-a").unwrap(),
+            "remembered on disk"
+        );
+        assert_eq!(o.load().unwrap().0.delivered, 5);
+        // only the newest keys are kept
+        for i in 0..SEEN_KEYS {
+            o.set_delivered_once(6, &format!("k{i}")).unwrap();
+        }
+        assert!(
+            o.set_delivered_once(7, "run-a").unwrap(),
+            "forgotten after SEEN_KEYS newer"
+        );
     }
 
     #[test]

@@ -119,6 +119,23 @@ pub enum ToDesktop {
     },
 }
 
+impl ToDesktop {
+    /// The run this message ends (its reply, abort or error), if it ends one. A run ends once;
+    /// receivers drop a second ending of the same run.
+    #[must_use]
+    pub fn ended_run(&self) -> Option<&str> {
+        match self {
+            ToDesktop::ChatReply { run_id, .. }
+            | ToDesktop::ChatAborted { run_id }
+            | ToDesktop::ChatError {
+                run_id: Some(run_id),
+                ..
+            } => Some(run_id),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

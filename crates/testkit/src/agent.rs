@@ -28,6 +28,18 @@ impl AgentRun {
     /// Start `bin run` with its state in `state`, bridging to `gateway` under `session_key`.
     #[must_use]
     pub fn start(bin: &Path, state: &Path, gateway: &Gateway, session_key: &str) -> AgentRun {
+        Self::start_with(bin, state, gateway, session_key, &[])
+    }
+
+    /// [`AgentRun::start`] with more `run` options (e.g. `--relay-heartbeat 2`).
+    #[must_use]
+    pub fn start_with(
+        bin: &Path,
+        state: &Path,
+        gateway: &Gateway,
+        session_key: &str,
+        extra: &[&str],
+    ) -> AgentRun {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -45,6 +57,7 @@ impl AgentRun {
                 "--session-key",
                 session_key,
             ])
+            .args(extra)
             .env("CLAWTRAY_LOG", "clawtray_agent=debug,info")
             .stdout(Stdio::null())
             .stderr(log)

@@ -1,6 +1,7 @@
 //! A TCP proxy that breaks links on command, for dead-link and chaos tests: stall the connections
-//! it carries (bytes stop, sockets stay open — a dead NAT or a sleeping laptop), or reset them in
-//! the middle of a frame. New connections after a fault pass normally.
+//! it carries (bytes stop, sockets stay open — a dead NAT or a sleeping laptop), for good or for a
+//! while; make them half-open (one direction silently swallowed); drop them (a clean close); or
+//! reset them in the middle of a frame. New connections after a fault pass normally.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +18,12 @@ enum Fault {
     None,
     /// Stop forwarding, keep the sockets open.
     Stall,
+    /// Stop forwarding until then, keep the sockets open, then carry on.
+    StallUntil(tokio::time::Instant),
+    /// Keep forwarding towards the server; swallow everything towards the end.
+    HalfOpen,
+    /// Close both sockets cleanly (FIN), as a NAT or proxy that gives up politely.
+    Drop,
     /// Forward half of the next chunk towards the end, then reset both sockets.
     ResetMidFrame,
 }
@@ -72,6 +79,22 @@ impl FaultyLink {
         self.fault(Fault::Stall);
     }
 
+    /// Freeze every connection open now for `d`, then let it carry on (if its ends still want it).
+    pub fn stall_current_for(&self, d: std::time::Duration) {
+        self.fault(Fault::StallUntil(tokio::time::Instant::now() + d));
+    }
+
+    /// Make every connection open now half-open: what the end sends still arrives, nothing
+    /// comes back to it, and neither socket is closed.
+    pub fn half_open_current(&self) {
+        self.fault(Fault::HalfOpen);
+    }
+
+    /// Close every connection open now, cleanly.
+    pub fn drop_current(&self) {
+        self.fault(Fault::Drop);
+    }
+
     /// Reset every connection open now, in the middle of the next chunk towards the end.
     pub fn reset_current_mid_frame(&self) {
         self.fault(Fault::ResetMidFrame);
@@ -101,9 +124,20 @@ async fn carry(
     let mut up = [0u8; 16 * 1024];
     let mut down = [0u8; 16 * 1024];
     loop {
-        if applies(&ctl, born) == Fault::Stall {
-            // hold everything until the test ends; the sockets stay open
-            std::future::pending::<()>().await;
+        match applies(&ctl, born) {
+            Fault::Stall => {
+                // hold everything until the test ends; the sockets stay open
+                std::future::pending::<()>().await;
+            }
+            Fault::StallUntil(t) if t > tokio::time::Instant::now() => {
+                tokio::time::sleep_until(t).await;
+            }
+            Fault::Drop => {
+                let _ = end_w.shutdown().await;
+                let _ = srv_w.shutdown().await;
+                return;
+            }
+            _ => {}
         }
         tokio::select! {
             n = end_r.read(&mut up) => match n {
@@ -112,12 +146,13 @@ async fn carry(
             },
             n = srv_r.read(&mut down) => match n {
                 Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if applies(&ctl, born) == Fault::ResetMidFrame {
+                Ok(n) => match applies(&ctl, born) {
+                    Fault::ResetMidFrame => {
                         let _ = end_w.write_all(&down[..n.div_ceil(2)]).await;
                         break;
                     }
-                    if end_w.write_all(&down[..n]).await.is_err() { break }
+                    Fault::HalfOpen => {} // swallowed
+                    _ => if end_w.write_all(&down[..n]).await.is_err() { break },
                 }
             },
             // a new command: look at it before the next chunk

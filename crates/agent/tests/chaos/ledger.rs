@@ -1,0 +1,159 @@
+//! What was sent and what the desktop saw, and the verdict: every message sent answered exactly
+//! once, in order, with the full text the fake model produced.
+
+use std::collections::HashMap;
+
+use clawtray_client::ClientEvent;
+use clawtray_proto::chat::ToDesktop;
+
+/// One chat message the test sent.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub id: String,
+    pub text: String,
+    pub expected: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Messages the desktop accepted (its `send` returned an id), in order.
+    pub sent: Vec<Sent>,
+    /// Sends cut short by a desktop kill: text → expected reply. They count as sent if the
+    /// restarted desktop still has them queued; otherwise they must never be answered.
+    pub maybe: Vec<(String, String)>,
+    /// run id → every reply text seen for it, and the order runs were first answered in.
+    pub replies: HashMap<String, Vec<String>>,
+    pub answer_order: Vec<String>,
+    /// Run errors and aborts (none are expected: no gateway faults, no stops).
+    pub run_errors: Vec<(String, String)>,
+    pub aborted: Vec<String>,
+    pub deltas: u64,
+    pub notices: u64,
+}
+
+impl Ledger {
+    pub fn apply(&mut self, ev: ClientEvent) {
+        match ev {
+            ClientEvent::Chat { message } => match message {
+                ToDesktop::ChatReply { run_id, text } => {
+                    let seen = self.replies.entry(run_id.clone()).or_default();
+                    if seen.is_empty() {
+                        self.answer_order.push(run_id);
+                    }
+                    seen.push(text);
+                }
+                ToDesktop::ChatDelta { .. } => self.deltas += 1,
+                ToDesktop::ChatAborted { run_id } => self.aborted.push(run_id),
+                ToDesktop::ChatError {
+                    run_id: Some(run_id),
+                    message,
+                } => self.run_errors.push((run_id, message)),
+                _ => {}
+            },
+            ClientEvent::Notice { .. } => self.notices += 1,
+            _ => {}
+        }
+    }
+
+    /// A maybe-sent message the restarted desktop still had queued: it was sent after all.
+    pub fn resolve_maybe(&mut self, queued: &[(String, String)]) {
+        let maybe = std::mem::take(&mut self.maybe);
+        for (text, expected) in maybe {
+            match queued.iter().find(|(_, t)| *t == text) {
+                Some((id, _)) => self.sent.push(Sent {
+                    id: id.clone(),
+                    text,
+                    expected,
+                }),
+                None => self.maybe.push((text, expected)),
+            }
+        }
+    }
+
+    /// Messages not answered yet.
+    pub fn unanswered(&self) -> usize {
+        self.sent
+            .iter()
+            .filter(|s| !self.replies.contains_key(&s.id))
+            .count()
+    }
+
+    /// Everything wrong, counted: (lost, doubled, wrong text, out of order, strays).
+    pub fn verdict(&self) -> Verdict {
+        let mut v = Verdict::default();
+        for s in &self.sent {
+            match self.replies.get(&s.id).map(Vec::as_slice) {
+                None | Some([]) => {
+                    v.lost += 1;
+                    v.problems.push(format!("lost: {} ({})", s.id, s.text));
+                }
+                Some(texts) => {
+                    if texts.len() > 1 {
+                        v.doubled += 1;
+                        v.problems
+                            .push(format!("doubled ×{}: {} ({})", texts.len(), s.id, s.text));
+                    }
+                    if texts.iter().any(|t| *t != s.expected) {
+                        v.damaged += 1;
+                        v.problems.push(format!(
+                            "damaged: {} got {:?}, want {:?}",
+                            s.id, texts, s.expected
+                        ));
+                    }
+                }
+            }
+        }
+        let order: Vec<&String> = self.sent.iter().map(|s| &s.id).collect();
+        let answered: Vec<&String> = self
+            .answer_order
+            .iter()
+            .filter(|r| order.contains(r))
+            .collect();
+        let expected: Vec<&String> = order
+            .iter()
+            .copied()
+            .filter(|id| self.replies.contains_key(*id))
+            .collect();
+        if answered != expected {
+            v.out_of_order = answered
+                .iter()
+                .zip(&expected)
+                .filter(|(a, b)| a != b)
+                .count();
+            v.problems.push(format!(
+                "answered out of order ({} positions differ)",
+                v.out_of_order
+            ));
+        }
+        for run in self.answer_order.iter().filter(|r| !order.contains(r)) {
+            v.strays += 1;
+            v.problems
+                .push(format!("a reply to a message never sent: {run}"));
+        }
+        for (run, why) in &self.run_errors {
+            v.problems.push(format!("run {run} failed: {why}"));
+        }
+        for run in &self.aborted {
+            v.problems.push(format!("run {run} aborted"));
+        }
+        v.failed_runs = self.run_errors.len() + self.aborted.len();
+        v
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Verdict {
+    pub lost: usize,
+    pub doubled: usize,
+    pub damaged: usize,
+    pub out_of_order: usize,
+    pub strays: usize,
+    pub failed_runs: usize,
+    pub problems: Vec<String>,
+}
+
+impl Verdict {
+    pub fn clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}

@@ -1,0 +1,357 @@
+//! The chaos suite: real processes — the relay, the agent, the real OpenClaw gateway with the fake
+//! streaming model — and the real desktop core, with a seeded schedule that sends chat messages
+//! while it SIGKILLs and restarts the relay and the agent, kills the desktop mid-await, and breaks
+//! both links through `faulty_link` (drop, stall, half-open, reset mid-frame). Afterwards every
+//! message sent must have been answered exactly once, in order, with the full reply the model
+//! produced; and no secret or message text may sit in clear in any file the run left behind.
+//!
+//! Quick mode runs in the test command. `scripts/chaos --long` runs 10,000 messages;
+//! `CLAWTRAY_CHAOS_SEED` replays a schedule (`CLAWTRAY_CHAOS_MESSAGES` sets the count).
+
+mod desktop;
+mod ledger;
+mod schedule;
+mod secrets;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use clawtray_client::session_store::MemorySessionStore;
+use clawtray_testkit::agent::{AgentRun, Pairing};
+use clawtray_testkit::fake_model::reply_for;
+use clawtray_testkit::faulty_link::FaultyLink;
+use clawtray_testkit::gateway::Gateway;
+use clawtray_testkit::relay::Relay;
+
+use desktop::Desktop;
+use ledger::{Ledger, Sent};
+use schedule::{Fault, Rng, Side};
+
+/// The agent's relay heartbeat in seconds (a half-open link is noticed within two).
+const AGENT_HEARTBEAT: &str = "2";
+
+struct Mode {
+    seed: u64,
+    messages: usize,
+    min_faults: usize,
+    /// How long to wait for the next reply once sending and faults are over.
+    settle: Duration,
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+impl Mode {
+    fn from_env() -> Mode {
+        let long = std::env::var("CLAWTRAY_CHAOS_LONG").is_ok_and(|v| v == "1");
+        let seed = env_u64("CLAWTRAY_CHAOS_SEED").unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+        let default_messages = if long { 10_000 } else { 300 };
+        let messages = env_u64("CLAWTRAY_CHAOS_MESSAGES").map_or(default_messages, |m| m as usize);
+        Mode {
+            seed,
+            messages,
+            min_faults: if long { 200 } else { 30 },
+            settle: Duration::from_secs(if long { 300 } else { 120 }),
+        }
+    }
+}
+
+fn agent_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_clawtray-agent"))
+}
+
+/// Everything running, and what the schedule acts on.
+struct World {
+    relay: Relay,
+    agent_link: FaultyLink,
+    desktop_link: FaultyLink,
+    gateway: Gateway,
+    agent_state: std::path::PathBuf,
+    agent: AgentRun,
+    data: tempfile::TempDir,
+    store: Arc<MemorySessionStore>,
+    desktop: Option<Desktop>,
+    ledger: Arc<Mutex<Ledger>>,
+    /// The current desktop's handle, for the sender.
+    current: watch::Sender<Option<Arc<clawtray_client::RelayClient>>>,
+    counts: std::collections::BTreeMap<String, usize>,
+}
+
+impl World {
+    fn start_agent(&self) -> AgentRun {
+        AgentRun::start_with(
+            agent_bin(),
+            &self.agent_state,
+            &self.gateway,
+            "chaos",
+            &["--relay-heartbeat", AGENT_HEARTBEAT],
+        )
+    }
+
+    fn link(&self, side: Side) -> &FaultyLink {
+        match side {
+            Side::Agent => &self.agent_link,
+            Side::Desktop => &self.desktop_link,
+        }
+    }
+
+    async fn apply(&mut self, fault: Fault, rng: &mut Rng) {
+        *self.counts.entry(format!("{fault:?}")).or_default() += 1;
+        match fault {
+            Fault::KillRelay => {
+                self.relay.kill().await;
+                tokio::time::sleep(rng.millis(0, 1500)).await;
+                self.relay.start_again().await;
+            }
+            Fault::KillAgent => {
+                self.agent.kill().await;
+                tokio::time::sleep(rng.millis(0, 1500)).await;
+                self.agent = self.start_agent();
+            }
+            Fault::KillDesktop => {
+                self.current.send_replace(None);
+                if let Some(d) = self.desktop.take() {
+                    d.kill().await;
+                }
+                tokio::time::sleep(rng.millis(0, 1000)).await;
+                let d = Desktop::start(self.data.path(), self.store.clone(), self.ledger.clone());
+                // a send the kill cut short counts if the new incarnation still has it queued
+                let queued = d.client.queued().await;
+                self.ledger.lock().expect("ledger").resolve_maybe(&queued);
+                self.current.send_replace(Some(d.client.clone()));
+                self.desktop = Some(d);
+            }
+            Fault::Drop(side) => self.link(side).drop_current(),
+            Fault::Stall(side) => {
+                let d = rng.millis(200, 5000);
+                self.link(side).stall_current_for(d);
+            }
+            Fault::HalfOpen(side) => self.link(side).half_open_current(),
+            Fault::Reset(side) => self.link(side).reset_current_mid_frame(),
+        }
+    }
+}
+
+/// Sends `n` messages through whichever desktop is current, with seeded pauses.
+async fn sender(
+    n: usize,
+    seed: u64,
+    mut current: watch::Receiver<Option<Arc<clawtray_client::RelayClient>>>,
+    ledger: Arc<Mutex<Ledger>>,
+) {
+    let mut rng = Rng::new(seed ^ 0x5EED_5EED);
+    for i in 0..n {
+        // long runs keep replies short: the gateway's own per-run cost sets the pace
+        let (words, delay) = if n > 1000 {
+            (rng.range(1, 4), rng.range(2, 8))
+        } else {
+            (rng.range(2, 8), rng.range(5, 25))
+        };
+        let text = format!(
+            "{} {i} #id=m{i}# #words={words}# #delay={delay}#",
+            secrets::PLAINTEXT_MARKER
+        );
+        let expected = reply_for(&text);
+        let client = current
+            .wait_for(Option::is_some)
+            .await
+            .expect("the schedule is running")
+            .clone()
+            .expect("a desktop");
+        let sent = client.send(&text).await;
+        drop(client);
+        {
+            let mut l = ledger.lock().expect("ledger");
+            match sent {
+                Ok(id) => l.sent.push(Sent { id, text, expected }),
+                // the desktop was killed during the send: maybe it kept it, maybe not
+                Err(_) => l.maybe.push((text, expected)),
+            }
+        }
+        tokio::time::sleep(rng.millis(10, 200)).await;
+    }
+}
+
+/// The figures printed after a run.
+struct Summary {
+    sent: usize,
+    maybe: usize,
+    answered: usize,
+    deltas: u64,
+    notices: u64,
+}
+
+impl Summary {
+    fn of(l: &Ledger) -> Summary {
+        Summary {
+            sent: l.sent.len(),
+            maybe: l.maybe.len(),
+            answered: l.replies.len(),
+            deltas: l.deltas,
+            notices: l.notices,
+        }
+    }
+}
+
+fn replay_hint(seed: u64, messages: usize) -> String {
+    format!("replay with: scripts/chaos --seed {seed} --messages {messages}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nothing_is_lost_or_doubled_under_chaos() {
+    let mode = Mode::from_env();
+    println!(
+        "chaos: seed {} — {} messages, ≥{} faults",
+        mode.seed, mode.messages, mode.min_faults
+    );
+    let hint = replay_hint(mode.seed, mode.messages);
+    let gateway = Gateway::start(clawtray_testkit::fake_model::start());
+    let relay = Relay::start(&[]).await;
+    let agent_link = FaultyLink::start(relay.addr).await;
+    let desktop_link = FaultyLink::start(relay.addr).await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let agent_state = state.path().join("agent");
+    let agent = AgentRun::start_with(
+        agent_bin(),
+        &agent_state,
+        &gateway,
+        "chaos",
+        &["--relay-heartbeat", AGENT_HEARTBEAT],
+    );
+    let pairing = Pairing::start(
+        agent_bin(),
+        &agent_state,
+        &format!("ws://{}", agent_link.addr),
+        "chaos-agent",
+    )
+    .await;
+    let code = pairing.code.clone();
+    let data = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(MemorySessionStore::default());
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let desktop = Desktop::start(data.path(), store.clone(), ledger.clone());
+    desktop
+        .client
+        .pair(&code, &format!("ws://{}", desktop_link.addr))
+        .await
+        .expect("pairing succeeds");
+    pairing.finish().await;
+    let (current, watching) = watch::channel(Some(desktop.client.clone()));
+    let mut world = World {
+        relay,
+        agent_link,
+        desktop_link,
+        gateway,
+        agent_state,
+        agent,
+        data,
+        store,
+        desktop: Some(desktop),
+        ledger: ledger.clone(),
+        current,
+        counts: Default::default(),
+    };
+
+    let started = Instant::now();
+    let sending = tokio::spawn(sender(mode.messages, mode.seed, watching, ledger.clone()));
+    let mut rng = Rng::new(mode.seed);
+    let mut faults = 0;
+    while !sending.is_finished() || faults < mode.min_faults {
+        tokio::time::sleep(rng.millis(200, 1500)).await;
+        let fault = Fault::pick(&mut rng);
+        world.apply(fault, &mut rng).await;
+        faults += 1;
+    }
+    sending.await.expect("the sender");
+    let sending_took = started.elapsed();
+
+    // settle: until every message is answered, or replies stop coming for `settle`
+    let mut last = (usize::MAX, Instant::now());
+    loop {
+        let waiting = ledger.lock().expect("ledger").unanswered();
+        if waiting == 0 {
+            break;
+        }
+        if waiting < last.0 {
+            last = (waiting, Instant::now());
+        } else if last.1.elapsed() > mode.settle {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // a late second reply would show up now
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let (v, l) = {
+        let l = ledger.lock().expect("ledger");
+        (l.verdict(), Summary::of(&l))
+    };
+    println!("chaos: seed {}", mode.seed);
+    println!(
+        "chaos: {} messages sent ({} sends cut short by a kill and never kept), {} answered, {} deltas shown",
+        l.sent, l.maybe, l.answered, l.deltas
+    );
+    println!(
+        "chaos: {faults} faults in {:.0?} of sending, {:.0?} in all: {:?}",
+        sending_took,
+        started.elapsed(),
+        world.counts
+    );
+    let agent_log =
+        std::fs::read_to_string(world.agent_state.with_extension("log")).unwrap_or_default();
+    println!(
+        "chaos: the agent resumed kept messages {} times and took {} run outcomes from agent.wait",
+        agent_log.matches("resuming desktop messages").count(),
+        agent_log
+            .matches("its outcome came from agent.wait")
+            .count()
+    );
+    println!(
+        "chaos: lost {}, doubled {}, damaged {}, out of order {}, strays {}, failed runs {}; {} notices shown",
+        v.lost, v.doubled, v.damaged, v.out_of_order, v.strays, v.failed_runs, l.notices
+    );
+    assert!(
+        v.clean(),
+        "chaos found problems (seed {}):\n{}\n{hint}\nagent log: {}",
+        mode.seed,
+        v.problems
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n"),
+        world.agent_state.with_extension("log").display()
+    );
+    assert!(
+        l.sent + l.maybe == mode.messages && faults >= mode.min_faults,
+        "the schedule did not run in full; {hint}"
+    );
+
+    // the secrets scan, over everything the run left behind
+    world.agent.kill().await;
+    world.relay.kill().await;
+    if let Some(d) = world.desktop.take() {
+        d.kill().await;
+    }
+    let found = secrets::scan(&secrets::Places {
+        relay_dir: world.relay.dir.path(),
+        agent_state: &world.agent_state,
+        agent_log: &world.agent_state.with_extension("log"),
+        desktop_data: world.data.path(),
+        store: &world.store,
+        code: &code,
+    });
+    assert!(
+        found.is_empty(),
+        "secrets in clear after the chaos run:\n{}",
+        found.join("\n")
+    );
+}
