@@ -23,11 +23,19 @@ pub fn show_main(app: &AppHandle) {
     }
 }
 
+/// Benchmark baseline only (`scripts/bench`): hide the window instead of destroying it, as a
+/// stock Tauri tray app does, so its web view stays alive.
+pub const KEEP_WEBVIEW_ENV: &str = "CLAWTRAY_BENCH_KEEP_WEBVIEW";
+
 /// Toggle: hide (destroy) when shown, show when not.
 pub fn toggle_main(app: &AppHandle) {
     match app.get_webview_window(MAIN) {
         Some(w) if w.is_visible().unwrap_or(false) => {
-            let _ = w.destroy();
+            if std::env::var_os(KEEP_WEBVIEW_ENV).is_some() {
+                let _ = w.hide();
+            } else {
+                let _ = w.destroy();
+            }
         }
         _ => show_main(app),
     }

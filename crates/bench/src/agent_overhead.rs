@@ -1,0 +1,133 @@
+//! Row 7 — agent overhead: from the gateway's `chat` delta event to the desktop's delta, p50/p99.
+//! The real gateway (fake model), the release agent and relay, the real desktop core; a second
+//! operator connection to the gateway (a tap, in this process) timestamps each delta as the
+//! gateway sends it, and the desktop timestamps the same delta (same run, same gateway seq) on
+//! arrival — one clock. Baseline: the tap's own arrival spread is zero by construction, so the
+//! row compares against the relay's one-way time (half a 1 KiB round trip through the relay).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clawtray_agent::gateway::{GatewayClient, GatewayConfig, GatewayEvent};
+use clawtray_client::session_store::MemorySessionStore;
+use clawtray_client::state::PeerPresence;
+use clawtray_client::{ClientConfig, ClientEvent, ConnectionState, RelayClient};
+use clawtray_proto::chat::ToDesktop;
+use clawtray_proto::secret::SecretString;
+use clawtray_testkit::agent::{AgentRun, Pairing};
+use clawtray_testkit::gateway::{Gateway, TEST_GATEWAY_TOKEN};
+
+use crate::report::Row;
+use crate::stats::{percentile, us};
+use crate::ws::{self, sibling_bin, Server};
+
+const MESSAGES: usize = 3;
+
+pub async fn run(rows: &mut Vec<Row>, relay_one_way: Option<Duration>) {
+    let gateway =
+        tokio::task::block_in_place(|| Gateway::start(clawtray_testkit::fake_model::start()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("relay.db");
+    ws::seed_sessions(&db, 0);
+    let relay = Server::relay(&db).await;
+    let url = format!("ws://{}", relay.addr);
+    let agent_bin = sibling_bin("clawtray-agent");
+    let state = dir.path().join("agent");
+    let _agent = AgentRun::start(&agent_bin, &state, &gateway, "bench");
+    let pairing = Pairing::start(&agent_bin, &state, &url, "bench-agent").await;
+    let client = RelayClient::start(
+        ClientConfig::new(dir.path().join("desktop"), "bench-desktop".into()),
+        Arc::new(MemorySessionStore::default()),
+    );
+    let mut events = client.subscribe();
+    client.pair(&pairing.code, &url).await.expect("pairing");
+    pairing.finish().await;
+    let mut st = client.state();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        st.wait_for(|s| {
+            matches!(
+                s,
+                ConnectionState::Online {
+                    peer: PeerPresence::Online
+                }
+            )
+        }),
+    )
+    .await
+    .expect("online in time")
+    .expect("running");
+
+    let (tap, mut tapped) = GatewayClient::start(GatewayConfig {
+        url: gateway.url(),
+        token: Some(SecretString::new(TEST_GATEWAY_TOKEN.into())),
+        identity_path: dir.path().join("tap-identity.json"),
+        request_timeout: Duration::from_secs(30),
+        connect_timeout: Duration::from_secs(30),
+    })
+    .expect("the tap");
+    let at_gateway: Arc<std::sync::Mutex<HashMap<(String, u64), Instant>>> = Arc::default();
+    let seen = at_gateway.clone();
+    let tapping = tokio::spawn(async move {
+        while let Ok(ev) = tapped.recv().await {
+            if let GatewayEvent::Event { name, payload } = ev {
+                let delta = payload.get("state").and_then(|s| s.as_str()) == Some("delta");
+                if name == "chat" && delta {
+                    if let (Some(run), Some(seq)) = (
+                        payload.get("runId").and_then(|r| r.as_str()),
+                        payload.get("seq").and_then(serde_json::Value::as_u64),
+                    ) {
+                        seen.lock()
+                            .expect("tap")
+                            .insert((run.to_owned(), seq), Instant::now());
+                    }
+                }
+            }
+        }
+    });
+    drop(tap);
+    let mut at_desktop: Vec<((String, u64), Instant)> = Vec::new();
+    for i in 0..MESSAGES {
+        client
+            .send(&format!("bench {i} #id=b{i}# #words=120# #delay=40#"))
+            .await
+            .expect("send");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, events.recv()).await {
+                Ok(Ok(ClientEvent::Chat {
+                    message: ToDesktop::ChatDelta { run_id, seq, .. },
+                })) => at_desktop.push(((run_id, seq), Instant::now())),
+                Ok(Ok(ClientEvent::Chat {
+                    message: ToDesktop::ChatReply { .. },
+                })) => break,
+                Ok(Ok(_)) => {}
+                _ => panic!("no reply from the agent in time"),
+            }
+        }
+    }
+    tapping.abort();
+    let tapped = at_gateway.lock().expect("tap").clone();
+    let mut lat: Vec<Duration> = at_desktop
+        .iter()
+        .filter_map(|(k, t)| tapped.get(k).map(|g| t.saturating_duration_since(*g)))
+        .collect();
+    let matched = lat.len();
+    let p50 = percentile(&mut lat, 50.0);
+    let p99 = percentile(&mut lat, 99.0);
+    let base = relay_one_way.map(us);
+    let mut r50 = Row::new(
+        format!("agent: gateway delta → desktop delta, p50 ({matched} deltas)"),
+        us(p50),
+        "µs",
+    );
+    let mut r99 = Row::new("agent: gateway delta → desktop delta, p99", us(p99), "µs");
+    if let Some(b) = base {
+        r50 = r50.against("relay one way", b);
+        r99 = r99.against("relay one way", b);
+    }
+    rows.push(r50);
+    rows.push(r99);
+}
