@@ -1,10 +1,14 @@
 //! The global hotkey that toggles the chat (`settings.json` → `hotkey`). Global shortcuts do not
-//! exist on Wayland, so there the feature stays off and the tray menu is the way in.
+//! exist on Wayland, so there the feature stays off and the tray menu is the way in. On Linux
+//! (X11) the key is grabbed by [`crate::x11_hotkey`], which sleeps until it is pressed; elsewhere
+//! the global-shortcut plugin does it.
 
 use std::str::FromStr;
 
 use tauri::AppHandle;
-use tauri_plugin_global_shortcut::{GlobalShortcutExt, Shortcut, ShortcutState};
+use tauri_plugin_global_shortcut::Shortcut;
+#[cfg(not(target_os = "linux"))]
+use tauri_plugin_global_shortcut::{GlobalShortcutExt, ShortcutState};
 
 use crate::windows;
 
@@ -17,7 +21,8 @@ pub fn supported() -> bool {
     !wayland
 }
 
-/// The plugin, with a handler that toggles the chat on key press.
+/// The plugin, with a handler that toggles the chat on key press (not used on Linux).
+#[cfg(not(target_os = "linux"))]
 pub fn plugin() -> tauri::plugin::TauriPlugin<tauri::Wry> {
     tauri_plugin_global_shortcut::Builder::new()
         .with_handler(|app, _shortcut, event| {
@@ -45,7 +50,7 @@ pub fn register(app: &AppHandle, hotkey: Option<&str>) -> Option<String> {
             return None;
         }
     };
-    match app.global_shortcut().register(shortcut) {
+    match grab(app, shortcut) {
         Ok(()) => {
             tracing::info!(hotkey, "the hotkey toggles the chat");
             Some(hotkey.replace("CommandOrControl", "Ctrl"))
@@ -57,4 +62,20 @@ pub fn register(app: &AppHandle, hotkey: Option<&str>) -> Option<String> {
             None
         }
     }
+}
+
+#[cfg(target_os = "linux")]
+fn grab(app: &AppHandle, shortcut: Shortcut) -> Result<(), String> {
+    let app = app.clone();
+    crate::x11_hotkey::grab(shortcut, move || {
+        let handle = app.clone();
+        let _ = app.run_on_main_thread(move || windows::toggle_main(&handle));
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn grab(app: &AppHandle, shortcut: Shortcut) -> Result<(), String> {
+    app.global_shortcut()
+        .register(shortcut)
+        .map_err(|e| e.to_string())
 }

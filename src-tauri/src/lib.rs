@@ -10,6 +10,8 @@ mod settings;
 mod tray;
 mod ui_types;
 mod windows;
+#[cfg(target_os = "linux")]
+mod x11_hotkey;
 
 use std::sync::Arc;
 
@@ -26,7 +28,7 @@ pub struct Core {
 /// Start the app.
 pub fn run() {
     let autostarted = std::env::args().any(|a| a == "--autostart");
-    let app = tauri::Builder::default()
+    let builder = tauri::Builder::default()
         // single-instance first: a second launch shows the first one's window and exits
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
             windows::show_main(app)
@@ -36,7 +38,6 @@ pub fn run() {
             Some(vec!["--autostart"]),
         ))
         .plugin(tauri_plugin_notification::init())
-        .plugin(hotkey::plugin())
         .plugin(
             tauri_plugin_window_state::Builder::default()
                 .with_state_flags(
@@ -44,7 +45,11 @@ pub fn run() {
                         & !tauri_plugin_window_state::StateFlags::VISIBLE,
                 )
                 .build(),
-        )
+        );
+    // on Linux the hotkey is grabbed without the plugin (no polling thread): see x11_hotkey
+    #[cfg(not(target_os = "linux"))]
+    let builder = builder.plugin(hotkey::plugin());
+    let app = builder
         .setup(move |app| {
             let dirs =
                 directories::ProjectDirs::from("", "", "clawtray").ok_or("no home directory")?;
