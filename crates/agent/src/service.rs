@@ -252,6 +252,7 @@ impl Hub {
     /// Follow run `run_id` with `agent.wait` until it ends or stops being the run in progress.
     fn follow(&self, run_id: String) {
         let (gw, done) = (self.gw.clone(), self.done_tx.clone());
+        let key = self.bridge.session_key().to_owned();
         let mut running = self.running.subscribe();
         tokio::spawn(async move {
             let still_ours = |r: &watch::Receiver<Option<String>>| {
@@ -268,7 +269,13 @@ impl Hub {
                 };
                 match answer {
                     Ok(v) => {
-                        if let Some(msg) = wait_outcome(&run_id, &v) {
+                        let mut ended = wait_outcome(&run_id, &v);
+                        if ended.is_none() {
+                            // the gateway may have forgotten a run that ended long ago (its
+                            // dedupe still answers `ok`): its reply is in the transcript
+                            ended = reply_in_history(&gw, &key, &run_id).await;
+                        }
+                        if let Some(msg) = ended {
                             tokio::time::sleep(LIVE_GRACE).await;
                             let _ = done.send(Done::Ended { run_id, msg }).await;
                             return;
@@ -400,6 +407,7 @@ impl Hub {
                         let _ = done.send(Done::Retry).await;
                     });
                 } else {
+                    warn!(%error, "the gateway refused a desktop's message; it was dropped and the desktop told");
                     self.turns.refused(&id);
                     self.save_pending();
                     self.drive();
@@ -503,6 +511,38 @@ pub async fn run(
     Ok(())
 }
 
+/// How far back the transcript is searched for a run's reply.
+const HISTORY_LOOKBACK: u32 = 50;
+
+/// The reply run `run_id` left in the session's transcript, if it finished.
+async fn reply_in_history(gw: &GatewayClient, key: &str, run_id: &str) -> Option<ToDesktop> {
+    let h = gw
+        .request(
+            "chat.history",
+            json!({ "sessionKey": key, "limit": HISTORY_LOOKBACK }),
+        )
+        .await
+        .ok()?;
+    reply_of_run(&h, run_id)
+}
+
+/// The assistant message of `run_id` in a `chat.history` answer (`__openclaw.runId`).
+fn reply_of_run(history: &Value, run_id: &str) -> Option<ToDesktop> {
+    let m = history
+        .get("messages")?
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|m| {
+            m.get("role").and_then(Value::as_str) == Some("assistant")
+                && m.pointer("/__openclaw/runId").and_then(Value::as_str) == Some(run_id)
+        })?;
+    Some(ToDesktop::ChatReply {
+        run_id: run_id.to_owned(),
+        text: crate::bridge::message_text(m)?,
+    })
+}
+
 /// The desktops' view of an `agent.wait` answer, or `None` while the run goes on.
 fn wait_outcome(run_id: &str, v: &Value) -> Option<ToDesktop> {
     let run_id = run_id.to_owned();
@@ -530,6 +570,23 @@ fn wait_outcome(run_id: &str, v: &Value) -> Option<ToDesktop> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runs_reply_is_found_in_the_transcript() {
+        let h = json!({"messages": [
+            {"role": "user", "content": "hi", "idempotencyKey": "r:user"},
+            {"role": "assistant", "__openclaw": {"runId": "r"}, "content": [{"type": "text", "text": "ok: w1"}]},
+            {"role": "assistant", "__openclaw": {"runId": "other"}, "content": [{"type": "text", "text": "no"}]}
+        ]});
+        assert_eq!(
+            reply_of_run(&h, "r"),
+            Some(ToDesktop::ChatReply {
+                run_id: "r".into(),
+                text: "ok: w1".into()
+            })
+        );
+        assert_eq!(reply_of_run(&h, "missing"), None);
+    }
 
     #[test]
     fn wait_answers_become_endings() {

@@ -824,7 +824,10 @@ impl Actor {
     ) -> Result<(), Outcome> {
         match inbound {
             Inbound::Control(ControlFrame::PeerOnline | ControlFrame::PeerRestarted) => {
+                // a fresh agent connection: earlier silence (a dead link, an agent mid-restart)
+                // says nothing about whether this one knows us
                 conn.handshake_failures = 0;
+                self.breaker_trips = 0;
                 self.start_meeting(ws, conn).await
             }
             Inbound::Control(ControlFrame::PeerOffline) => {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use clawtray_client::ClientEvent;
+use clawtray_client::{ClientEvent, ConnectionState};
 use clawtray_proto::chat::ToDesktop;
 
 /// One chat message the test sent.
@@ -29,6 +29,10 @@ pub struct Ledger {
     pub aborted: Vec<String>,
     pub deltas: u64,
     pub notices: u64,
+    /// What the agent said went wrong outside a run (a refused message, …); "kept" notes are fine.
+    pub agent_errors: Vec<String>,
+    /// Times the desktop gave up on its pairing (never acceptable: faults are not attacks).
+    pub pairing_lost: Vec<String>,
 }
 
 impl Ledger {
@@ -48,9 +52,16 @@ impl Ledger {
                     run_id: Some(run_id),
                     message,
                 } => self.run_errors.push((run_id, message)),
+                ToDesktop::ChatError {
+                    run_id: None,
+                    message,
+                } if !message.contains("is kept") => self.agent_errors.push(message),
                 _ => {}
             },
             ClientEvent::Notice { .. } => self.notices += 1,
+            ClientEvent::State {
+                state: ConnectionState::NeedsRepairing { reason },
+            } => self.pairing_lost.push(reason),
             _ => {}
         }
     }
@@ -137,6 +148,13 @@ impl Ledger {
             v.problems.push(format!("run {run} aborted"));
         }
         v.failed_runs = self.run_errors.len() + self.aborted.len();
+        for why in &self.agent_errors {
+            v.problems.push(format!("the agent reported: {why}"));
+        }
+        for why in &self.pairing_lost {
+            v.problems
+                .push(format!("the desktop gave up its pairing: {why}"));
+        }
         v
     }
 }

@@ -201,6 +201,20 @@ impl Summary {
     }
 }
 
+/// Copy the logs of a failed run to `target/chaos/<seed>/` before the temp dirs go.
+fn keep_evidence(world: &World, seed: u64) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../target/chaos/{seed}"));
+    let _ = std::fs::create_dir_all(&dir);
+    for (from, name) in [
+        (world.agent_state.with_extension("log"), "agent.log"),
+        (world.relay.dir.path().join("relay.log"), "relay.log"),
+        (world.gateway.dir.path().join("gateway.log"), "gateway.log"),
+    ] {
+        let _ = std::fs::copy(from, dir.join(name));
+    }
+    println!("chaos: the logs are kept in {}", dir.display());
+}
+
 fn replay_hint(seed: u64, messages: usize) -> String {
     format!("replay with: scripts/chaos --seed {seed} --messages {messages}")
 }
@@ -318,6 +332,9 @@ async fn nothing_is_lost_or_doubled_under_chaos() {
         "chaos: lost {}, doubled {}, damaged {}, out of order {}, strays {}, failed runs {}; {} notices shown",
         v.lost, v.doubled, v.damaged, v.out_of_order, v.strays, v.failed_runs, l.notices
     );
+    if !v.clean() {
+        keep_evidence(&world, mode.seed);
+    }
     assert!(
         v.clean(),
         "chaos found problems (seed {}):\n{}\n{hint}\nagent log: {}",
