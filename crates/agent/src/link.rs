@@ -20,6 +20,7 @@ use clawtray_proto::chat::{ToAgent, ToDesktop};
 use clawtray_proto::control::ControlFrame;
 use clawtray_proto::delivery::Delivery;
 use clawtray_proto::endpoint::{Endpoint, Event};
+use clawtray_proto::pacer::Outgoing;
 use clawtray_proto::secret::{fill_random, SecretKey, SecretString, StaticKeypair};
 use clawtray_proto::Role;
 
@@ -266,8 +267,17 @@ impl Link {
         let every = self.cfg.ping_interval;
         let mut ping = tokio::time::interval_at(Instant::now() + every, every);
         let mut awaiting_pong = false;
+        // every frame goes out in order through the pacer (see clawtray_proto::pacer)
+        let mut out = Outgoing::new(std::time::Instant::now());
         loop {
+            while let Some(f) = out.pop_ready(std::time::Instant::now()) {
+                if ws.send(Message::binary(f)).await.is_err() {
+                    return Ended::Transient("write to the relay failed".into());
+                }
+            }
+            let paced = out.next_at().map(Instant::from_std);
             tokio::select! {
+                () = sleep_until(paced.unwrap_or_else(Instant::now)), if paced.is_some() => {}
                 cmd = self.rx.recv() => match cmd {
                     None | Some(LinkCmd::Stop) => {
                         let _ = ws.close(None).await;
@@ -275,9 +285,7 @@ impl Link {
                     }
                     Some(LinkCmd::Send(m)) => {
                         for f in self.enqueue(m) {
-                            if ws.send(Message::binary(f)).await.is_err() {
-                                return Ended::Transient("write to the relay failed".into());
-                            }
+                            out.push(f);
                         }
                     }
                 },
@@ -293,13 +301,11 @@ impl Link {
                         },
                         Some(Ok(Message::Binary(b))) => {
                             let events = self.endpoint.on_frame(&b);
-                            if let Err(e) = self.handle(events, ws).await {
+                            if let Err(e) = self.handle(events, &mut out).await {
                                 return e;
                             }
                             if let Some(f) = self.endpoint.flush_ack() {
-                                if ws.send(Message::binary(f)).await.is_err() {
-                                    return Ended::Transient("write to the relay failed".into());
-                                }
+                                out.push(f);
                             }
                         }
                         Some(Ok(Message::Close(_))) => return Ended::Transient("the relay closed the connection".into()),
@@ -319,13 +325,14 @@ impl Link {
         }
     }
 
-    async fn handle(&mut self, events: Vec<Event<ToAgent>>, ws: &mut Ws) -> Result<(), Ended> {
+    async fn handle(
+        &mut self,
+        events: Vec<Event<ToAgent>>,
+        out: &mut Outgoing,
+    ) -> Result<(), Ended> {
         for e in events {
             match e {
-                Event::Transmit(f) => ws
-                    .send(Message::binary(f))
-                    .await
-                    .map_err(|_| Ended::Transient("write to the relay failed".into()))?,
+                Event::Transmit(f) => out.push(f),
                 Event::Deliver { seq, body } => {
                     let (stored, safe) = tokio::sync::oneshot::channel();
                     let handed = self

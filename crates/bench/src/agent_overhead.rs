@@ -86,7 +86,17 @@ pub async fn run(rows: &mut Vec<Row>, relay_one_way: Option<Duration>) {
             }
         }
     });
-    drop(tap);
+    // the gateway sends a session's chat events to connections that asked about that session
+    let ready = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !tap.is_connected() && tokio::time::Instant::now() < ready {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tap.request(
+        "chat.history",
+        serde_json::json!({ "sessionKey": "bench", "limit": 1 }),
+    )
+    .await
+    .expect("the tap joins the session");
     let mut at_desktop: Vec<((String, u64), Instant)> = Vec::new();
     for i in 0..MESSAGES {
         client
@@ -109,12 +119,22 @@ pub async fn run(rows: &mut Vec<Row>, relay_one_way: Option<Duration>) {
         }
     }
     tapping.abort();
+    drop(tap);
     let tapped = at_gateway.lock().expect("tap").clone();
     let mut lat: Vec<Duration> = at_desktop
         .iter()
         .filter_map(|(k, t)| tapped.get(k).map(|g| t.saturating_duration_since(*g)))
         .collect();
     let matched = lat.len();
+    if matched == 0 {
+        eprintln!(
+            "bench: no delta matched: the tap saw {} deltas ({:?}…), the desktop {} ({:?}…)",
+            tapped.len(),
+            tapped.keys().next(),
+            at_desktop.len(),
+            at_desktop.first().map(|(k, _)| k)
+        );
+    }
     let p50 = percentile(&mut lat, 50.0);
     let p99 = percentile(&mut lat, 99.0);
     let base = relay_one_way.map(us);

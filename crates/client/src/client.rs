@@ -29,6 +29,7 @@ use clawtray_proto::chat::{ToAgent, ToDesktop};
 use clawtray_proto::control::{ControlFrame, ErrorCode};
 use clawtray_proto::delivery::Delivery;
 use clawtray_proto::endpoint::{Endpoint, Event};
+use clawtray_proto::pacer::Outgoing;
 use clawtray_proto::sealed::MAX_PLAINTEXT;
 use clawtray_proto::secret::{fill_random, SecretString};
 use clawtray_proto::{ProtoError, Role};
@@ -703,6 +704,7 @@ impl Actor {
             rejected: 0,
             resync_at: None,
             ack_wait_since: None,
+            out: Outgoing::new(std::time::Instant::now()),
         };
         if peer_online {
             if let Err(o) = self.start_meeting(&mut ws, &mut conn).await {
@@ -719,13 +721,20 @@ impl Actor {
         );
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            while let Some(f) = conn.out.pop_ready(std::time::Instant::now()) {
+                if let Err(e) = wire::send_binary(&mut ws, f).await {
+                    return Outcome::Transient(e.to_string());
+                }
+            }
+            let paced = conn.out.next_at().map(Instant::from_std);
             let hs_deadline = conn.handshake_deadline;
             let resync_at = conn.resync_at;
             let ack_deadline = conn.ack_wait_since.map(|t| t + self.config.ack_timeout);
             tokio::select! {
+                () = sleep_until(paced.unwrap_or_else(Instant::now)), if paced.is_some() => {}
                 cmd = self.rx.recv() => {
                     let Some(cmd) = cmd else { return Outcome::Shutdown };
-                    if let Some(o) = self.online_command(cmd, &mut ws).await {
+                    if let Some(o) = self.online_command(cmd, &mut ws, &mut conn).await {
                         return o;
                     }
                     self.watch_acks(&mut conn, false);
@@ -858,9 +867,7 @@ impl Actor {
                 self.handle_events(events, ws, conn).await?;
                 let ack = self.paired.as_mut().and_then(|p| p.endpoint.flush_ack());
                 if let Some(f) = ack {
-                    wire::send_binary(ws, f)
-                        .await
-                        .map_err(|e| Outcome::Transient(e.to_string()))?;
+                    conn.out.push(f);
                 }
                 Ok(())
             }
@@ -880,9 +887,7 @@ impl Actor {
         let mut acked = false;
         for e in events {
             match e {
-                Event::Transmit(f) => wire::send_binary(ws, f)
-                    .await
-                    .map_err(|e| Outcome::Transient(e.to_string()))?,
+                Event::Transmit(f) => conn.out.push(f),
                 Event::Deliver { seq, body } => {
                     let mut fresh = true;
                     if let Some(p) = self.paired.as_ref() {
@@ -977,7 +982,12 @@ impl Actor {
         }
     }
 
-    async fn online_command(&mut self, cmd: Command, ws: &mut Ws) -> Option<Outcome> {
+    async fn online_command(
+        &mut self,
+        cmd: Command,
+        ws: &mut Ws,
+        conn: &mut Conn,
+    ) -> Option<Outcome> {
         match cmd {
             Command::Shutdown => {
                 let _ = futures_util::SinkExt::close(ws).await;
@@ -996,9 +1006,7 @@ impl Actor {
             other => {
                 for e in self.queue_command(other) {
                     if let Event::Transmit(f) = e {
-                        if wire::send_binary(ws, f).await.is_err() {
-                            break; // the read side notices the broken connection; the message stays queued
-                        }
+                        conn.out.push(f); // a broken connection loses nothing: the outbox keeps it
                     }
                 }
                 None
@@ -1018,6 +1026,8 @@ struct Conn {
     resync_at: Option<Instant>,
     /// Since when sent messages have been waiting for an ack in a live meeting.
     ack_wait_since: Option<Instant>,
+    /// Frames waiting to go out, paced so a backlog never trips the relay's flood limits.
+    out: Outgoing,
 }
 
 fn relay_error(code: ErrorCode, message: String) -> Outcome {

@@ -27,6 +27,7 @@ pub mod frame;
 pub mod fuzzing;
 pub mod kdf;
 pub mod meeting;
+pub mod pacer;
 pub mod pairing;
 pub mod sealed;
 pub mod secret;
