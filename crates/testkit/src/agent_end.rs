@@ -223,7 +223,7 @@ async fn connect(url: &str, bearer: Option<&str>) -> Result<Ws, String> {
             format!("Bearer {t}").parse().map_err(|_| "header")?,
         );
     }
-    let (ws, _) = tokio_tungstenite::connect_async(req)
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
         .await
         .map_err(|e| e.to_string())?;
     Ok(ws)
