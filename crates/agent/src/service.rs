@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use clawtray_proto::chat::{GatewayStatus, ToAgent, ToDesktop};
 use clawtray_proto::secret::fill_random;
@@ -139,9 +139,11 @@ impl Hub {
         for m in out {
             if let Some(run) = m.ended_run() {
                 if self.turns.is_finished(run) {
+                    debug!(run_id = %run, "a second ending of a run was dropped");
                     continue;
                 }
                 finished |= self.turns.finish(run).is_some();
+                debug!(run_id = %run, "a run ended (live event)");
             }
             pass.push(m);
         }
@@ -326,6 +328,9 @@ impl Hub {
                 ToAgent::Chat { id, text, .. } => {
                     if self.turns.push(&session, &id, &text) {
                         self.save_pending();
+                        debug!(%id, waiting = self.turns.len(), "a desktop message is kept");
+                    } else {
+                        debug!(%id, "a desktop message came again; already kept");
                     }
                     let _ = stored.send(());
                     if self.gw.is_connected() {
@@ -368,6 +373,7 @@ impl Hub {
     fn on_done(&mut self, d: Done) {
         match d {
             Done::Sent { id, run_id } => {
+                debug!(%id, %run_id, "the gateway runs a desktop message");
                 if self.turns.sent(&id, &run_id) {
                     self.save_pending();
                     self.set_running();
