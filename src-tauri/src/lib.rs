@@ -90,6 +90,11 @@ pub fn run() {
     let app = match app {
         Ok(a) => a,
         Err(e) => {
+            // launched while the previous instance is still quitting: its single-instance name
+            // is on the bus but nobody answers; start again once it is gone
+            if e.to_string().contains("single-instance") {
+                restart_when_the_old_instance_is_gone();
+            }
             eprintln!("clawtray could not start: {e}");
             std::process::exit(1);
         }
@@ -103,4 +108,30 @@ pub fn run() {
             api.prevent_exit();
         }
     });
+}
+
+/// Re-run this program (same arguments) after a pause, a few times at most: a fresh process, as
+/// tauri cannot build a second app in one.
+fn restart_when_the_old_instance_is_gone() {
+    const TRIES: u32 = 20;
+    let tried: u32 = std::env::var("CLAWTRAY_START_RETRY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if tried >= TRIES {
+        return;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let err = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("CLAWTRAY_START_RETRY", (tried + 1).to_string())
+            .exec();
+        eprintln!("clawtray could not restart itself: {err}");
+    }
 }

@@ -37,6 +37,11 @@ struct Mode {
     seed: u64,
     messages: usize,
     min_faults: usize,
+    /// Faults stop at this many even if replies are still outstanding.
+    max_faults: usize,
+    /// The sender waits while this many sent messages are unanswered, so the faults cover the
+    /// whole run rather than only the sending.
+    max_backlog: usize,
     /// How long to wait for the next reply once sending and faults are over.
     settle: Duration,
 }
@@ -59,6 +64,8 @@ impl Mode {
             seed,
             messages,
             min_faults: if long { 200 } else { 30 },
+            max_faults: if long { 5_000 } else { 120 },
+            max_backlog: if long { 1_000 } else { 60 },
             settle: Duration::from_secs(if long { 300 } else { 120 }),
         }
     }
@@ -143,6 +150,7 @@ impl World {
 /// Sends `n` messages through whichever desktop is current, with seeded pauses.
 async fn sender(
     n: usize,
+    max_backlog: usize,
     seed: u64,
     mut current: watch::Receiver<Option<Arc<clawtray_client::RelayClient>>>,
     ledger: Arc<Mutex<Ledger>>,
@@ -177,6 +185,9 @@ async fn sender(
             }
         }
         tokio::time::sleep(rng.millis(10, 200)).await;
+        while ledger.lock().expect("ledger").unanswered() > max_backlog {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
@@ -275,10 +286,21 @@ async fn nothing_is_lost_or_doubled_under_chaos() {
     };
 
     let started = Instant::now();
-    let sending = tokio::spawn(sender(mode.messages, mode.seed, watching, ledger.clone()));
+    let sending = tokio::spawn(sender(
+        mode.messages,
+        mode.max_backlog,
+        mode.seed,
+        watching,
+        ledger.clone(),
+    ));
     let mut rng = Rng::new(mode.seed);
     let mut faults = 0;
-    while !sending.is_finished() || faults < mode.min_faults {
+    // faults go on while anything is unanswered (up to max_faults), not only while sending
+    let outstanding = |l: &Arc<Mutex<Ledger>>| l.lock().expect("ledger").unanswered() > 0;
+    while !sending.is_finished()
+        || faults < mode.min_faults
+        || (outstanding(&ledger) && faults < mode.max_faults)
+    {
         tokio::time::sleep(rng.millis(200, 1500)).await;
         let fault = Fault::pick(&mut rng);
         world.apply(fault, &mut rng).await;
@@ -314,7 +336,7 @@ async fn nothing_is_lost_or_doubled_under_chaos() {
         l.sent, l.maybe, l.answered, l.deltas
     );
     println!(
-        "chaos: {faults} faults in {:.0?} of sending, {:.0?} in all: {:?}",
+        "chaos: {faults} faults in {:.0?} under fire, {:.0?} in all: {:?}",
         sending_took,
         started.elapsed(),
         world.counts
