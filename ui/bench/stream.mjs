@@ -3,37 +3,11 @@
 // <pre> in the same browser. Measures main-thread task time (CDP Performance metrics), wall time
 // until the last word is on screen, and the longest frame (largest gap between animation frames
 // while streaming). Prints one JSON line; scripts/bench hands it to clawtray-bench.
-import { createServer } from "node:http";
-import { readFile } from "node:fs/promises";
-import { extname, join, resolve } from "node:path";
-import { chromium } from "playwright-core";
+import { serveHarness, launchChromium } from "../tests/harness.mjs";
 
 const N = Number(process.env.DELTAS ?? 10000);
-const root = resolve(import.meta.dirname, "..");
-const dist = join(root, "dist-test");
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css" };
-
-const server = createServer(async (req, res) => {
-  const path = new URL(req.url, "http://x").pathname;
-  if (path === "/bare") {
-    res.writeHead(200, { "content-type": "text/html" });
-    return res.end("<!doctype html><meta charset=utf-8><pre id=out></pre>");
-  }
-  try {
-    const file = join(dist, path === "/" ? "test-harness.html" : path);
-    const body = await readFile(file);
-    res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" });
-    res.end(body);
-  } catch {
-    res.writeHead(404).end();
-  }
-});
-await new Promise((r) => server.listen(0, "127.0.0.1", r));
-const base = `http://127.0.0.1:${server.address().port}/`;
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run"],
-});
+const { server, base } = await serveHarness({ "/bare": "<!doctype html><meta charset=utf-8><pre id=out></pre>" });
+const browser = await launchChromium();
 
 const words = Array.from({ length: N }, (_, i) => (i % 50 === 49 ? `w${i + 1}\n\n` : `w${i + 1} `));
 

@@ -3,36 +3,18 @@
 // and screenshots (light and dark) written to target/screenshots/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createServer } from "node:http";
-import { readFile, mkdir } from "node:fs/promises";
-import { extname, join, resolve } from "node:path";
-import { chromium } from "playwright-core";
+import { mkdir } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { serveHarness, launchChromium } from "./harness.mjs";
 
 const root = resolve(import.meta.dirname, "..");
-const dist = join(root, "dist-test");
 const shots = join(root, "..", "target", "screenshots");
-const TYPES = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css" };
 
 let server, base, browser;
 
 before(async () => {
-  server = createServer(async (req, res) => {
-    const path = new URL(req.url, "http://x").pathname;
-    const file = join(dist, path === "/" ? "test-harness.html" : path);
-    try {
-      const body = await readFile(file);
-      res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream" });
-      res.end(body);
-    } catch {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise((r) => server.listen(0, "127.0.0.1", r));
-  base = `http://127.0.0.1:${server.address().port}/`;
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
-  });
+  ({ server, base } = await serveHarness());
+  browser = await launchChromium();
   await mkdir(shots, { recursive: true });
 });
 

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use clawtray_agent::gateway::{GatewayClient, GatewayConfig, GatewayEvent};
 use clawtray_client::session_store::MemorySessionStore;
-use clawtray_client::state::PeerPresence;
-use clawtray_client::{ClientConfig, ClientEvent, ConnectionState, RelayClient};
+use clawtray_client::{ClientConfig, ClientEvent, RelayClient};
 use clawtray_proto::chat::ToDesktop;
 use clawtray_proto::secret::SecretString;
 use clawtray_testkit::agent::{AgentRun, Pairing};
@@ -43,21 +42,7 @@ pub async fn run(rows: &mut Vec<Row>, relay_one_way: Option<Duration>) {
     let mut events = client.subscribe();
     client.pair(&pairing.code, &url).await.expect("pairing");
     pairing.finish().await;
-    let mut st = client.state();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        st.wait_for(|s| {
-            matches!(
-                s,
-                ConnectionState::Online {
-                    peer: PeerPresence::Online
-                }
-            )
-        }),
-    )
-    .await
-    .expect("online in time")
-    .expect("running");
+    crate::pairing::until(&client, crate::pairing::online, Duration::from_secs(60)).await;
 
     let (tap, mut tapped) = GatewayClient::start(GatewayConfig {
         url: gateway.url(),

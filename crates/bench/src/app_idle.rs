@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use clawtray_testkit::display::Xvfb;
 
 use crate::report::Row;
-use crate::stats::rss_kib;
+use crate::stats::{rss_kib, status_field};
 use crate::ws::sibling_bin;
 
 const IDLE: Duration = Duration::from_secs(60);
@@ -64,14 +64,10 @@ fn tree_switches(pid: u32) -> u64 {
         })
         .filter_map(|t| {
             let status = std::fs::read_to_string(t.path().join("status")).ok()?;
-            let field = |name: &str| {
-                status
-                    .lines()
-                    .find(|l| l.starts_with(name))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse::<u64>().ok())
-            };
-            Some(field("voluntary_ctxt_switches:")? + field("nonvoluntary_ctxt_switches:")?)
+            Some(
+                status_field(&status, "voluntary_ctxt_switches")?
+                    + status_field(&status, "nonvoluntary_ctxt_switches")?,
+            )
         })
         .sum()
 }

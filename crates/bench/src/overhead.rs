@@ -2,9 +2,7 @@
 //! frames between two ends through `clawtray-relay`, against a bare tokio-tungstenite forwarder
 //! and a direct echo measured in the same run; and sealed against unsealed frames.
 
-use std::time::Duration;
-
-use clawtray_proto::meeting::{self, Meeting, MeetingHello, MeetingInitiator};
+use clawtray_proto::meeting::Meeting;
 use clawtray_proto::secret::StaticKeypair;
 
 use crate::report::Row;
@@ -33,15 +31,6 @@ const SIZES: [Sizes; 2] = [
     },
 ];
 
-/// p50 and p99 of `iters` round trips of `size` bytes from `a`, echoed at the far end.
-async fn rtts(a: &mut Ws, size: usize, iters: usize) -> (Duration, Duration) {
-    let frame = vec![7u8; size];
-    let mut make = || frame.clone();
-    let mut check = |b: Vec<u8>| assert_eq!(b.len(), size, "a frame came back damaged");
-    let mut s = ws::round_trips(a, &mut make, &mut check, iters, iters / 10).await;
-    (percentile(&mut s, 50.0), percentile(&mut s, 99.0))
-}
-
 fn this_bin() -> std::path::PathBuf {
     std::env::current_exe().expect("current exe")
 }
@@ -58,18 +47,7 @@ async fn forwarder_pair() -> (Server, Ws, Ws) {
 fn meetings(session: &str) -> (Meeting, Meeting) {
     let desktop = StaticKeypair::generate().expect("key");
     let agent = StaticKeypair::generate().expect("key");
-    let (init, m1) =
-        MeetingInitiator::start(&desktop, &agent.public(), session, MeetingHello::default())
-            .expect("initiate");
-    let (agent_m, m2) = meeting::respond(
-        &agent,
-        &desktop.public(),
-        session,
-        &m1,
-        MeetingHello::default(),
-    )
-    .expect("respond");
-    (init.finish(&m2).expect("finish"), agent_m)
+    crate::pairing::meet(&desktop, &agent, session)
 }
 
 pub async fn run(rows: &mut Vec<Row>) {
@@ -84,16 +62,16 @@ pub async fn run(rows: &mut Vec<Row>) {
         let mut desk = ws::resume(&relay.addr, s, false).await;
         let agent = ws::resume(&relay.addr, s, true).await;
         let echoing = tokio::spawn(ws::echo(agent, |b| b));
-        let (r50, r99) = rtts(&mut desk, sz.size, sz.iters).await;
+        let (r50, r99) = ws::echo_percentiles(&mut desk, sz.size, sz.iters).await;
         echoing.abort();
         // the same through the bare forwarder
         let (_f, mut a, b) = forwarder_pair().await;
         let echoing = tokio::spawn(ws::echo(b, |b| b));
-        let (f50, f99) = rtts(&mut a, sz.size, sz.iters).await;
+        let (f50, f99) = ws::echo_percentiles(&mut a, sz.size, sz.iters).await;
         echoing.abort();
         // and one hop: a direct echo
         let mut e = ws::connect(&format!("ws://{}/", echo.addr), None).await;
-        let (e50, _) = rtts(&mut e, sz.size, sz.iters).await;
+        let (e50, _) = ws::echo_percentiles(&mut e, sz.size, sz.iters).await;
         rows.push(
             Row::new(
                 format!("relay round trip, {} frames, p50", sz.label),
@@ -161,7 +139,7 @@ pub async fn run(rows: &mut Vec<Row>) {
     let mut desk2 = ws::resume(&relay.addr, s, false).await;
     let agent2 = ws::resume(&relay.addr, s, true).await;
     let echoing = tokio::spawn(ws::echo(agent2, |b| b));
-    let (plain50, _) = rtts(&mut desk2, 1024 + 28, 3000).await;
+    let (plain50, _) = ws::echo_percentiles(&mut desk2, 1024 + 28, 3000).await;
     echoing.abort();
     rows.push(
         Row::new(

@@ -11,7 +11,7 @@ use clawtray_client::session_store::MemorySessionStore;
 use clawtray_client::state::PeerPresence;
 use clawtray_client::{ClientConfig, ConnectionState, RelayClient};
 use clawtray_proto::code::PairingCode;
-use clawtray_proto::meeting::{self, MeetingHello, MeetingInitiator};
+use clawtray_proto::meeting::{self, Meeting, MeetingHello, MeetingInitiator};
 use clawtray_proto::pairing::Pairing;
 use clawtray_proto::secret::StaticKeypair;
 use clawtray_proto::Role;
@@ -22,8 +22,10 @@ use crate::stats::{ms, percentile};
 use crate::ws::{self, Server};
 
 const PAIRINGS: usize = 15;
+/// How long one step of a pairing or re-key may take before the row gives up.
+const STEP: Duration = Duration::from_secs(30);
 
-fn online(s: &ConnectionState) -> bool {
+pub(crate) fn online(s: &ConnectionState) -> bool {
     matches!(
         s,
         ConnectionState::Online {
@@ -38,7 +40,6 @@ fn compute_once() -> Duration {
     let code = PairingCode::parse("7351-K4Q7-2MXD").expect("a valid code");
     let a_id = StaticKeypair::generate().expect("key");
     let d_id = StaticKeypair::generate().expect("key");
-    let (a_pub, d_pub) = (a_id.public(), d_id.public());
     let (a_key, d_key) = (a_id.clone(), d_id.clone());
     let (a, a_msg) = Pairing::start(Role::Agent, &code, a_id, "agent").expect("start");
     let (d, d_msg) = Pairing::start(Role::Desktop, &code, d_id, "desktop").expect("start");
@@ -46,12 +47,28 @@ fn compute_once() -> Duration {
     let (d, d_conf) = d.receive_pake(&a_msg).expect("pake");
     a.receive_confirmation(&d_conf).expect("confirm");
     d.receive_confirmation(&a_conf).expect("confirm");
-    let (init, m1) =
-        MeetingInitiator::start(&d_key, &a_pub, "s", MeetingHello::default()).expect("init");
-    let (_, m2) =
-        meeting::respond(&a_key, &d_pub, "s", &m1, MeetingHello::default()).expect("respond");
-    init.finish(&m2).expect("finish");
+    meet(&d_key, &a_key, "s");
     t.elapsed()
+}
+
+/// A Noise KK meeting between `desktop` and `agent`, both sides in memory: (desktop's, agent's).
+pub(crate) fn meet(
+    desktop: &StaticKeypair,
+    agent: &StaticKeypair,
+    session: &str,
+) -> (Meeting, Meeting) {
+    let (init, m1) =
+        MeetingInitiator::start(desktop, &agent.public(), session, MeetingHello::default())
+            .expect("initiate");
+    let (agent_m, m2) = meeting::respond(
+        agent,
+        &desktop.public(),
+        session,
+        &m1,
+        MeetingHello::default(),
+    )
+    .expect("respond");
+    (init.finish(&m2).expect("finish"), agent_m)
 }
 
 /// Both sides' work for one Noise KK meeting (what a re-key computes), in memory.
@@ -59,18 +76,18 @@ fn meeting_once() -> Duration {
     let d_key = StaticKeypair::generate().expect("key");
     let a_key = StaticKeypair::generate().expect("key");
     let t = Instant::now();
-    let (init, m1) = MeetingInitiator::start(&d_key, &a_key.public(), "s", MeetingHello::default())
-        .expect("init");
-    let (_, m2) = meeting::respond(&a_key, &d_key.public(), "s", &m1, MeetingHello::default())
-        .expect("respond");
-    init.finish(&m2).expect("finish");
+    meet(&d_key, &a_key, "s");
     t.elapsed()
 }
 
-/// Wait until `pred` holds for the client's state.
-async fn until(client: &RelayClient, pred: impl Fn(&ConnectionState) -> bool) {
+/// Wait (at most `within`) until `pred` holds for the client's state.
+pub(crate) async fn until(
+    client: &RelayClient,
+    pred: impl Fn(&ConnectionState) -> bool,
+    within: Duration,
+) {
     let mut st = client.state();
-    tokio::time::timeout(Duration::from_secs(30), st.wait_for(|s| pred(s)))
+    tokio::time::timeout(within, st.wait_for(|s| pred(s)))
         .await
         .expect("the desktop reached the state in time")
         .expect("the desktop is running");
@@ -96,15 +113,15 @@ pub async fn run(rows: &mut Vec<Row>) {
         let client = RelayClient::start(cfg, Arc::new(MemorySessionStore::default()));
         let t = Instant::now();
         client.pair(&code, &url).await.expect("pairing");
-        until(&client, online).await;
+        until(&client, online, STEP).await;
         pair_times.push(t.elapsed());
         let agent = agent.await.expect("the agent paired");
         // re-key: the agent process restarts (new meeting keys); time from its start to online
         let disk = agent.kill();
-        until(&client, |s| !online(s)).await;
+        until(&client, |s| !online(s), STEP).await;
         let t = Instant::now();
         let agent = TestAgent::start(&url, disk, &format!("restart-{i}"), Script::default());
-        until(&client, online).await;
+        until(&client, online, STEP).await;
         rekey_times.push(t.elapsed());
         drop(agent);
         client.shutdown().await;

@@ -13,7 +13,7 @@ use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::report::Row;
-use crate::stats::{ms, percentile, rss_kib};
+use crate::stats::{ms, rss_kib};
 use crate::ws::{self, Seeded, Server};
 
 const STEPS: [usize; 3] = [1_000, 5_000, 9_000];
@@ -91,20 +91,14 @@ async fn spawn_holder(addr: &str, file: &Path, agent: bool) -> Child {
     child
 }
 
-/// p99 (and p50) of 1 KiB round trips on one live session.
-async fn live_p99(addr: &str, s: &Seeded) -> (Duration, Duration) {
+/// p99 of 1 KiB round trips on one live session.
+async fn live_p99(addr: &str, s: &Seeded) -> Duration {
     let mut desk = ws::resume(addr, s, false).await;
     let agent = ws::resume(addr, s, true).await;
     let echoing = tokio::spawn(ws::echo(agent, |b| b));
-    let frame = vec![3u8; 1024];
-    let mut make = || frame.clone();
-    let mut check = |_b: Vec<u8>| {};
-    let mut samples = ws::round_trips(&mut desk, &mut make, &mut check, 2000, 200).await;
+    let (_, p99) = ws::echo_percentiles(&mut desk, 1024, 2000).await;
     echoing.abort();
-    (
-        percentile(&mut samples, 99.0),
-        percentile(&mut samples, 50.0),
-    )
+    p99
 }
 
 /// RSS per idle socket of a default tokio-tungstenite echo server (the floor a naive relay sits on).
@@ -137,7 +131,7 @@ pub async fn run(rows: &mut Vec<Row>) {
     let (live, idle) = sessions.split_last().expect("sessions");
     let relay = Server::relay(&db).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (empty_p99, _) = live_p99(&relay.addr, live).await;
+    let empty_p99 = live_p99(&relay.addr, live).await;
     let rss_before = rss_kib(relay.pid);
     let naive = default_server_per_socket(1000).await;
     rows.push(Row::new(
@@ -157,7 +151,7 @@ pub async fn run(rows: &mut Vec<Row>) {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let rss = rss_kib(relay.pid);
         let per_socket = (rss.saturating_sub(rss_before)) as f64 * 1024.0 / (2 * step) as f64;
-        let (p99, _) = live_p99(&relay.addr, live).await;
+        let p99 = live_p99(&relay.addr, live).await;
         rows.push(
             Row::new(
                 format!(

@@ -22,10 +22,9 @@ pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, …), or a count (`voluntary_ctxt_switches`).
-pub fn proc_status(pid: u32, field: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
+/// A numeric field of a `/proc/…/status` text: `VmRSS` in KiB, `voluntary_ctxt_switches`, ….
+pub fn status_field(status: &str, field: &str) -> Option<u64> {
+    status
         .lines()
         .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?
         .split_whitespace()
@@ -36,5 +35,8 @@ pub fn proc_status(pid: u32, field: &str) -> Option<u64> {
 
 /// Resident memory of `pid` in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
-    proc_status(pid, "VmRSS").unwrap_or(0)
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| status_field(&s, "VmRSS"))
+        .unwrap_or(0)
 }

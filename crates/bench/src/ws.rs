@@ -8,16 +8,15 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use clawtray_proto::secret::fill_random;
 use clawtray_relay::store::{token_hash, SessionRecord, SessionStore, SqliteStore};
 
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::stats::percentile;
+
+pub use clawtray_testkit::ws::Ws;
 
 /// One seeded session: its id and both ends' device tokens.
 #[derive(Debug, Clone)]
@@ -141,17 +140,9 @@ impl Server {
 
 /// Connect to `url` with an optional bearer token.
 pub async fn connect(url: &str, bearer: Option<&str>) -> Ws {
-    let mut req = url.into_client_request().expect("a ws:// URL");
-    if let Some(t) = bearer {
-        req.headers_mut().insert(
-            "authorization",
-            format!("Bearer {t}").parse().expect("a header value"),
-        );
-    }
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
+    clawtray_testkit::ws::connect(url, bearer)
         .await
-        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
-    ws
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
 }
 
 /// Resume a seeded session's end at the relay; waits for `resumed`.
@@ -221,6 +212,16 @@ pub async fn round_trips(
         }
     }
     out
+}
+
+/// p50 and p99 of `iters` round trips of `size` bytes from `ws`, echoed unchanged at the far
+/// end (after a tenth as many for warm-up).
+pub async fn echo_percentiles(ws: &mut Ws, size: usize, iters: usize) -> (Duration, Duration) {
+    let frame = vec![7u8; size];
+    let mut make = || frame.clone();
+    let mut check = |b: Vec<u8>| assert_eq!(b.len(), size, "a frame came back damaged");
+    let mut s = round_trips(ws, &mut make, &mut check, iters, iters / 10).await;
+    (percentile(&mut s, 50.0), percentile(&mut s, 99.0))
 }
 
 /// Send `count` frames of `size` bytes as fast as the socket takes them; `rx` counts them.

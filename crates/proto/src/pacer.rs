@@ -111,18 +111,6 @@ impl Outgoing {
             Some(self.not_before.unwrap_or_else(Instant::now))
         }
     }
-
-    /// Frames waiting.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.queue.len()
-    }
-
-    /// Whether nothing waits.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
 }
 
 #[cfg(test)]

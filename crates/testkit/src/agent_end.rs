@@ -10,12 +10,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use clawtray_proto::chat::{HistoryMessage, ToAgent, ToDesktop};
 use clawtray_proto::code::{Nameplate, PairingCode};
@@ -26,7 +23,7 @@ use clawtray_proto::pairing::Pairing;
 use clawtray_proto::secret::StaticKeypair;
 use clawtray_proto::Role;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::ws::{connect, Ws};
 
 /// How the agent replies.
 #[derive(Debug, Clone)]
@@ -213,20 +210,6 @@ impl TestAgent {
         send_control(&mut ws, &ControlFrame::Revoke).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
     }
-}
-
-async fn connect(url: &str, bearer: Option<&str>) -> Result<Ws, String> {
-    let mut req = url.into_client_request().map_err(|e| e.to_string())?;
-    if let Some(t) = bearer {
-        req.headers_mut().insert(
-            "authorization",
-            format!("Bearer {t}").parse().map_err(|_| "header")?,
-        );
-    }
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(ws)
 }
 
 async fn send_control(ws: &mut Ws, f: &ControlFrame) {

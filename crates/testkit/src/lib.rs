@@ -13,6 +13,7 @@
 //!   with streamed deltas — built on `clawtray_proto::endpoint`, speaking to the real relay.
 //! - [`fake_model`]: an OpenAI-compatible streaming model on 127.0.0.1 for the real gateway.
 //! - [`gateway`]: the real OpenClaw gateway (pinned, from npm) as a child process, offline.
+//! - [`ws`]: a WebSocket client end with an optional bearer token.
 
 pub mod agent;
 pub mod agent_end;
@@ -25,3 +26,4 @@ pub mod mitm;
 pub mod relay;
 pub mod scan;
 pub mod webdriver;
+pub mod ws;

@@ -75,6 +75,17 @@ fn agent_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_clawtray-agent"))
 }
 
+/// `clawtray-agent run` on `state`, bridging to `gateway`, with the short heartbeat.
+fn start_agent(state: &Path, gateway: &Gateway) -> AgentRun {
+    AgentRun::start_with(
+        agent_bin(),
+        state,
+        gateway,
+        "chaos",
+        &["--relay-heartbeat", AGENT_HEARTBEAT],
+    )
+}
+
 /// Everything running, and what the schedule acts on.
 struct World {
     relay: Relay,
@@ -93,16 +104,6 @@ struct World {
 }
 
 impl World {
-    fn start_agent(&self) -> AgentRun {
-        AgentRun::start_with(
-            agent_bin(),
-            &self.agent_state,
-            &self.gateway,
-            "chaos",
-            &["--relay-heartbeat", AGENT_HEARTBEAT],
-        )
-    }
-
     fn link(&self, side: Side) -> &FaultyLink {
         match side {
             Side::Agent => &self.agent_link,
@@ -121,7 +122,7 @@ impl World {
             Fault::KillAgent => {
                 self.agent.kill().await;
                 tokio::time::sleep(rng.millis(0, 1500)).await;
-                self.agent = self.start_agent();
+                self.agent = start_agent(&self.agent_state, &self.gateway);
             }
             Fault::KillDesktop => {
                 self.current.send_replace(None);
@@ -244,13 +245,7 @@ async fn nothing_is_lost_or_doubled_under_chaos() {
     let desktop_link = FaultyLink::start(relay.addr).await;
     let state = tempfile::tempdir().expect("tempdir");
     let agent_state = state.path().join("agent");
-    let agent = AgentRun::start_with(
-        agent_bin(),
-        &agent_state,
-        &gateway,
-        "chaos",
-        &["--relay-heartbeat", AGENT_HEARTBEAT],
-    );
+    let agent = start_agent(&agent_state, &gateway);
     let pairing = Pairing::start(
         agent_bin(),
         &agent_state,

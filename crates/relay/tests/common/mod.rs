@@ -5,11 +5,8 @@
 
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use clawtray_proto::code::{Nameplate, PairingCode};
 use clawtray_proto::control::{ControlFrame, ErrorCode};
@@ -44,19 +41,12 @@ pub enum Incoming {
 
 /// One WebSocket end.
 pub struct End {
-    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub ws: clawtray_testkit::ws::Ws,
 }
 
 impl End {
     pub async fn connect(url: &str, bearer: Option<&str>) -> End {
-        let mut req = url.into_client_request().expect("request");
-        if let Some(t) = bearer {
-            req.headers_mut().insert(
-                "authorization",
-                format!("Bearer {t}").parse().expect("header"),
-            );
-        }
-        let (ws, _) = tokio::time::timeout(STEP, tokio_tungstenite::connect_async(req))
+        let ws = tokio::time::timeout(STEP, clawtray_testkit::ws::connect(url, bearer))
             .await
             .expect("connect in time")
             .expect("connect");
