@@ -1,16 +1,18 @@
 // The chat view. Renders the conversation from events; sends intents through `api`.
 //
 // Streaming: a delta appends to its bubble's text and schedules one markdown render of that
-// bubble for the next animation frame, so thousands of deltas cost at most one re-render of one
-// bubble per frame — never a re-render of the conversation.
+// bubble for the next animation frame, so thousands of deltas cost at most one render per frame —
+// of the blocks the deltas changed (`StreamingMarkdown`), never of the conversation. A reply
+// that ends gets one whole render.
 import { api, asCommandError } from "./api";
 import { el } from "./dom";
-import { renderMarkdown } from "./markdown";
+import { renderMarkdown, StreamingMarkdown } from "./markdown";
 import type { ClientEvent, ConnectionState, MessageState, SessionInfo, ToDesktop } from "./types";
 
 interface Reply {
   bubble: HTMLElement;
   body: HTMLElement;
+  md: StreamingMarkdown;
   text: string;
   lastSeq: number;
   streaming: boolean;
@@ -122,7 +124,7 @@ export class ChatView {
     if (!r) {
       const body = el("div", { class: "body md" });
       const bubble = el("li", { class: "msg agent streaming", "data-run": runId }, body);
-      r = { bubble, body, text: "", lastSeq: -1, streaming: true, dirty: false };
+      r = { bubble, body, md: new StreamingMarkdown(body), text: "", lastSeq: -1, streaming: true, dirty: false };
       this.replies.set(runId, r);
       this.list.append(bubble);
       this.scrollToEnd();
@@ -138,7 +140,8 @@ export class ChatView {
       for (const x of this.replies.values()) {
         if (x.dirty) {
           x.dirty = false;
-          renderMarkdown(x.body, x.text);
+          if (x.streaming) x.md.update(x.text);
+          else x.md.finish(x.text);
         }
       }
       this.scrollToEnd();
@@ -147,6 +150,7 @@ export class ChatView {
 
   private finish(r: Reply, cls?: string): void {
     r.streaming = false;
+    this.schedule(r);
     r.bubble.classList.remove("streaming");
     if (cls) r.bubble.classList.add(cls);
     this.updateAbort();

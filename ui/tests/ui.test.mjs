@@ -1,5 +1,5 @@
 // The UI in real headless Chromium, against the built test harness (the real app behind a mocked
-// Tauri IPC): pairing errors, a 2,000-delta stream, abort, queued messages, hostile markdown,
+// Tauri IPC): pairing errors, a 2,000-delta stream, block-by-block streaming render, abort, queued messages, hostile markdown,
 // and screenshots (light and dark) written to target/screenshots/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -100,6 +100,35 @@ test("a reply of 2,000 deltas streams into one bubble without re-rendering the c
   await page.waitForFunction(() => document.querySelector('.msg.agent[data-run="r1"] .body').textContent.trim() === "The end.", null, { polling: 100 });
   assert.equal(await page.isVisible("#abort"), false);
   assert.match(await page.textContent('.msg.user[data-id="msg-1"] .mark'), /Delivered/);
+  assert.deepEqual(page.errors, []);
+});
+
+test("a streaming reply rebuilds only the blocks a delta changed, and ends as one whole render", async () => {
+  const page = await open("paired");
+  await page.waitForSelector("#message");
+  const body = '.msg.agent[data-run="r2"] .body';
+  const shown = (needle) => page.waitForFunction(([sel, n]) => document.querySelector(sel)?.textContent.includes(n), [body, needle], { polling: 50 });
+  let seq = 0;
+  const deltas = (...texts) => emit(page, texts.map((text) => ({ kind: "chat", message: { type: "chat_delta", run_id: "r2", seq: ++seq, text } })));
+  await emit(page, [{ kind: "chat", message: { type: "chat_ack", id: "m2", run_id: "r2" } }]);
+  await deltas("First para", "graph, settled.\n\n", "Second");
+  await shown("Second");
+  await page.evaluate((sel) => document.querySelector(`${sel} > p`).setAttribute("data-marker", "first"), body);
+  await deltas(" paragraph.\n\n```js\nlet a", " = 1;\n```\n\n- one\n- tw", "o\n\nSee [the docs][d].");
+  await shown("the docs");
+  assert.equal(await page.locator(`${body} p[data-marker=first]`).count(), 1, "a settled block is not rebuilt by later deltas");
+  assert.equal(await page.textContent(`${body} pre code`), "let a = 1;\n", "a code block split across deltas renders whole");
+  assert.equal(await page.locator(`${body} pre button.copy`).count(), 1);
+  assert.equal(await page.locator(`${body} a`).count(), 0, "an undefined reference is not a link yet");
+  await deltas("\n\n[d]: https://example.com/docs");
+  await page.waitForSelector(`${body} a[href="https://example.com/docs"][target=_blank]`);
+  const streamed = await page.innerHTML(body);
+  const full = "First paragraph, settled.\n\nSecond paragraph.\n\n```js\nlet a = 1;\n```\n\n- one\n- two\n\nSee [the docs][d].\n\n[d]: https://example.com/docs";
+  await emit(page, [{ kind: "chat", message: { type: "chat_reply", run_id: "r2", text: full } }]);
+  await page.waitForFunction((sel) => !document.querySelector(sel).closest(".msg").classList.contains("streaming"), body, { polling: 50 });
+  await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+  assert.equal(await page.innerHTML(body), streamed.replace(' data-marker="first"', ""), "block-by-block rendering shows what one whole render shows");
+  assert.equal(await page.locator(`${body} p[data-marker=first]`).count(), 0, "the finished reply was rendered whole");
   assert.deepEqual(page.errors, []);
 });
 

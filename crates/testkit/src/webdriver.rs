@@ -40,7 +40,26 @@ impl std::fmt::Display for WdError {
     }
 }
 
+/// The longest one WebDriver request may take. Starting the app (a new session) under a loaded
+/// CI machine takes seconds; a driver that never answers must fail the test, not hang the run.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
 async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Value, WdError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, call_once(addr, method, path, body))
+        .await
+        .map_err(|_| {
+            WdError(format!(
+                "{method} {path}: the WebDriver at {addr} did not answer in {REQUEST_TIMEOUT:?}"
+            ))
+        })?
+}
+
+async fn call_once(
     addr: SocketAddr,
     method: &str,
     path: &str,
