@@ -20,6 +20,7 @@ use clawtray_proto::chat::{GatewayStatus, ToAgent, ToDesktop};
 use clawtray_proto::secret::fill_random;
 
 use crate::bridge::{history_messages, Bridge};
+use crate::files;
 use crate::gateway::{GatewayClient, GatewayConfig, GatewayError, GatewayEvent};
 use crate::link::{self, HubEvent, LinkCmd, LinkConfig};
 use crate::state::StateDir;
@@ -438,6 +439,13 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
     cfg.state.static_key()?; // create the key before anything else
+    let swept = files::remove_orphan_temps(cfg.state.path());
+    if swept > 0 {
+        info!(
+            files = swept,
+            "removed temp files a killed agent left in the state dir"
+        );
+    }
     let (gw, mut gw_events) = GatewayClient::start(cfg.gateway)?;
     let (hub_tx, mut hub_rx) = mpsc::channel(4096);
     let (done_tx, mut done_rx) = mpsc::channel(1024);
