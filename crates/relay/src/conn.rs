@@ -40,6 +40,10 @@ const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_PAKE_B64: usize = 128;
 /// Length of a session id: 16 random bytes, base64url.
 const SESSION_ID_LEN: usize = 22;
+/// Most frames written with one flush (one `write` to the socket) when the mailbox holds several.
+const MAX_BATCH_FRAMES: usize = 64;
+/// Most bytes written with one flush.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 /// How a connection asked to start.
 #[derive(Debug)]
@@ -531,12 +535,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Ok(())
     }
 
+    /// Forward `first` and whatever binary frames already wait behind it (up to a batch) with one
+    /// flush, so a busy session costs one socket write per batch instead of per frame. Returns
+    /// the first queued item that is not a binary frame, for the caller to handle next.
+    async fn forward_batch(&mut self, first: Bytes) -> Result<Option<Outbound>, End> {
+        let write_timeout = self.shared.limits.idle_timeout;
+        let kill = self.mailbox.kill.clone();
+        let shutdown = self.shared.shutdown.clone();
+        let (ws, mailbox) = (&mut self.ws, &mut self.mailbox);
+        let write = async {
+            let mut next = None;
+            let (mut frames, mut bytes) = (1, first.len());
+            mailbox.dequeued(first.len());
+            ws.feed(Message::Binary(first)).await?;
+            while frames < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
+                match mailbox.rx.try_recv() {
+                    Ok(Outbound::Binary(b)) => {
+                        frames += 1;
+                        bytes += b.len();
+                        mailbox.dequeued(b.len());
+                        ws.feed(Message::Binary(b)).await?;
+                    }
+                    Ok(other) => {
+                        next = Some(other);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            ws.flush().await.map(|()| next)
+        };
+        tokio::select! {
+            r = timeout(write_timeout, write) => match r {
+                Ok(Ok(next)) => Ok(next),
+                Ok(Err(_)) => Err(End::Gone),
+                Err(_) => Err(End::Close(ErrorCode::SlowReader)),
+            },
+            () = kill.cancelled() => Err(End::Close(self.mailbox.kill_reason())),
+            () = shutdown.cancelled() => Err(End::Close(ErrorCode::ShuttingDown)),
+        }
+    }
+
     async fn on_outbound(&mut self, out: Outbound) -> Result<(), End> {
         match out {
-            Outbound::Binary(b) => {
-                self.mailbox.dequeued(b.len());
-                self.send(Message::Binary(b)).await
-            }
+            Outbound::Binary(b) => match self.forward_batch(b).await? {
+                Some(next) => Box::pin(self.on_outbound(next)).await,
+                None => Ok(()),
+            },
             Outbound::Control(ControlFrame::Linked) => {
                 if let State::Claimed { nameplate, .. } = &self.state {
                     self.state = State::Linked {

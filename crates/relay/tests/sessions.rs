@@ -264,3 +264,38 @@ async fn tls_listener_pairs_over_wss() {
     let plain = tokio_tungstenite::connect_async(relay.url("/v1/agent")).await;
     assert!(plain.is_err());
 }
+
+#[tokio::test]
+async fn a_burst_of_frames_arrives_whole_and_in_order_both_ways() {
+    // the relay writes queued frames in batches (one flush per batch): nothing may be lost,
+    // split, merged or reordered by it
+    let relay = Relay::start(&[]).await;
+    let mut p = pair(&relay).await;
+    let frame = |from: u8, i: u16| {
+        let len = 1 + usize::from(i % 97) * 37; // 1 B .. ~3.5 KiB, every size different
+        let mut f = vec![from; len];
+        f[..2.min(len)].copy_from_slice(&i.to_be_bytes()[..2.min(len)]);
+        f
+    };
+    const N: u16 = 300;
+    for i in 0..N {
+        p.desktop.send_bin(frame(b'd', i)).await;
+    }
+    for i in 0..N {
+        p.agent.send_bin(frame(b'a', i)).await;
+    }
+    for i in 0..N {
+        assert_eq!(
+            p.agent.binary().await,
+            frame(b'd', i),
+            "frame {i} to the agent"
+        );
+    }
+    for i in 0..N {
+        assert_eq!(
+            p.desktop.binary().await,
+            frame(b'a', i),
+            "frame {i} to the desktop"
+        );
+    }
+}
