@@ -369,6 +369,22 @@ async fn nothing_is_lost_or_doubled_under_chaos() {
         "the schedule did not run in full; {hint}"
     );
 
+    // agents killed mid-write left temp files; the live one swept them when it started
+    let live = world.agent.child.id();
+    let orphans: Vec<String> = std::fs::read_dir(&world.agent_state)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| {
+            n.contains(".tmp-") && live.is_none_or(|pid| !n.contains(&format!(".tmp-{pid}-")))
+        })
+        .collect();
+    assert!(
+        orphans.is_empty(),
+        "killed agents' temp files were left in the state dir: {orphans:?}"
+    );
+
     // the secrets scan, over everything the run left behind
     world.agent.kill().await;
     world.relay.kill().await;
