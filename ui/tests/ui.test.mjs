@@ -120,6 +120,13 @@ test("a streaming reply rebuilds only the blocks a delta changed, and ends as on
   assert.equal(await page.textContent(`${body} pre code`), "let a = 1;\n", "a code block split across deltas renders whole");
   assert.equal(await page.locator(`${body} pre button.copy`).count(), 1);
   assert.equal(await page.locator(`${body} a`).count(), 0, "an undefined reference is not a link yet");
+  const caret = () =>
+    page.evaluate((sel) => {
+      const b = document.querySelector(sel);
+      const after = (e) => getComputedStyle(e, "::after").content;
+      return { last: after(b.lastElementChild), body: after(b) };
+    }, body);
+  assert.deepEqual(await caret(), { last: '"▍"', body: "none" }, "the caret follows the last word streamed");
   await deltas("\n\n[d]: https://example.com/docs");
   await page.waitForSelector(`${body} a[href="https://example.com/docs"][target=_blank]`);
   const streamed = await page.innerHTML(body);
@@ -129,6 +136,7 @@ test("a streaming reply rebuilds only the blocks a delta changed, and ends as on
   await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
   assert.equal(await page.innerHTML(body), streamed.replace(' data-marker="first"', ""), "block-by-block rendering shows what one whole render shows");
   assert.equal(await page.locator(`${body} p[data-marker=first]`).count(), 0, "the finished reply was rendered whole");
+  assert.deepEqual(await caret(), { last: "none", body: "none" }, "a finished reply has no caret");
   assert.deepEqual(page.errors, []);
 });
 
