@@ -97,6 +97,37 @@ enum End {
     Close(ErrorCode),
 }
 
+/// Why a guarded socket write stopped short.
+enum WriteStop {
+    /// The socket failed.
+    Failed,
+    /// The peer did not take the bytes within the write limit.
+    TooSlow,
+    /// Another actor closed this connection.
+    Killed,
+    /// The relay is shutting down.
+    ShuttingDown,
+}
+
+/// Run a socket write, giving up when it takes longer than `limit` (a slow reader) or when the
+/// connection is killed (`kill`) or the relay shuts down meanwhile.
+async fn guarded_write<T>(
+    write: impl std::future::Future<Output = Result<T, tungstenite::Error>>,
+    limit: Duration,
+    kill: &tokio_util::sync::CancellationToken,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<T, WriteStop> {
+    tokio::select! {
+        r = timeout(limit, write) => match r {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(_)) => Err(WriteStop::Failed),
+            Err(_) => Err(WriteStop::TooSlow),
+        },
+        () = kill.cancelled() => Err(WriteStop::Killed),
+        () = shutdown.cancelled() => Err(WriteStop::ShuttingDown),
+    }
+}
+
 struct Conn<S> {
     ws: WebSocketStream<S>,
     shared: Arc<Shared>,
@@ -224,15 +255,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
 
     /// Send one message, giving up if this connection is killed or shut down meanwhile.
     async fn send(&mut self, msg: Message) -> Result<(), End> {
-        let write_timeout = self.shared.limits.idle_timeout;
-        tokio::select! {
-            r = timeout(write_timeout, self.ws.send(msg)) => match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(_)) => Err(End::Gone),
-                Err(_) => Err(End::Close(ErrorCode::SlowReader)),
-            },
-            () = self.mailbox.kill.cancelled() => Err(End::Close(self.mailbox.kill_reason())),
-            () = self.shared.shutdown.cancelled() => Err(End::Close(ErrorCode::ShuttingDown)),
+        let limit = self.shared.limits.idle_timeout;
+        let written = guarded_write(
+            self.ws.send(msg),
+            limit,
+            &self.mailbox.kill,
+            &self.shared.shutdown,
+        )
+        .await;
+        written.map_err(|stop| self.end_for(stop))
+    }
+
+    /// How this connection ends after a write stopped short.
+    fn end_for(&self, stop: WriteStop) -> End {
+        match stop {
+            WriteStop::Failed => End::Gone,
+            WriteStop::TooSlow => End::Close(ErrorCode::SlowReader),
+            WriteStop::Killed => End::Close(self.mailbox.kill_reason()),
+            WriteStop::ShuttingDown => End::Close(ErrorCode::ShuttingDown),
         }
     }
 
@@ -539,9 +579,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// flush, so a busy session costs one socket write per batch instead of per frame. Returns
     /// the first queued item that is not a binary frame, for the caller to handle next.
     async fn forward_batch(&mut self, first: Bytes) -> Result<Option<Outbound>, End> {
-        let write_timeout = self.shared.limits.idle_timeout;
+        let limit = self.shared.limits.idle_timeout;
+        // the batch drains the mailbox, so it cannot also lend out the mailbox's kill token
         let kill = self.mailbox.kill.clone();
-        let shutdown = self.shared.shutdown.clone();
         let (ws, mailbox) = (&mut self.ws, &mut self.mailbox);
         let write = async {
             let mut next = None;
@@ -565,15 +605,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
             ws.flush().await.map(|()| next)
         };
-        tokio::select! {
-            r = timeout(write_timeout, write) => match r {
-                Ok(Ok(next)) => Ok(next),
-                Ok(Err(_)) => Err(End::Gone),
-                Err(_) => Err(End::Close(ErrorCode::SlowReader)),
-            },
-            () = kill.cancelled() => Err(End::Close(self.mailbox.kill_reason())),
-            () = shutdown.cancelled() => Err(End::Close(ErrorCode::ShuttingDown)),
-        }
+        let written = guarded_write(write, limit, &kill, &self.shared.shutdown).await;
+        written.map_err(|stop| self.end_for(stop))
     }
 
     async fn on_outbound(&mut self, out: Outbound) -> Result<(), End> {
