@@ -11,7 +11,6 @@ import type { ClientEvent, ConnectionState, MessageState, SessionInfo, ToDesktop
 
 interface Reply {
   bubble: HTMLElement;
-  body: HTMLElement;
   md: StreamingMarkdown;
   text: string;
   lastSeq: number;
@@ -124,7 +123,7 @@ export class ChatView {
     if (!r) {
       const body = el("div", { class: "body md" });
       const bubble = el("li", { class: "msg agent streaming", "data-run": runId }, body);
-      r = { bubble, body, md: new StreamingMarkdown(body), text: "", lastSeq: -1, streaming: true, dirty: false };
+      r = { bubble, md: new StreamingMarkdown(body), text: "", lastSeq: -1, streaming: true, dirty: false };
       this.replies.set(runId, r);
       this.list.append(bubble);
       this.scrollToEnd();
@@ -187,8 +186,7 @@ export class ChatView {
       case "chat_reply": {
         const r = this.reply(m.run_id);
         r.text = m.text;
-        this.schedule(r);
-        this.finish(r);
+        this.finish(r); // schedules the whole render of the final text
         for (const [id, run] of this.runOfMessage) if (run === m.run_id) this.setMark(id, "answered");
         break;
       }
