@@ -128,6 +128,9 @@ impl Server {
             "100000000000",
             "--max-connections",
             "19500",
+            // every bench client comes from 127.0.0.1
+            "--max-connections-per-ip",
+            "0",
             "--pairing-per-ip-per-min",
             "100000",
         ]

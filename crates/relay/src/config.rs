@@ -28,6 +28,11 @@ pub const DEFAULT_PAIRING_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_NAMEPLATE_TTL: Duration = Duration::from_secs(600);
 /// Simultaneous connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Simultaneous connections from one address (IPv6: one /64); 0 = no per-address cap.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+/// A connection that holds neither a session nor a live nameplate is closed after this, whatever
+/// it sends (pings do not extend it).
+pub const DEFAULT_UNAUTHENTICATED_TIMEOUT: Duration = Duration::from_secs(30);
 /// Frames queued towards one connection before it counts as a slow reader. Larger than the frame
 /// burst, so a sender within its limits cannot make a healthy reader look slow. (The queue's
 /// memory is allocated as it fills, so an idle connection pays nothing for this.)
@@ -55,6 +60,8 @@ pub struct Limits {
     pub pairing_timeout: Duration,
     pub nameplate_ttl: Duration,
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub unauthenticated_timeout: Duration,
     pub queue_frames: usize,
     pub queue_bytes: usize,
     pub session_ttl: Duration,
@@ -75,6 +82,8 @@ impl Default for Limits {
             pairing_timeout: DEFAULT_PAIRING_TIMEOUT,
             nameplate_ttl: DEFAULT_NAMEPLATE_TTL,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            unauthenticated_timeout: DEFAULT_UNAUTHENTICATED_TIMEOUT,
             queue_frames: DEFAULT_QUEUE_FRAMES,
             queue_bytes: DEFAULT_QUEUE_BYTES,
             session_ttl: DEFAULT_SESSION_TTL,

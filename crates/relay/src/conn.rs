@@ -139,6 +139,8 @@ struct Conn<S> {
     state: State,
     frames: TokenBucket,
     bytes: TokenBucket,
+    /// Since when this connection has held neither a session nor a live nameplate.
+    unauthenticated_since: Option<Instant>,
 }
 
 fn unix_now() -> i64 {
@@ -195,6 +197,7 @@ where
         mailbox,
         state: State::Fresh,
         shared: shared.clone(),
+        unauthenticated_since: None,
     };
     debug!(conn = conn_id, role = %conn.role, "connection open");
     let end = match info.resume {
@@ -217,6 +220,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let mut idle_deadline = Instant::now() + idle_timeout;
         loop {
             let state_deadline = self.state.deadline();
+            // holding nothing (no session, no nameplate) has a deadline that pings do not extend
+            let unauth_deadline = if matches!(self.state, State::Fresh) {
+                let since = *self.unauthenticated_since.get_or_insert_with(Instant::now);
+                Some(since + self.shared.limits.unauthenticated_timeout)
+            } else {
+                self.unauthenticated_since = None;
+                None
+            };
             tokio::select! {
                 biased;
                 () = self.mailbox.kill.cancelled() => return End::Close(self.mailbox.kill_reason()),
@@ -244,6 +255,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                     }
                 }
                 () = sleep_until(idle_deadline) => return End::Close(ErrorCode::IdleTimeout),
+                () = sleep_until(unauth_deadline.unwrap_or(idle_deadline)), if unauth_deadline.is_some() => {
+                    return End::Close(ErrorCode::HandshakeTimeout);
+                }
                 () = sleep_until(state_deadline.unwrap_or(idle_deadline)), if state_deadline.is_some() => {
                     if let Err(end) = self.on_deadline().await {
                         return end;

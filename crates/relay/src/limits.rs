@@ -41,7 +41,86 @@ impl TokenBucket {
     }
 }
 
-/// Counts pairing attempts per address in fixed one-minute windows.
+/// The address a limit counts against: an IPv4 address as it is (an IPv4-mapped IPv6 address as
+/// its IPv4 one), an IPv6 address by its /64 — one host usually holds a whole /64, so counting
+/// single IPv6 addresses would let it rotate past every limit.
+#[must_use]
+pub fn ip_bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut seg = v6.segments();
+                seg[4..].fill(0);
+                IpAddr::V6(seg.into())
+            }
+        },
+    }
+}
+
+/// Open connections per address bucket ([`ip_bucket`]), capped.
+#[derive(Debug)]
+pub struct ConnectionsPerIp {
+    max: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One counted connection; gives its place back when dropped.
+#[derive(Debug)]
+pub struct IpSlot<'a> {
+    owner: &'a ConnectionsPerIp,
+    bucket: IpAddr,
+}
+
+impl ConnectionsPerIp {
+    /// At most `max` open connections per bucket (0: no cap).
+    #[must_use]
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Count a connection from `ip`; `None` when its bucket is full.
+    pub fn acquire(&self, ip: IpAddr) -> Option<IpSlot<'_>> {
+        let bucket = ip_bucket(ip);
+        let mut open = self.open.lock().ok()?;
+        let n = open.entry(bucket).or_insert(0);
+        if self.max > 0 && *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            owner: self,
+            bucket,
+        })
+    }
+
+    /// Connections counted for `ip`'s bucket now.
+    #[must_use]
+    pub fn open(&self, ip: IpAddr) -> usize {
+        self.open
+            .lock()
+            .map_or(0, |o| o.get(&ip_bucket(ip)).copied().unwrap_or(0))
+    }
+}
+
+impl Drop for IpSlot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.owner.open.lock() {
+            if let Some(n) = open.get_mut(&self.bucket) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.remove(&self.bucket);
+                }
+            }
+        }
+    }
+}
+
+/// Counts pairing attempts per address bucket ([`ip_bucket`]) in fixed one-minute windows.
 #[derive(Debug)]
 pub struct PairingLimiter {
     per_minute: u32,
@@ -70,7 +149,7 @@ impl PairingLimiter {
         if w.len() >= SWEEP_AT {
             w.retain(|_, (start, _)| now.saturating_duration_since(*start) < WINDOW);
         }
-        let entry = w.entry(ip).or_insert((now, 0));
+        let entry = w.entry(ip_bucket(ip)).or_insert((now, 0));
         if now.saturating_duration_since(entry.0) >= WINDOW {
             *entry = (now, 0);
         }
@@ -112,5 +191,38 @@ mod tests {
         assert!(!l.allow(a, t0));
         assert!(l.allow(b, t0));
         assert!(l.allow(a, t0 + WINDOW));
+        // one IPv6 host holds a /64: rotating addresses inside it does not reset the count
+        let l = PairingLimiter::new(2);
+        assert!(l.allow("2001:db8:1:2::1".parse().unwrap(), t0));
+        assert!(l.allow("2001:db8:1:2:ffff::9".parse().unwrap(), t0));
+        assert!(!l.allow("2001:db8:1:2:abcd:1:2:3".parse().unwrap(), t0));
+        assert!(l.allow("2001:db8:1:3::1".parse().unwrap(), t0));
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
+        let b = |s: &str| ip_bucket(s.parse().unwrap());
+        assert_eq!(b("2001:db8:1:2:3:4:5:6"), b("2001:db8:1:2::"));
+        assert_ne!(b("2001:db8:1:2::"), b("2001:db8:1:3::"));
+        assert_eq!(b("::ffff:192.0.2.7"), b("192.0.2.7"));
+        assert_ne!(b("192.0.2.7"), b("192.0.2.8"));
+    }
+
+    #[test]
+    fn connections_per_ip_are_capped_and_given_back() {
+        let c = ConnectionsPerIp::new(2);
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let a2: IpAddr = "2001:db8::2".parse().unwrap();
+        let other: IpAddr = "192.0.2.1".parse().unwrap();
+        let s1 = c.acquire(a).unwrap();
+        let _s2 = c.acquire(a2).unwrap();
+        assert!(c.acquire(a).is_none(), "the /64 is full");
+        assert!(c.acquire(other).is_some());
+        drop(s1);
+        assert_eq!(c.open(a), 1);
+        assert!(c.acquire(a).is_some());
+        let unlimited = ConnectionsPerIp::new(0);
+        let held: Vec<_> = (0..1000).filter_map(|_| unlimited.acquire(a)).collect();
+        assert_eq!(held.len(), 1000);
     }
 }

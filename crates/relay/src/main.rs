@@ -62,6 +62,13 @@ struct Args {
     /// Simultaneous connections.
     #[arg(long, default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Simultaneous connections from one address (IPv6: one /64); 0 turns the cap off.
+    #[arg(long, default_value_t = config::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    max_connections_per_ip: usize,
+    /// Seconds a connection may hold neither a session nor a live pairing code before it is
+    /// closed (pings do not extend it).
+    #[arg(long, default_value_t = config::DEFAULT_UNAUTHENTICATED_TIMEOUT.as_secs())]
+    unauthenticated_timeout_secs: u64,
     /// Frames queued towards one connection before it is closed as a slow reader.
     #[arg(long, default_value_t = config::DEFAULT_QUEUE_FRAMES)]
     queue_frames: usize,
@@ -120,6 +127,10 @@ impl Args {
                 pairing_timeout: Duration::from_secs(self.pairing_timeout_secs.max(1)),
                 nameplate_ttl: Duration::from_secs(self.nameplate_ttl_secs.max(1)),
                 max_connections: self.max_connections,
+                max_connections_per_ip: self.max_connections_per_ip,
+                unauthenticated_timeout: Duration::from_secs(
+                    self.unauthenticated_timeout_secs.max(1),
+                ),
                 queue_frames: self.queue_frames.max(1),
                 queue_bytes: self.queue_bytes.max(self.max_frame_bytes),
                 session_ttl: Duration::from_secs(self.session_ttl_days.max(1) * 86_400),

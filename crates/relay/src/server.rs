@@ -24,7 +24,7 @@ use clawtray_proto::Role;
 use crate::config::{Limits, RelayConfig, StoreConfig, TlsConfig, SHUTDOWN_GRACE};
 use crate::conn::{self, ConnInfo, Resume};
 use crate::http::{self, RequestHead};
-use crate::limits::PairingLimiter;
+use crate::limits::{ConnectionsPerIp, PairingLimiter};
 use crate::metrics::Metrics;
 use crate::nameplates::Nameplates;
 use crate::routes::{LocalRoutes, Routes};
@@ -41,6 +41,7 @@ pub struct Shared {
     pub routes: Arc<dyn Routes>,
     pub nameplates: Nameplates,
     pub pairing_limiter: PairingLimiter,
+    pub per_ip: ConnectionsPerIp,
     pub metrics: Metrics,
     pub shutdown: CancellationToken,
     pub next_conn_id: AtomicU64,
@@ -138,6 +139,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     let shared = Arc::new(Shared {
         nameplates: Nameplates::new(l.nameplate_ttl),
         pairing_limiter: PairingLimiter::new(l.pairing_per_ip_per_min),
+        per_ip: ConnectionsPerIp::new(l.max_connections_per_ip),
         limits: config.limits.clone(),
         store,
         routes: Arc::new(LocalRoutes::default()),
@@ -284,6 +286,15 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let _ = http::respond(&mut stream, 503, "Service Unavailable", "text/plain", &msg).await;
         return;
     }
+    let Some(_ip_slot) = shared.per_ip.acquire(ip) else {
+        shared.metrics.rejected(ErrorCode::TooManyConnections);
+        let msg = format!(
+            "{}: too many connections from this address; close some and try again.\n",
+            ErrorCode::TooManyConnections
+        );
+        let _ = http::respond(&mut stream, 503, "Service Unavailable", "text/plain", &msg).await;
+        return;
+    };
     let key = match head.websocket_key() {
         Ok(k) => k.to_owned(),
         Err(why) => {
@@ -309,7 +320,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         Some(shared.ws_config),
     )
     .await;
-    conn::run(ws, info, shared).await;
+    conn::run(ws, info, shared.clone()).await;
 }
 
 fn conn_info(head: &RequestHead, role: Role, ip: IpAddr) -> ConnInfo {

@@ -248,3 +248,92 @@ async fn idle_connections_are_closed() {
     let mut e = End::connect(&relay.url("/v1/agent"), None).await;
     e.expect_error_and_close(ErrorCode::IdleTimeout).await;
 }
+
+#[tokio::test]
+async fn a_connection_that_never_pairs_or_resumes_is_closed_though_it_pings() {
+    // before: pings extended the idle deadline, so a connection holding nothing could stay forever
+    let relay = Relay::start(&[
+        "--unauthenticated-timeout-secs",
+        "1",
+        "--idle-timeout-secs",
+        "60",
+    ])
+    .await;
+    let mut e = End::connect(&relay.url("/v1/agent"), None).await;
+    let started = tokio::time::Instant::now();
+    let mut every = tokio::time::interval(Duration::from_millis(200));
+    let closed = loop {
+        tokio::select! {
+            _ = every.tick() => {
+                if e.ws.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    break None;
+                }
+            }
+            m = futures_util::StreamExt::next(&mut e.ws) => match m {
+                Some(Ok(Message::Text(t))) => break Some(ControlFrame::from_json(t.as_str()).unwrap()),
+                None | Some(Err(_)) => break None,
+                Some(Ok(_)) => {} // pongs
+            },
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still open after 20 s of pings"
+        );
+    };
+    assert_eq!(
+        closed,
+        Some(ControlFrame::error(ErrorCode::HandshakeTimeout)),
+        "closed with a reason"
+    );
+    // a paired session is not affected by that deadline
+    let mut bystander = Bystander::new(&relay).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    bystander.still_fine().await;
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_connection() {
+    let relay = Relay::start(&["--max-connections-per-ip", "3"]).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(End::connect(&relay.url("/v1/agent"), None).await);
+    }
+    let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        relay.url("/v1/agent"),
+    )
+    .unwrap();
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 503)
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+    // the reason, in words
+    let raw = relay.http_get("/v1/agent").await;
+    assert!(
+        raw.starts_with("HTTP/1.1 503") && raw.contains("too many connections from this address"),
+        "{raw}"
+    );
+    // a place given back can be taken again
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            relay.url("/v1/agent"),
+        )
+        .unwrap();
+        if tokio_tungstenite::connect_async(req).await.is_ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the freed place never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let m = relay.http_get("/metrics").await;
+    assert!(
+        m.contains("clawtray_relay_rejected_total{reason=\"TOO_MANY_CONNECTIONS\"} 2\n"),
+        "{m}"
+    );
+}

@@ -93,7 +93,14 @@ async fn a_wrong_secret_fails_and_burns_the_nameplate() {
         .await;
     agent.expect_error_and_close(ErrorCode::PairingFailed).await;
 
-    // the nameplate is burned: a second guess is refused
+    // the nameplate is burned — gone from the live set, not merely taken by the first desktop
+    // (which the one-desktop rule would refuse anyway)
+    let metrics = relay.http_get("/metrics").await;
+    assert!(
+        metrics.contains("clawtray_relay_nameplates_live 0\n"),
+        "{metrics}"
+    );
+    // and a second guess is refused
     let mut again = End::connect(&relay.url("/v1/desktop"), None).await;
     again.send(&ControlFrame::Join { nameplate }).await;
     assert!(matches!(
