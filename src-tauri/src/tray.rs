@@ -36,6 +36,10 @@ fn icon(state: &ConnectionState) -> (&'static [u8], &'static str) {
             include_bytes!("../../icons/tray-offline.png"),
             "clawtray — offline, retrying",
         ),
+        ConnectionState::Refused { .. } => (
+            include_bytes!("../../icons/tray-offline.png"),
+            "clawtray — the relay refuses this pairing; open to pair again",
+        ),
         ConnectionState::Unpaired | ConnectionState::NeedsRepairing { .. } => (
             include_bytes!("../../icons/tray-unpaired.png"),
             "clawtray — not paired",

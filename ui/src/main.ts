@@ -9,7 +9,7 @@ const app = document.getElementById("app")!;
 let chat: ChatView | null = null;
 
 function needsPairing(s: ConnectionState): boolean {
-  return s.state === "unpaired" || s.state === "needs_repairing" || s.state === "pairing";
+  return s.state === "unpaired" || s.state === "needs_repairing" || s.state === "refused" || s.state === "pairing";
 }
 
 function prefillFromLink(): string | undefined {
@@ -21,8 +21,10 @@ async function show(): Promise<void> {
   const status: Status = await api.status();
   if (needsPairing(status.state)) {
     chat = null;
-    const reason = status.state.state === "needs_repairing" ? status.state.reason : undefined;
-    app.replaceChildren(pairingView({ reason, prefill: prefillFromLink(), onPaired: () => void show() }));
+    const st = status.state;
+    const reason = st.state === "needs_repairing" || st.state === "refused" ? st.reason : undefined;
+    const refused = st.state === "refused" ? { queued: status.queued.length } : undefined;
+    app.replaceChildren(pairingView({ reason, refused, prefill: prefillFromLink(), onPaired: () => void show() }));
     return;
   }
   chat = new ChatView(status.session, () => void show());

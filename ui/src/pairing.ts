@@ -6,7 +6,14 @@ import { el } from "./dom";
 
 export const DEFAULT_RELAY = "ws://127.0.0.1:8765";
 
-export function pairingView(opts: { reason?: string; prefill?: string; relay?: string; onPaired: () => void }): HTMLElement {
+export function pairingView(opts: {
+  reason?: string;
+  /** The relay refuses the stored pairing, which is kept (with this many queued messages). */
+  refused?: { queued: number };
+  prefill?: string;
+  relay?: string;
+  onPaired: () => void;
+}): HTMLElement {
   const input = el("input", {
     id: "code",
     autocomplete: "off",
@@ -40,6 +47,7 @@ export function pairingView(opts: { reason?: string; prefill?: string; relay?: s
     { class: "card pairing", novalidate: "" },
     el("h1", {}, "Pair with your agent"),
     opts.reason ? el("p", { class: "notice", id: "repair-reason" }, opts.reason) : "",
+    opts.refused ? refusedActions(opts.refused.queued) : "",
     el("p", {}, "On the machine running OpenClaw, run ", el("code", {}, "clawtray-agent pair"), " and type the code it shows. It works once, for 10 minutes."),
     el("label", { for: "code" }, "Pairing code"),
     input,
@@ -79,6 +87,22 @@ export function pairingView(opts: { reason?: string; prefill?: string; relay?: s
   refresh();
   setTimeout(() => input.focus(), 0);
   return form;
+}
+
+/** What a person can do with a pairing the relay refuses: nothing is deleted until they say so. */
+function refusedActions(queued: number): HTMLElement {
+  const again = el("button", { type: "button", class: "link", id: "refused-retry" }, "Try the old pairing again") as HTMLButtonElement;
+  const forget = el("button", { type: "button", class: "link", id: "refused-forget" }, "Remove it") as HTMLButtonElement;
+  again.addEventListener("click", () => void api.reconnect());
+  forget.addEventListener("click", () => {
+    const lose = queued > 0 ? ` and ${queued} unsent message${queued === 1 ? "" : "s"}` : "";
+    if (confirm(`Remove the old pairing${lose} from this computer?`)) void api.unpair();
+  });
+  const kept =
+    queued > 0
+      ? `Your pairing and ${queued} unsent message${queued === 1 ? " are" : "s are"} kept until you pair again or remove it.`
+      : "Your pairing is kept until you pair again or remove it.";
+  return el("div", { class: "refused", id: "refused" }, el("p", {}, kept), el("div", { class: "actions" }, again, forget));
 }
 
 /** The Rust side already speaks in sentences; add what to do where the code says more. */

@@ -13,17 +13,33 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_extension(format!("tmp-{}-{}", std::process::id(), hex::encode(r)))
 }
 
+/// Create `dir` (and its parents) if missing and make it private (0700), before anything is
+/// written into it.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), String> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot make {} private: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// Write `bytes` to a fresh private (0600) temp file next to `path`, fsynced; returns its path.
 fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, String> {
     let dir = path
         .parent()
         .ok_or_else(|| format!("{} has no parent directory", path.display()))?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
-    }
+    ensure_private_dir(dir)?;
     let tmp = temp_path(path);
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

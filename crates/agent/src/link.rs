@@ -2,6 +2,11 @@
 //! with jitter, WebSocket heartbeats), answers the desktop's meetings, seals what the hub sends
 //! through the proto endpoint, and persists its outbox write-through — a message for a desktop that
 //! is away waits there, in order, across agent restarts.
+//!
+//! The relay's word never ends a pairing here: a "permanent" relay error (revoked, unknown, …)
+//! only slows the link down to a retry every few minutes, with everything kept. A pairing ends
+//! when the desktop says `unpair` inside a meeting, or when the operator's `unpair` has been
+//! delivered to the desktop sealed and acknowledged (then the link revokes it at the relay).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +36,8 @@ pub const LINK_OUTBOX_CAPACITY: usize = 20_000;
 /// How often an idle link pings the relay by default (a missed pong ends the connection).
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// While the relay refuses the pairing, retries back off up to this (from `refused_retry`).
+const REFUSED_MAX: Duration = Duration::from_secs(3600);
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -39,6 +46,9 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub enum LinkCmd {
     /// Deliver this to the desktop (queued while it is away).
     Send(ToDesktop),
+    /// Tell the desktop the pairing ends (sealed); once it acknowledges, revoke the pairing at
+    /// the relay and report [`HubEvent::PairingEnded`].
+    Unpair,
     /// Stop (unpaired).
     Stop,
 }
@@ -56,7 +66,7 @@ pub enum HubEvent {
     },
     /// A meeting with the desktop is established.
     DesktopOnline { session: String },
-    /// The relay says the pairing is gone for good.
+    /// The desktop acknowledged the sealed `unpair`: the pairing is over on both ends.
     PairingEnded { session: String, reason: String },
 }
 
@@ -70,6 +80,8 @@ pub struct LinkConfig {
     pub sealing_key: SecretKey,
     /// Heartbeat: ping this often; no pong by the next ping means a dead link.
     pub ping_interval: Duration,
+    /// While the relay refuses the pairing, the first retry waits this long (doubling to 1 h).
+    pub refused_retry: Duration,
 }
 
 /// Start a link; returns its command sender.
@@ -98,6 +110,7 @@ pub fn spawn(
         rx,
         endpoint,
         outbox,
+        unpair_seq: None,
     };
     tokio::spawn(link.run());
     Ok(tx)
@@ -109,11 +122,16 @@ struct Link {
     rx: mpsc::Receiver<LinkCmd>,
     endpoint: Endpoint<ToDesktop, ToAgent>,
     outbox: Outbox<ToDesktop>,
+    /// The sequence number of the sealed `unpair` once one is queued.
+    unpair_seq: Option<u64>,
 }
 
 enum Ended {
     Stop,
-    Permanent(String),
+    /// The desktop acknowledged our `unpair` and the relay was told.
+    Unpaired,
+    /// The relay refuses the pairing (its word only: keep everything, retry slowly).
+    Refused(String),
     Transient(String),
 }
 
@@ -150,51 +168,83 @@ impl Link {
 
     async fn run(mut self) {
         let mut backoff = Duration::from_secs(1);
+        let refused_base = self.cfg.refused_retry;
+        let mut refused_backoff = refused_base;
         loop {
             let ended = match self.connect().await {
                 Ok(mut ws) => {
                     backoff = Duration::from_secs(1);
+                    refused_backoff = refused_base;
                     let e = self.serve(&mut ws).await;
                     self.endpoint.peer_left();
                     e
                 }
                 Err(e) => e,
             };
-            match ended {
+            let wait = match ended {
                 Ended::Stop => return,
-                Ended::Permanent(reason) => {
-                    warn!(session = %self.session(), %reason, "the relay ended this pairing");
+                Ended::Unpaired => {
+                    info!(session = %self.session(), "the desktop acknowledged the unpair");
                     let _ = self
                         .hub
                         .send(HubEvent::PairingEnded {
                             session: self.session().to_owned(),
-                            reason,
+                            reason: "unpaired on both ends".into(),
                         })
                         .await;
                     return;
+                }
+                Ended::Refused(reason) => {
+                    let wait = jitter(refused_backoff);
+                    warn!(session = %self.session(), desktop = %self.cfg.pairing.desktop_name, %reason, retry_in_s = wait.as_secs(),
+                        "the relay refuses this pairing; it is kept (a relay cannot end a pairing). If the desktop was unpaired, remove it with `clawtray-agent unpair --now`");
+                    refused_backoff = (refused_backoff * 2).min(REFUSED_MAX);
+                    wait
                 }
                 Ended::Transient(reason) => {
                     let wait = jitter(backoff);
                     info!(session = %self.session(), %reason, retry_in_ms = wait.as_millis() as u64, "relay link down");
                     backoff = (backoff * 2).min(BACKOFF_MAX);
-                    let deadline = Instant::now() + wait;
-                    loop {
-                        tokio::select! {
-                            () = sleep_until(deadline) => break,
-                            cmd = self.rx.recv() => match cmd {
-                                None | Some(LinkCmd::Stop) => return,
-                                Some(LinkCmd::Send(m)) => { let _ = self.enqueue(m); }
-                            },
-                        }
-                    }
+                    wait
+                }
+            };
+            let deadline = Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    () = sleep_until(deadline) => break,
+                    cmd = self.rx.recv() => match cmd {
+                        None | Some(LinkCmd::Stop) => return,
+                        Some(LinkCmd::Send(m)) => { let _ = self.enqueue(m); }
+                        Some(LinkCmd::Unpair) => { let _ = self.queue_unpair(); }
+                    },
                 }
             }
         }
     }
 
+    /// Queue the sealed `unpair` once (an earlier run's copy still in the outbox counts).
+    fn queue_unpair(&mut self) -> Vec<Vec<u8>> {
+        if self.unpair_seq.is_some() {
+            return Vec::new();
+        }
+        if let Some(seq) = self
+            .endpoint
+            .delivery()
+            .pending()
+            .find(|(_, m)| matches!(m, ToDesktop::Unpair))
+            .map(|(seq, _)| *seq)
+        {
+            self.unpair_seq = Some(seq);
+            return Vec::new();
+        }
+        self.unpair_seq = Some(self.endpoint.delivery().next_seq());
+        info!(session = %self.session(), "telling the desktop the pairing ends");
+        self.enqueue(ToDesktop::Unpair)
+    }
+
     async fn connect(&mut self) -> Result<Ws, Ended> {
         let mut url = url::Url::parse(&self.cfg.pairing.relay_url)
-            .map_err(|e| Ended::Permanent(format!("bad relay URL: {e}")))?;
+            .map_err(|e| Ended::Refused(format!("bad relay URL: {e}")))?;
         url.set_path("/v1/agent");
         url.query_pairs_mut()
             .clear()
@@ -203,10 +253,10 @@ impl Link {
         let mut req = url
             .as_str()
             .into_client_request()
-            .map_err(|e| Ended::Permanent(e.to_string()))?;
+            .map_err(|e| Ended::Refused(e.to_string()))?;
         let auth = format!("Bearer {}", self.cfg.token.expose())
             .parse()
-            .map_err(|_| Ended::Permanent("token is not a valid header".into()))?;
+            .map_err(|_| Ended::Refused("token is not a valid header".into()))?;
         req.headers_mut().insert("authorization", auth);
         let connect = tokio_tungstenite::connect_async_tls_with_config(
             req,
@@ -226,7 +276,7 @@ impl Link {
                     Ok(ws)
                 }
                 Ok(ControlFrame::Error { code, message }) if code.is_permanent() => {
-                    Err(Ended::Permanent(message))
+                    Err(Ended::Refused(format!("{code}: {message}")))
                 }
                 Ok(ControlFrame::Error { code, message }) => {
                     Err(Ended::Transient(format!("{code}: {message}")))
@@ -288,6 +338,11 @@ impl Link {
                             out.push(f);
                         }
                     }
+                    Some(LinkCmd::Unpair) => {
+                        for f in self.queue_unpair() {
+                            out.push(f);
+                        }
+                    }
                 },
                 msg = ws.next() => {
                     awaiting_pong = false;
@@ -295,7 +350,7 @@ impl Link {
                         None | Some(Err(_)) => return Ended::Transient("relay connection lost".into()),
                         Some(Ok(Message::Text(t))) => match ControlFrame::from_json(t.as_str()) {
                             Ok(ControlFrame::PeerOffline) => self.endpoint.peer_left(),
-                            Ok(ControlFrame::Error { code, message }) if code.is_permanent() => return Ended::Permanent(message),
+                            Ok(ControlFrame::Error { code, message }) if code.is_permanent() => return Ended::Refused(format!("{code}: {message}")),
                             Ok(ControlFrame::Error { code, message }) => return Ended::Transient(format!("{code}: {message}")),
                             _ => {}
                         },
@@ -306,6 +361,12 @@ impl Link {
                             }
                             if let Some(f) = self.endpoint.flush_ack() {
                                 out.push(f);
+                            }
+                            if self.unpair_acked() {
+                                // the desktop has forgotten us: end the pairing at the relay too
+                                let _ = ws.send(Message::text(ControlFrame::Revoke.to_json())).await;
+                                let _ = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
+                                return Ended::Unpaired;
                             }
                         }
                         Some(Ok(Message::Close(_))) => return Ended::Transient("the relay closed the connection".into()),
@@ -323,6 +384,12 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// Whether the desktop has acknowledged our sealed `unpair`.
+    fn unpair_acked(&self) -> bool {
+        self.unpair_seq
+            .is_some_and(|seq| !self.endpoint.delivery().pending().any(|(s, _)| *s == seq))
     }
 
     async fn handle(

@@ -31,8 +31,14 @@ struct GatewayArgs {
     #[arg(long)]
     gateway: Option<String>,
     /// The gateway token (default: OPENCLAW_GATEWAY_TOKEN, else the local OpenClaw config).
-    #[arg(long)]
+    /// Visible to other local users in the process list: prefer --gateway-token-file or the
+    /// environment variable.
+    #[arg(long, conflicts_with = "gateway_token_file")]
     gateway_token: Option<String>,
+    /// Read the gateway token from this file (its first line), e.g. a systemd credential
+    /// (`$CREDENTIALS_DIRECTORY/gateway-token`).
+    #[arg(long, value_name = "PATH")]
+    gateway_token_file: Option<PathBuf>,
     /// Allow sending the token over ws:// to another machine.
     #[arg(long)]
     allow_insecure_gateway: bool,
@@ -62,14 +68,28 @@ enum Cmd {
         /// Seconds between heartbeats on each relay link (a missed answer drops the link).
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=300))]
         relay_heartbeat: u64,
+        /// Seconds before retrying a pairing the relay refuses (doubling to an hour). The pairing
+        /// is kept: only the desktop (end to end) or `clawtray-agent unpair` ends it.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        relay_refused_retry: u64,
     },
     /// Show paired desktops and whether the gateway is reachable.
     Status {
         #[command(flatten)]
         gateway: GatewayArgs,
     },
-    /// Forget a paired desktop (by name or session id), or all of them.
-    Unpair { name: Option<String> },
+    /// End the pairing with a desktop (by name or session id), or with all of them. The running
+    /// agent tells the desktop end to end and forgets the pairing once the desktop confirms.
+    Unpair {
+        name: Option<String>,
+        /// End it at once at the relay instead (the desktop keeps its copy until its person
+        /// unpairs there): for a desktop that is gone for good.
+        #[arg(long)]
+        now: bool,
+        /// Seconds to wait for the desktop's confirmation before leaving it to the running agent.
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
 }
 
 fn state_dir(args: &Args) -> Result<StateDir, String> {
@@ -84,9 +104,13 @@ fn state_dir(args: &Args) -> Result<StateDir, String> {
 }
 
 fn gateway_config(g: &GatewayArgs, state: &StateDir) -> Result<GatewayConfig, String> {
+    let from_file = match &g.gateway_token_file {
+        Some(path) => Some(read_token_file(path)?),
+        None => None,
+    };
     let (url, token) = resolve_gateway(&GatewayInputs {
         url: g.gateway.clone(),
-        token: g.gateway_token.clone(),
+        token: g.gateway_token.clone().or(from_file),
         env_token: std::env::var("OPENCLAW_GATEWAY_TOKEN").ok(),
         config_path: std::env::var_os("OPENCLAW_CONFIG_PATH").map(PathBuf::from),
         home: directories::BaseDirs::new().map(|b| b.home_dir().to_owned()),
@@ -99,6 +123,22 @@ fn gateway_config(g: &GatewayArgs, state: &StateDir) -> Result<GatewayConfig, St
         request_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(15),
     })
+}
+
+/// The first line of `path`, trimmed; an empty or unreadable file is an error that says so.
+fn read_token_file(path: &std::path::Path) -> Result<String, String> {
+    let raw = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the gateway token file {}: {e}", path.display()))?,
+    );
+    let token = raw.lines().next().unwrap_or_default().trim().to_owned();
+    if token.is_empty() {
+        return Err(format!(
+            "the gateway token file {} is empty",
+            path.display()
+        ));
+    }
+    Ok(token)
 }
 
 fn host_name() -> String {
@@ -141,6 +181,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
             gateway,
             session_key,
             relay_heartbeat,
+            relay_refused_retry,
         } => {
             let gw = gateway_config(&gateway, &state)?;
             service::run(
@@ -149,6 +190,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
                     gateway: gw,
                     session_key,
                     ping_interval: Duration::from_secs(relay_heartbeat),
+                    refused_retry: Duration::from_secs(relay_refused_retry),
                 },
                 shutdown_signal(),
             )
@@ -189,7 +231,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Unpair { name } => {
+        Cmd::Unpair { name, now, wait } => {
             let pairings = state.pairings()?;
             let chosen: Vec<_> = pairings
                 .iter()
@@ -202,12 +244,43 @@ async fn run(args: Args) -> Result<ExitCode, String> {
                 println!("no matching paired desktop");
                 return Ok(ExitCode::from(3));
             }
-            for p in chosen {
-                if let Ok(Some(token)) = state.token(&p.session) {
-                    revoke(p, token.expose()).await;
+            if now {
+                for p in chosen {
+                    if let Ok(Some(token)) = state.token(&p.session) {
+                        revoke(p, token.expose()).await;
+                    }
+                    state.remove_pairing(&p.session)?;
+                    println!("unpaired {} (ended at the relay; the desktop keeps its copy until its person unpairs there)", p.desktop_name);
                 }
-                state.remove_pairing(&p.session)?;
-                println!("unpaired {}", p.desktop_name);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for p in &chosen {
+                state.request_unpair(&p.session)?;
+            }
+            if !state.service_running()? {
+                for p in chosen {
+                    println!("{}: will be unpaired once `clawtray-agent run` is running and the desktop connects (or use --now)", p.desktop_name);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+            let mut left: Vec<_> = chosen.into_iter().cloned().collect();
+            loop {
+                let live = state.pairings()?;
+                left.retain(|p| {
+                    let gone = !live.iter().any(|l| l.session == p.session);
+                    if gone {
+                        println!("unpaired {} (the desktop confirmed)", p.desktop_name);
+                    }
+                    !gone
+                });
+                if left.is_empty() || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            for p in &left {
+                println!("{}: the desktop has not confirmed yet; the agent keeps telling it and forgets the pairing when it does (or use --now)", p.desktop_name);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -272,5 +345,22 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_token_file;
+
+    #[test]
+    fn a_token_file_gives_its_first_line_and_says_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway-token");
+        std::fs::write(&path, "  s3cret-token \nignored\n").unwrap();
+        assert_eq!(read_token_file(&path).unwrap(), "s3cret-token");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(read_token_file(&path).unwrap_err().contains("is empty"));
+        let e = read_token_file(&dir.path().join("missing")).unwrap_err();
+        assert!(e.contains("cannot read the gateway token file"), "{e}");
     }
 }

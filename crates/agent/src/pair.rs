@@ -198,6 +198,7 @@ pub async fn pair(
             paired_at_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0)),
+            unpair_requested: false,
         };
         state.add_pairing(pairing.clone(), &token)?;
         let _ = ws.close(None).await;

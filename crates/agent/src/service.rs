@@ -21,7 +21,7 @@ use clawtray_proto::secret::fill_random;
 
 use crate::bridge::{history_messages, Bridge};
 use crate::files;
-use crate::gateway::{GatewayClient, GatewayConfig, GatewayError, GatewayEvent};
+use crate::gateway::{GatewayClient, GatewayConfig, GatewayError, GatewayEvent, GatewayLink};
 use crate::link::{self, HubEvent, LinkCmd, LinkConfig};
 use crate::state::StateDir;
 use crate::turns::{PendingSend, Turns};
@@ -45,6 +45,8 @@ pub struct ServiceConfig {
     pub session_key: String,
     /// Relay heartbeat of each desktop link.
     pub ping_interval: Duration,
+    /// While the relay refuses a pairing, the first retry waits this long (then doubles to 1 h).
+    pub refused_retry: Duration,
 }
 
 enum Done {
@@ -88,6 +90,7 @@ struct Hub {
     running: watch::Sender<Option<String>>,
     instance: String,
     ping_interval: Duration,
+    refused_retry: Duration,
 }
 
 impl Hub {
@@ -107,14 +110,15 @@ impl Hub {
         }
     }
 
-    fn gateway_status(&self) -> ToDesktop {
-        ToDesktop::AgentStatus {
-            gateway: if self.gw.is_connected() {
-                GatewayStatus::Connected
-            } else {
-                GatewayStatus::Disconnected
-            },
-        }
+    /// The gateway's state for a desktop — none while the first connection is still being made
+    /// (that is "connecting", not "unreachable"; the `Connected` event tells everyone shortly).
+    fn gateway_status(&self) -> Option<ToDesktop> {
+        let gateway = match self.gw.link() {
+            GatewayLink::Connecting => return None,
+            GatewayLink::Connected => GatewayStatus::Connected,
+            GatewayLink::Down => GatewayStatus::Disconnected,
+        };
+        Some(ToDesktop::AgentStatus { gateway })
     }
 
     fn save_pending(&self) {
@@ -156,7 +160,18 @@ impl Hub {
         }
     }
 
-    /// Start links for new pairings, stop links for removed ones.
+    /// Stop a pairing's link and forget the pairing, its token and its outbox.
+    fn end_pairing(&mut self, session: &str) {
+        if let Some(tx) = self.links.remove(session) {
+            let _ = tx.try_send(LinkCmd::Stop);
+        }
+        if let Err(e) = self.state.remove_pairing(session) {
+            warn!("{e}");
+        }
+    }
+
+    /// Start links for new pairings, stop links for removed ones, and hand an operator's
+    /// `unpair` to the link that tells the desktop.
     fn reconcile_links(&mut self) {
         let pairings = match self.state.pairings() {
             Ok(p) => p,
@@ -174,7 +189,10 @@ impl Hub {
             keep
         });
         for p in pairings {
-            if self.links.contains_key(&p.session) {
+            if let Some(tx) = self.links.get(&p.session) {
+                if p.unpair_requested {
+                    let _ = tx.try_send(LinkCmd::Unpair);
+                }
                 continue;
             }
             let token = match self.state.token(&p.session) {
@@ -197,6 +215,7 @@ impl Hub {
                     instance: self.instance.clone(),
                     sealing_key,
                     ping_interval: self.ping_interval,
+                    refused_retry: self.refused_retry,
                 },
                 (Err(e), _) | (_, Err(e)) => {
                     warn!("{e}");
@@ -206,6 +225,9 @@ impl Hub {
             match link::spawn(cfg, self.hub_tx.clone()) {
                 Ok(tx) => {
                     info!(session = %p.session, desktop = %p.desktop_name, "serving paired desktop");
+                    if p.unpair_requested {
+                        let _ = tx.try_send(LinkCmd::Unpair);
+                    }
                     self.links.insert(p.session.clone(), tx);
                 }
                 Err(e) => warn!(session = %p.session, "cannot start the link: {e}"),
@@ -336,7 +358,7 @@ impl Hub {
                     let _ = stored.send(());
                     if self.gw.is_connected() {
                         self.drive();
-                    } else {
+                    } else if self.gw.link() == GatewayLink::Down {
                         let note = ToDesktop::ChatError { run_id: None, message: "the agent cannot reach its OpenClaw gateway right now; your message is kept and will be sent when it is back".into() };
                         self.to_one(&session, note);
                     }
@@ -359,14 +381,21 @@ impl Hub {
                         json!({ "sessionKey": key, "limit": limit.clamp(1, 500) }),
                     );
                 }
-            },
-            HubEvent::DesktopOnline { session } => self.to_one(&session, self.gateway_status()),
-            HubEvent::PairingEnded { session, reason } => {
-                info!(%session, %reason, "pairing ended by the relay; forgetting it");
-                self.links.remove(&session);
-                if let Err(e) = self.state.remove_pairing(&session) {
-                    warn!("{e}");
+                ToAgent::Unpair => {
+                    // sealed with the pinned desktop key: the desktop itself ended the pairing
+                    let _ = stored.send(());
+                    info!(%session, "the desktop ended the pairing; forgetting it");
+                    self.end_pairing(&session);
                 }
+            },
+            HubEvent::DesktopOnline { session } => {
+                if let Some(status) = self.gateway_status() {
+                    self.to_one(&session, status);
+                }
+            }
+            HubEvent::PairingEnded { session, reason } => {
+                info!(%session, %reason, "pairing ended; forgetting it");
+                self.end_pairing(&session);
             }
         }
     }
@@ -420,8 +449,9 @@ impl Hub {
                     self.drive();
                     self.to_one(
                         &desktop,
+                        // run ids are message ids here: this ends the message's turn
                         ToDesktop::ChatError {
-                            run_id: None,
+                            run_id: Some(id),
                             message: format!("the gateway refused the message: {error}"),
                         },
                     );
@@ -438,6 +468,7 @@ pub async fn run(
     cfg: ServiceConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), String> {
+    let _lock = cfg.state.lock_for_service()?; // one agent per state dir, held until we return
     cfg.state.static_key()?; // create the key before anything else
     let swept = files::remove_orphan_temps(cfg.state.path());
     if swept > 0 {
@@ -467,6 +498,7 @@ pub async fn run(
         running: watch::channel(None).0,
         instance: instance_id(),
         ping_interval: cfg.ping_interval,
+        refused_retry: cfg.refused_retry,
     };
     hub.reconcile_links();
     info!(desktops = hub.links.len(), "clawtray-agent running");
@@ -479,7 +511,7 @@ pub async fn run(
             ev = gw_events.recv() => match ev {
                 Ok(GatewayEvent::Connected { .. }) => {
                     let mut out = hub.bridge.reset("the agent reconnected to its gateway");
-                    out.push(hub.gateway_status());
+                    out.extend(hub.gateway_status());
                     hub.forward(out);
                     hub.drive();
                 }

@@ -28,6 +28,7 @@ use crate::files;
 const KEY_FILE: &str = "agent-key.json";
 const PAIRINGS_FILE: &str = "pairings.json";
 const PENDING_FILE: &str = "pending.sealed";
+const LOCK_FILE: &str = "agent.lock";
 /// The gateway identity file name.
 pub const GATEWAY_IDENTITY_FILE: &str = "gateway-identity.json";
 
@@ -43,6 +44,10 @@ pub struct Pairing {
     pub desktop_public: String,
     pub desktop_name: String,
     pub paired_at_ms: u64,
+    /// `clawtray-agent unpair` asked to end this pairing: the running agent tells the desktop
+    /// end to end (sealed `unpair`) and forgets the pairing once the desktop has acknowledged it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unpair_requested: bool,
 }
 
 impl Pairing {
@@ -62,6 +67,12 @@ struct KeyFile {
     static_secret: String,
     #[serde(default)]
     tokens: BTreeMap<String, String>,
+}
+
+/// The running agent's hold on its state dir; released when dropped (or the process ends).
+#[derive(Debug)]
+pub struct ServiceLock {
+    _file: std::fs::File,
 }
 
 /// The agent's state dir.
@@ -196,6 +207,57 @@ impl StateDir {
         Ok(())
     }
 
+    /// Mark `session` to be unpaired by the running agent (see [`Pairing::unpair_requested`]).
+    /// False when there is no such pairing.
+    pub fn request_unpair(&self, session: &str) -> Result<bool, String> {
+        let mut all = self.pairings()?;
+        let Some(p) = all.iter_mut().find(|p| p.session == session) else {
+            return Ok(false);
+        };
+        p.unpair_requested = true;
+        files::write_private(
+            &self.dir.join(PAIRINGS_FILE),
+            &serde_json::to_vec_pretty(&all).map_err(|e| e.to_string())?,
+        )?;
+        Ok(true)
+    }
+
+    /// Hold the state dir for one running agent: two agents on one state dir would answer the
+    /// same desktops with the same keys and race on every file. The lock goes with the process
+    /// (a killed agent releases it).
+    pub fn lock_for_service(&self) -> Result<ServiceLock, String> {
+        match self.try_lock()? {
+            Some(l) => Ok(l),
+            None => Err(format!(
+                "another clawtray-agent is already running with the state dir {}",
+                self.dir.display()
+            )),
+        }
+    }
+
+    /// Whether an agent service holds this state dir now.
+    pub fn service_running(&self) -> Result<bool, String> {
+        Ok(self.try_lock()?.is_none())
+    }
+
+    fn try_lock(&self) -> Result<Option<ServiceLock>, String> {
+        files::ensure_private_dir(&self.dir)?;
+        let path = self.dir.join(LOCK_FILE);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(ServiceLock { _file: f })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(format!("cannot lock {}: {e}", path.display()))
+            }
+        }
+    }
+
     /// Where `session`'s outbox lives.
     #[must_use]
     pub fn outbox_path(&self, session: &str) -> PathBuf {
@@ -270,6 +332,7 @@ mod tests {
             desktop_public: b64().encode([1u8; 32]),
             desktop_name: "laptop".into(),
             paired_at_ms: 1,
+            unpair_requested: false,
         };
         s.add_pairing(p.clone(), &SecretString::new("TOKEN-xyz".into()))
             .unwrap();
@@ -286,6 +349,9 @@ mod tests {
             s.load_pending::<Vec<String>>().unwrap(),
             vec!["MARKER".to_owned()]
         );
+        assert!(s.request_unpair("sess").unwrap());
+        assert!(!s.request_unpair("other").unwrap());
+        assert!(s.pairings().unwrap()[0].unpair_requested);
         s.remove_pairing("sess").unwrap();
         assert!(s.pairings().unwrap().is_empty());
         assert!(s.token("sess").unwrap().is_none());
@@ -315,6 +381,19 @@ mod tests {
 #[cfg(test)]
 mod race_tests {
     use super::*;
+
+    #[test]
+    fn one_service_per_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::new(dir.path().to_owned());
+        assert!(!s.service_running().unwrap());
+        let held = s.lock_for_service().unwrap();
+        assert!(s.service_running().unwrap());
+        let e = s.lock_for_service().unwrap_err();
+        assert!(e.contains("already running"), "{e}");
+        drop(held);
+        assert!(!s.service_running().unwrap());
+    }
 
     #[test]
     fn racing_processes_agree_on_one_static_key() {

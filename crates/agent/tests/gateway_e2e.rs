@@ -174,3 +174,43 @@ async fn a_desktop_away_during_a_reply_gets_all_of_it_when_back() {
         "every delta arrived, none twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freshly_started_agent_is_connecting_not_unreachable() {
+    // before: a desktop that met a just-started agent was told "the agent cannot reach its
+    // OpenClaw gateway" (and `clawtray-cli chat` gave up) before the first gateway connection
+    // had even finished
+    let mut s = setup(gateway(), "e2e-fresh-agent").await;
+    for round in 0..3 {
+        s.agent.child.kill().await.unwrap();
+        s.seen
+            .until("the agent gone", |x| {
+                matches!(
+                    x.states.last(),
+                    Some(ConnectionState::Online {
+                        peer: clawtray_client::state::PeerPresence::Away
+                    })
+                )
+            })
+            .await;
+        let statuses_before = s.seen.statuses.len();
+        s.agent = start_agent(&s.state.path().join("agent"), gateway(), &s.session_key);
+        let text = format!("right after a restart {round} #id=fresh{round}# #words=3#");
+        let id = s.client.send(&text).await.unwrap();
+        s.seen
+            .until("the reply", |x| x.reply_of(&id).is_some())
+            .await;
+        assert_eq!(s.seen.reply_of(&id).unwrap(), &vec![reply_for(&text)]);
+        assert!(
+            s.seen.errors.is_empty(),
+            "no error for a reply that came: {:?}",
+            s.seen.errors
+        );
+        assert!(
+            !s.seen.statuses[statuses_before..]
+                .contains(&clawtray_proto::chat::GatewayStatus::Disconnected),
+            "no flash of 'gateway unreachable' on an agent restart: {:?}",
+            s.seen.statuses
+        );
+    }
+}

@@ -258,6 +258,8 @@ impl Conversation {
                 self.load_history(messages);
                 Change::All
             }
+            // the client acts on it (forgets the pairing); it never reaches a conversation
+            ToDesktop::Unpair => Change::Nothing,
         }
     }
 

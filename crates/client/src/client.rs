@@ -7,13 +7,22 @@
 //!    ▲                    ▲             │ error          │ 5 failed handshakes (circuit breaker)
 //!    │ unpair             │ timer /     ▼                ▼
 //!    │                    └──── WaitingToRetry{next, last_error}  (1 s doubling to 30 s, jitter)
-//!    │ pair               permanent relay error / agent no longer recognises us
-//! NeedsRepairing{reason} ◀──────────────────────────────────────────
+//!    │                    │ timer (slow) / reconnect now
+//!    │ unpair / pair      │   relay says the pairing is gone (revoked, unknown, expired, …)
+//!    ├──────────────── Refused{reason, next} ◀──────────────────────
+//!    │ sealed `unpair` from the agent
+//!    └────────────────────────────────── (any connected state)
+//! NeedsRepairing{reason}: the stored pairing itself is unreadable (keyring damaged).
 //! ```
 //!
 //! Nothing the person sends is lost: every message is written to the outbox before it is first
 //! transmitted, waits there while the agent is away, and is resent after each meeting until the
 //! agent acknowledges it. Nothing is sealed with an old meeting's keys.
+//!
+//! Nothing the relay says destroys what this end holds: a relay error, however permanent it claims
+//! to be, and any number of failed or unanswered meetings only change the state; the pairing and
+//! the outbox go only when the person unpairs or pairs again, or when the agent says `unpair`
+//! inside a meeting (sealed with the pinned keys, so no relay can forge it).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -47,8 +56,12 @@ use clawtray_outbox::{Outbox, OUTBOX_FILE};
 pub const OUTBOX_CAPACITY: usize = 10_000;
 /// Failed handshakes on one connection before it is dropped (circuit breaker).
 pub const MAX_HANDSHAKE_FAILURES: u32 = 5;
-/// Circuit-breaker trips in a row (with no successful meeting) before the pairing is declared lost.
+/// Circuit-breaker trips in a row (with no successful meeting) before the person is told the agent
+/// may no longer know this device. The pairing is kept all the same: a relay can forge or drop
+/// meeting replies, so failed meetings never count towards forgetting.
 pub const MAX_BREAKER_TRIPS: u32 = 3;
+/// How long an unpair waits for the agent to acknowledge the sealed `unpair` before it goes on.
+pub const UNPAIR_ACK_WAIT: Duration = Duration::from_secs(3);
 
 /// Settings of a client.
 #[derive(Debug, Clone)]
@@ -73,6 +86,8 @@ pub struct ClientConfig {
     /// After a frame fails to open (tampered, replayed, out of order), wait this long for more of
     /// the same, then start one new meeting so both ends resend what was lost.
     pub resync_delay: Duration,
+    /// While the relay refuses the pairing, try it again this often (the pairing is kept).
+    pub refused_retry: Duration,
 }
 
 impl ClientConfig {
@@ -89,6 +104,7 @@ impl ClientConfig {
             handshake_timeout: Duration::from_secs(10),
             ack_timeout: Duration::from_secs(10),
             resync_delay: Duration::from_millis(500),
+            refused_retry: Duration::from_secs(300),
         }
     }
 }
@@ -255,9 +271,21 @@ impl RelayClient {
 enum Outcome {
     Shutdown,
     Unpaired,
+    /// The agent ended the pairing inside a meeting (sealed `unpair`).
+    UnpairedByAgent,
     Reconnect,
-    Permanent(String),
+    /// The relay refuses the pairing: keep it, tell the person, try again slowly.
+    Refused(String),
     Transient(String),
+}
+
+/// How a wait between connections ended.
+enum Waited {
+    /// Connect again.
+    Retry,
+    /// A new pairing was made during the wait: go on with its open connection.
+    Paired(Box<Ws>),
+    Shutdown,
 }
 
 /// A loaded pairing with its live protocol state.
@@ -278,6 +306,14 @@ struct Actor {
     paired: Option<Paired>,
     backoff: Backoff,
     breaker_trips: u32,
+}
+
+/// Why the actor waits between connections.
+enum Waiting {
+    /// A transient failure: back off and try again.
+    Retry(String),
+    /// The relay refuses the pairing: keep it and try again slowly.
+    Refused(String),
 }
 
 fn unit_random() -> f64 {
@@ -390,7 +426,7 @@ impl Actor {
                     return true;
                 }
                 Err(e) => {
-                    if !self.wait(e.to_string()).await {
+                    if let Waited::Shutdown = self.wait(Waiting::Retry(e.to_string())).await {
                         return false;
                     }
                 }
@@ -427,16 +463,24 @@ impl Actor {
                     self.forget().await;
                     self.set_state(ConnectionState::Unpaired);
                 }
-                Outcome::Permanent(reason) => {
-                    info!("pairing ended: {reason}");
+                Outcome::UnpairedByAgent => {
                     self.forget().await;
-                    self.set_state(ConnectionState::NeedsRepairing { reason });
+                    self.notice("The agent ended this pairing (unpaired on its side). Pair again with a new code to chat.".into());
+                    self.set_state(ConnectionState::Unpaired);
                 }
-                Outcome::Transient(err) => {
-                    if !self.wait(err).await {
-                        return;
+                Outcome::Refused(reason) => {
+                    warn!("the relay refuses the pairing (kept): {reason}");
+                    match self.wait(Waiting::Refused(reason)).await {
+                        Waited::Shutdown => return,
+                        Waited::Retry => {}
+                        Waited::Paired(ws) => preopened = Some(*ws),
                     }
                 }
+                Outcome::Transient(err) => match self.wait(Waiting::Retry(err)).await {
+                    Waited::Shutdown => return,
+                    Waited::Retry => {}
+                    Waited::Paired(ws) => preopened = Some(*ws),
+                },
             }
         }
     }
@@ -495,6 +539,10 @@ impl Actor {
         self.store_call(move |s| s.save(&to_save))
             .await
             .map_err(|e| PairError::Storage(e.to_string()))?;
+        // the person paired again: the old pairing (refused by its relay) and its queue go now
+        if let Some(old) = self.paired.take() {
+            old.outbox.destroy();
+        }
         // a fresh pairing starts with a fresh outbox
         let path = self.config.data_dir.join(OUTBOX_FILE);
         if let Ok(old) = Outbox::<ToAgent>::open(&path, &stored.secrets.outbox_key) {
@@ -520,31 +568,56 @@ impl Actor {
         }
     }
 
-    /// Wait before the next attempt, handling commands meanwhile. False on shutdown.
-    async fn wait(&mut self, last_error: String) -> bool {
-        let delay = self.backoff.next_delay(unit_random());
-        info!(error = %last_error, retry_in_ms = delay.as_millis() as u64, "waiting to retry");
-        self.set_state(ConnectionState::WaitingToRetry {
-            next_try_at_ms: unix_ms_in(delay),
-            last_error,
-        });
+    /// Wait before the next attempt, handling commands meanwhile.
+    async fn wait(&mut self, why: Waiting) -> Waited {
+        let delay = match &why {
+            Waiting::Retry(_) => self.backoff.next_delay(unit_random()),
+            Waiting::Refused(_) => self.config.refused_retry.mul_f64(0.8 + 0.4 * unit_random()),
+        };
+        match why {
+            Waiting::Retry(last_error) => {
+                info!(error = %last_error, retry_in_ms = delay.as_millis() as u64, "waiting to retry");
+                self.set_state(ConnectionState::WaitingToRetry {
+                    next_try_at_ms: unix_ms_in(delay),
+                    last_error,
+                });
+            }
+            Waiting::Refused(reason) => self.set_state(ConnectionState::Refused {
+                reason,
+                next_try_at_ms: unix_ms_in(delay),
+            }),
+        }
         let deadline = Instant::now() + delay;
         loop {
             tokio::select! {
-                () = sleep_until(deadline) => return true,
+                () = sleep_until(deadline) => return Waited::Retry,
                 cmd = self.rx.recv() => match cmd {
-                    None | Some(Command::Shutdown) => return false,
-                    Some(Command::ReconnectNow) => return true,
+                    None | Some(Command::Shutdown) => return Waited::Shutdown,
+                    Some(Command::ReconnectNow) => return Waited::Retry,
                     Some(Command::Unpair { reply }) => {
                         self.forget().await;
                         self.set_state(ConnectionState::Unpaired);
                         let _ = reply.send(());
-                        return true;
+                        return Waited::Retry;
+                    }
+                    Some(Command::Pair { code, relay, reply }) if self.refused() => {
+                        // pairing again replaces the pairing the relay refuses (the person's word)
+                        let before = self.state_tx.borrow().clone();
+                        match self.pair(&code, &relay).await {
+                            Ok((ws, info)) => {
+                                let _ = reply.send(Ok(info));
+                                return Waited::Paired(Box::new(ws));
+                            }
+                            Err(e) => {
+                                let _ = reply.send(Err(e));
+                                self.set_state(before);
+                            }
+                        }
                     }
                     Some(other) => {
                         if self.paired.is_none() {
-                            if let Some(_ws) = self.unpaired_command(other).await {
-                                return true;
+                            if let Some(ws) = self.unpaired_command(other).await {
+                                return Waited::Paired(Box::new(ws));
                             }
                         } else {
                             // no meeting is live while waiting: nothing to transmit
@@ -554,6 +627,10 @@ impl Actor {
                 },
             }
         }
+    }
+
+    fn refused(&self) -> bool {
+        matches!(*self.state_tx.borrow(), ConnectionState::Refused { .. })
     }
 
     /// Commands that need no connection: queue messages (sealed at once when a meeting is live),
@@ -670,7 +747,7 @@ impl Actor {
                 let relay =
                     match RelayUrl::parse(&p.info.relay_url, self.config.allow_insecure_relay) {
                         Ok(r) => r,
-                        Err(e) => return Outcome::Permanent(e),
+                        Err(e) => return Outcome::Refused(e),
                     };
                 let url = relay.endpoint("/v1/desktop", &[("session", &p.info.session_id)]);
                 let mut ws =
@@ -810,14 +887,15 @@ impl Actor {
             "handshake with the agent failed: {why}"
         );
         if conn.handshake_failures >= MAX_HANDSHAKE_FAILURES {
-            self.breaker_trips += 1;
+            self.breaker_trips = self.breaker_trips.saturating_add(1);
+            self.notice(format!("{MAX_HANDSHAKE_FAILURES} handshakes with the agent failed in a row ({why}); reconnecting with backoff"));
             if self.breaker_trips >= MAX_BREAKER_TRIPS {
-                return Err(Outcome::Permanent(format!(
-                    "the agent no longer recognises this device after {} failed handshakes (it may have been reset or unpaired): {why}",
-                    MAX_HANDSHAKE_FAILURES * MAX_BREAKER_TRIPS
+                // a relay can forge or drop meeting replies: this never forgets the pairing
+                return Err(Outcome::Transient(format!(
+                    "the agent has not recognised this device in {} handshakes — it may have been reinstalled or unpaired while this device was away. The pairing and queued messages are kept: pair again to replace it, or unpair ({why})",
+                    MAX_HANDSHAKE_FAILURES * self.breaker_trips
                 )));
             }
-            self.notice(format!("{MAX_HANDSHAKE_FAILURES} handshakes with the agent failed in a row ({why}); reconnecting with backoff"));
             return Err(Outcome::Transient(format!(
                 "secure handshake failed: {why}"
             )));
@@ -888,6 +966,23 @@ impl Actor {
         for e in events {
             match e {
                 Event::Transmit(f) => conn.out.push(f),
+                Event::Deliver {
+                    seq,
+                    body: ToDesktop::Unpair,
+                } => {
+                    // the agent ended the pairing, sealed with the pinned keys: acknowledge it and
+                    // forget. The agent revokes the session at the relay once it has the ack (a
+                    // revoke from here could cut the ack off on its way).
+                    info!("the agent ended the pairing");
+                    if let Some(p) = self.paired.as_mut() {
+                        let _ = p.outbox.set_delivered(seq);
+                        if let Some(ack) = p.endpoint.flush_ack() {
+                            let _ = wire::send_binary(ws, ack).await;
+                        }
+                    }
+                    let _ = futures_util::SinkExt::close(ws).await;
+                    return Err(Outcome::UnpairedByAgent);
+                }
                 Event::Deliver { seq, body } => {
                     let mut fresh = true;
                     if let Some(p) = self.paired.as_ref() {
@@ -995,6 +1090,7 @@ impl Actor {
             }
             Command::ReconnectNow => Some(Outcome::Reconnect),
             Command::Unpair { reply } => {
+                self.tell_agent_unpair(ws, conn).await;
                 let _ = wire::send_control(ws, &ControlFrame::Revoke).await;
                 // the relay answers SESSION_REVOKED and closes; don't wait long for it
                 let _ = wire::recv_within(ws, Duration::from_secs(2)).await;
@@ -1010,6 +1106,62 @@ impl Actor {
                     }
                 }
                 None
+            }
+        }
+    }
+}
+
+impl Actor {
+    /// When a meeting is live, send the sealed `unpair` and wait a little for the agent to
+    /// acknowledge it, so the agent forgets this desktop too. (When the agent is away it is not
+    /// told end to end; the relay's revocation makes it stop using the pairing, and its operator
+    /// removes it with `clawtray-agent unpair`.)
+    async fn tell_agent_unpair(&mut self, ws: &mut Ws, conn: &mut Conn) {
+        let Some(p) = self.paired.as_mut() else {
+            return;
+        };
+        if !p.endpoint.is_online() {
+            return;
+        }
+        let Ok((seq, events)) = p.endpoint.send(ToAgent::Unpair) else {
+            return;
+        };
+        for e in events {
+            if let Event::Transmit(f) = e {
+                conn.out.push(f);
+            }
+        }
+        let deadline = Instant::now() + UNPAIR_ACK_WAIT;
+        // the pacer may hold frames back: wait for their turn, within the deadline
+        loop {
+            while let Some(f) = conn.out.pop_ready(std::time::Instant::now()) {
+                if wire::send_binary(ws, f).await.is_err() {
+                    return;
+                }
+            }
+            match conn.out.next_at().map(Instant::from_std) {
+                None => break,
+                Some(at) if at > deadline => return,
+                Some(at) => sleep_until(at).await,
+            }
+        }
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let b = match wire::recv_within(ws, left).await {
+                Ok(Inbound::Binary(b)) => b,
+                Ok(Inbound::Pong | Inbound::Control(_)) => continue,
+                Ok(Inbound::Closed(_)) | Err(_) => return,
+            };
+            let Some(p) = self.paired.as_mut() else {
+                return;
+            };
+            let acked = p
+                .endpoint
+                .on_frame(&b)
+                .iter()
+                .any(|e| matches!(e, Event::Acked(seqs) if seqs.contains(&seq)));
+            if acked {
+                debug!("the agent acknowledged the unpair");
+                return;
             }
         }
     }
@@ -1032,7 +1184,10 @@ struct Conn {
 
 fn relay_error(code: ErrorCode, message: String) -> Outcome {
     if code.is_permanent() {
-        Outcome::Permanent(message)
+        // the relay's word only: keep everything (see the module docs)
+        Outcome::Refused(format!(
+            "{message} (the relay says {code}). Your pairing and queued messages are kept until you pair again or unpair."
+        ))
     } else {
         Outcome::Transient(format!("{code}: {message}"))
     }

@@ -40,6 +40,17 @@ pub enum ConnectionState {
         /// What went wrong, in words.
         last_error: String,
     },
+    /// The relay refuses this pairing (it says it was ended, expired or is unknown). A relay's
+    /// word is not trusted to destroy anything: the pairing and its queued messages are kept
+    /// until the person pairs again or unpairs, or the agent ends the pairing end to end; the
+    /// client tries the pairing again now and then, in case the relay was wrong.
+    Refused {
+        /// What the relay said, in words.
+        reason: String,
+        /// Unix milliseconds of the next attempt.
+        #[ts(type = "number")]
+        next_try_at_ms: u64,
+    },
     /// The pairing is gone for good; the person must pair again.
     NeedsRepairing {
         /// Why, in words.

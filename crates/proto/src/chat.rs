@@ -31,6 +31,10 @@ pub enum ToAgent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         before: Option<String>,
     },
+    /// The desktop ends the pairing. Sealed end to end, so only the paired desktop can say it:
+    /// the agent forgets this desktop (its pairing, token and outbox) when it arrives. A relay's
+    /// word (an error code) never makes an end forget anything.
+    Unpair,
 }
 
 /// One message of the history, as shown.
@@ -117,6 +121,9 @@ pub enum ToDesktop {
         /// Connected or not.
         gateway: GatewayStatus,
     },
+    /// The agent ends the pairing (its operator ran `clawtray-agent unpair`). Sealed end to end:
+    /// the desktop forgets the pairing and its queued messages when it arrives, and only then.
+    Unpair,
 }
 
 impl ToDesktop {
@@ -176,6 +183,20 @@ mod tests {
                 before: None
             }
         );
+    }
+
+    #[test]
+    fn unpair_is_a_bare_tag_both_ways() {
+        assert_eq!(
+            serde_json::to_string(&ToAgent::Unpair).unwrap(),
+            r#"{"type":"unpair"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&ToDesktop::Unpair).unwrap(),
+            r#"{"type":"unpair"}"#
+        );
+        let back: ToDesktop = serde_json::from_str(r#"{"type":"unpair"}"#).unwrap();
+        assert_eq!(back, ToDesktop::Unpair);
     }
 
     #[test]

@@ -52,12 +52,12 @@ impl AgentRun {
                 "run",
                 "--gateway",
                 &gateway.url(),
-                "--gateway-token",
-                TEST_GATEWAY_TOKEN,
                 "--session-key",
                 session_key,
             ])
             .args(extra)
+            // the token goes by environment, never on the command line (/proc/PID/cmdline)
+            .env("OPENCLAW_GATEWAY_TOKEN", TEST_GATEWAY_TOKEN)
             .env("CLAWTRAY_LOG", "clawtray_agent=debug,info")
             .stdout(Stdio::null())
             .stderr(log)

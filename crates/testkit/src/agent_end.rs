@@ -76,6 +76,11 @@ pub struct Disk {
     pub relay_errors: Vec<String>,
     /// Frames and handshakes this agent refused (tampered, replayed, forged), in words.
     pub refused: Vec<String>,
+    /// The desktop sent a sealed `unpair`.
+    pub unpaired_by_desktop: bool,
+    /// Messages a test asked to send (see [`TestAgent::send`]), and their wake-up.
+    outgoing: Vec<ToDesktop>,
+    wake: Arc<tokio::sync::Notify>,
     runs: VecDeque<Run>,
 }
 
@@ -168,6 +173,9 @@ impl TestAgent {
                 replied: Vec::new(),
                 relay_errors: Vec::new(),
                 refused: Vec::new(),
+                unpaired_by_desktop: false,
+                outgoing: Vec::new(),
+                wake: Arc::new(tokio::sync::Notify::new()),
                 runs: VecDeque::new(),
             })));
             let d = disk.clone();
@@ -186,6 +194,13 @@ impl TestAgent {
         let instance = instance.to_owned();
         let task = tokio::spawn(async move { run(relay, d, instance, script, None).await });
         TestAgent { disk, task }
+    }
+
+    /// Send `m` to the desktop (sealed, in order with everything else) from the live connection.
+    pub fn send(&self, m: ToDesktop) {
+        let mut d = self.disk.0.lock().expect("disk");
+        d.outgoing.push(m);
+        d.wake.notify_one();
     }
 
     /// Kill this incarnation abruptly (its connection drops; its disk stays).
@@ -314,8 +329,17 @@ async fn serve(
         .runs
         .front()
         .map(|_| Instant::now());
+    let wake = disk.0.lock().expect("disk").wake.clone();
     loop {
         tokio::select! {
+            () = wake.notified() => {
+                let out = std::mem::take(&mut disk.0.lock().expect("disk").outgoing);
+                for m in out {
+                    if !send(ws, endpoint, disk, m).await {
+                        return;
+                    }
+                }
+            }
             msg = ws.next() => {
                 let Some(Ok(msg)) = msg else { return };
                 match msg {
@@ -470,6 +494,7 @@ async fn handle(
                         }
                         replies.push(ToDesktop::History { messages });
                     }
+                    ToAgent::Unpair => d.unpaired_by_desktop = true,
                 }
                 d.delivery = endpoint.delivery().snapshot();
             }

@@ -21,7 +21,15 @@ next_try_at_ms: number,
 /**
  * What went wrong, in words.
  */
-last_error: string, } | { "state": "needs_repairing", 
+last_error: string, } | { "state": "refused", 
+/**
+ * What the relay said, in words.
+ */
+reason: string, 
+/**
+ * Unix milliseconds of the next attempt.
+ */
+next_try_at_ms: number, } | { "state": "needs_repairing", 
 /**
  * Why, in words.
  */
@@ -113,7 +121,7 @@ messages: Array<HistoryMessage>, } | { "type": "agent_status",
 /**
  * Connected or not.
  */
-gateway: GatewayStatus, };
+gateway: GatewayStatus, } | { "type": "unpair" };
 
 /**
  * What a [`crate::RelayClient`] tells its subscribers.

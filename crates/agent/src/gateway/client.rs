@@ -110,12 +110,23 @@ enum Cmd {
     },
 }
 
+/// Where the gateway connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayLink {
+    /// The first connection is being made: nothing has failed yet.
+    Connecting,
+    /// Connected and authenticated.
+    Connected,
+    /// A connection failed or ended; retrying.
+    Down,
+}
+
 /// Handle to the gateway actor.
 #[derive(Clone)]
 pub struct GatewayClient {
     tx: mpsc::Sender<Cmd>,
     events: broadcast::Sender<GatewayEvent>,
-    connected: watch::Receiver<bool>,
+    connected: watch::Receiver<GatewayLink>,
     request_timeout: Duration,
 }
 
@@ -127,7 +138,7 @@ impl GatewayClient {
         let identity = DeviceIdentity::load_or_create(&config.identity_path)?;
         let (tx, rx) = mpsc::channel(256);
         let (events, first_rx) = broadcast::channel(8192);
-        let (connected_tx, connected) = watch::channel(false);
+        let (connected_tx, connected) = watch::channel(GatewayLink::Connecting);
         let request_timeout = config.request_timeout;
         let actor = Actor {
             config,
@@ -158,13 +169,13 @@ impl GatewayClient {
     /// Whether the handshake is done right now.
     #[must_use]
     pub fn is_connected(&self) -> bool {
-        *self.connected.borrow()
+        *self.connected.borrow() == GatewayLink::Connected
     }
 
-    /// Watch connectedness.
+    /// Where the connection stands (a fresh client is `Connecting`, not `Down`).
     #[must_use]
-    pub fn connected(&self) -> watch::Receiver<bool> {
-        self.connected.clone()
+    pub fn link(&self) -> GatewayLink {
+        *self.connected.borrow()
     }
 
     /// Call `method` and wait for its answer.
@@ -191,7 +202,7 @@ struct Actor {
     identity: DeviceIdentity,
     rx: mpsc::Receiver<Cmd>,
     events: broadcast::Sender<GatewayEvent>,
-    connected: watch::Sender<bool>,
+    connected: watch::Sender<GatewayLink>,
     protocol: u64,
 }
 
@@ -227,7 +238,7 @@ impl Actor {
         let mut backoff = BACKOFF_MIN;
         loop {
             let ended = self.session().await;
-            self.connected.send_replace(false);
+            self.connected.send_replace(GatewayLink::Down);
             if ended.reason == "stopped" {
                 return;
             }
@@ -329,7 +340,7 @@ impl Actor {
             }
         }
         info!(protocol, %server_version, "connected to the OpenClaw gateway");
-        self.connected.send_replace(true);
+        self.connected.send_replace(GatewayLink::Connected);
         let _ = self.events.send(GatewayEvent::Connected {
             protocol,
             server_version,

@@ -10,4 +10,4 @@ pub mod client;
 pub mod frames;
 pub mod identity;
 
-pub use client::{GatewayClient, GatewayConfig, GatewayError, GatewayEvent};
+pub use client::{GatewayClient, GatewayConfig, GatewayError, GatewayEvent, GatewayLink};

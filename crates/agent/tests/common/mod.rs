@@ -44,6 +44,8 @@ pub struct Seen {
     pub errors: Vec<(Option<String>, String)>,
     pub statuses: Vec<GatewayStatus>,
     pub history: Option<Vec<clawtray_proto::chat::HistoryMessage>>,
+    /// Notices, in order.
+    pub notices: Vec<String>,
 }
 
 impl Seen {
@@ -58,6 +60,7 @@ impl Seen {
             errors: Vec::new(),
             statuses: Vec::new(),
             history: None,
+            notices: Vec::new(),
         }
     }
 
@@ -91,9 +94,13 @@ impl Seen {
                 ToDesktop::ChatError { run_id, message } => self.errors.push((run_id, message)),
                 ToDesktop::AgentStatus { gateway } => self.statuses.push(gateway),
                 ToDesktop::History { messages } => self.history = Some(messages),
+                ToDesktop::Unpair => {
+                    panic!("the client acts on a sealed unpair; it never passes it on")
+                }
                 ToDesktop::ChatTyping { .. } => {}
             },
-            ClientEvent::Message { .. } | ClientEvent::Notice { .. } => {}
+            ClientEvent::Notice { message } => self.notices.push(message),
+            ClientEvent::Message { .. } => {}
         }
     }
 

@@ -228,6 +228,9 @@ fn describe(s: &ConnectionState) -> String {
         ConnectionState::WaitingToRetry { last_error, .. } => {
             format!("offline, retrying soon ({last_error})")
         }
+        ConnectionState::Refused { reason, .. } => format!(
+            "the relay refuses the pairing: {reason} (kept until you run `clawtray-cli unpair` and pair again)"
+        ),
         ConnectionState::NeedsRepairing { reason } => format!("the pairing is gone: {reason}"),
     }
 }
@@ -240,7 +243,9 @@ async fn wait_online(client: &RelayClient, within: Duration) -> bool {
                 ConnectionState::Online {
                     peer: PeerPresence::Online,
                 } => return true,
-                ConnectionState::Unpaired | ConnectionState::NeedsRepairing { .. } => return false,
+                ConnectionState::Unpaired
+                | ConnectionState::NeedsRepairing { .. }
+                | ConnectionState::Refused { .. } => return false,
                 _ => {}
             }
             if state.changed().await.is_err() {
@@ -317,16 +322,28 @@ async fn stream_reply(
                     let _ = writeln!(stdout, "\n[aborted]");
                     return ExitCode::from(130);
                 }
-                ToDesktop::ChatError { run_id, message } if run_id.is_none() || run_id == run => {
+                // run ids are message ids: an error for ours, or for its run, ends it
+                ToDesktop::ChatError {
+                    run_id: Some(r),
+                    message,
+                } if r == id || run.as_deref() == Some(r.as_str()) => {
                     eprintln!("\n[error: {message}]");
                     return ExitCode::FAILURE;
                 }
+                // a note that belongs to no run (the agent's gateway is away; the message is
+                // kept): say it and keep waiting until the timeout
+                ToDesktop::ChatError {
+                    run_id: None,
+                    message,
+                } => eprintln!("[note: {message}]"),
                 _ => {}
             },
             ClientEvent::State { state } => {
                 if matches!(
                     state,
-                    ConnectionState::NeedsRepairing { .. } | ConnectionState::WaitingToRetry { .. }
+                    ConnectionState::NeedsRepairing { .. }
+                        | ConnectionState::WaitingToRetry { .. }
+                        | ConnectionState::Refused { .. }
                 ) {
                     eprintln!("[{}]", describe(&state));
                 }
