@@ -7,7 +7,7 @@ export type CodeCheck = { ok: true; normalized: string } | { ok: false; hint: st
 
 export function checkCode(input: string): CodeCheck {
   const raw = input.replace(/[\s-]/g, "").toUpperCase().replace(/O/g, "0").replace(/[IL]/g, "1");
-  if (raw.length === 0) return { ok: false, hint: "The agent shows a code like 7351-K4Q7-2MXD.", complete: false };
+  if (raw.length === 0) return { ok: false, hint: "The agent shows a code like 73514062-K4Q7-2MXD.", complete: false };
   for (const c of raw) {
     if (!ALPHABET.includes(c)) return { ok: false, hint: `"${c}" cannot appear in a code.`, complete: true };
   }
@@ -19,9 +19,9 @@ export function checkCode(input: string): CodeCheck {
     if (secret.length > 8) return { ok: false, hint: "Too long: after the number come exactly 8 letters or digits.", complete: true };
     return { ok: true, normalized: `${np}-${secret.slice(0, 4)}-${secret.slice(4)}` };
   }
-  if (raw.length <= 8) return { ok: false, hint: "Start with the number at the front, like 7351.", complete: false };
+  if (raw.length <= 8) return { ok: false, hint: "Start with the number at the front, like 73514062.", complete: false };
   const np = raw.slice(0, raw.length - 8);
-  if (!/^\d{1,8}$/.test(np)) return { ok: false, hint: "The code starts with a number (like 7351).", complete: true };
+  if (!/^\d{1,8}$/.test(np)) return { ok: false, hint: "The code starts with a number (like 73514062).", complete: true };
   const s = raw.slice(-8);
   return { ok: true, normalized: `${np}-${s.slice(0, 4)}-${s.slice(4)}` };
 }

@@ -18,7 +18,7 @@ export function pairingView(opts: {
     id: "code",
     autocomplete: "off",
     spellcheck: "false",
-    placeholder: "7351-K4Q7-2MXD",
+    placeholder: "73514062-K4Q7-2MXD",
     "aria-describedby": "code-hint",
     "aria-label": "Pairing code",
   }) as HTMLInputElement;

@@ -131,6 +131,8 @@ impl Server {
             // every bench client comes from 127.0.0.1
             "--max-connections-per-ip",
             "0",
+            "--metrics-listen",
+            "off",
             "--pairing-per-ip-per-min",
             "100000",
         ]

@@ -7,14 +7,14 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum ProtoError {
     // --- pairing codes
-    #[error("the pairing code is empty: type the code the agent shows, like 7351-K4Q7-2MXD")]
+    #[error("the pairing code is empty: type the code the agent shows, like 73514062-K4Q7-2MXD")]
     CodeEmpty,
     #[error("the pairing code has a character that cannot appear in it: '{0}'")]
     CodeBadCharacter(char),
-    #[error("the pairing code is too short: it needs a number, then 8 letters or digits (like 7351-K4Q7-2MXD)")]
+    #[error("the pairing code is too short: it needs a number, then 8 letters or digits (like 73514062-K4Q7-2MXD)")]
     CodeTooShort,
     #[error(
-        "the pairing code is missing its number at the front (like the 7351 in 7351-K4Q7-2MXD)"
+        "the pairing code is missing its number at the front (like the 73514062 in 73514062-K4Q7-2MXD)"
     )]
     CodeMissingNameplate,
     #[error(

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8765";
+/// Where `/metrics` is served by default: loopback only, apart from the public listener.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9765";
 /// Largest WebSocket message: a full sealed frame (1 MiB plaintext) plus headroom.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024 + 1024;
 /// Sustained frames per second per connection.
@@ -115,6 +117,11 @@ pub struct RelayConfig {
     pub store: StoreConfig,
     pub tls: Option<TlsConfig>,
     pub limits: Limits,
+    /// Where `/metrics` (and `/healthz`) are served, apart from the public listener; `None`: no
+    /// metrics listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers name the client.
+    pub trusted_proxies: Vec<crate::client_ip::Cidr>,
 }
 
 impl RelayConfig {
@@ -126,6 +133,8 @@ impl RelayConfig {
             store: StoreConfig::Memory,
             tls: None,
             limits: Limits::default(),
+            metrics_listen: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }

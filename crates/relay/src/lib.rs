@@ -13,6 +13,7 @@
 //! - [`limits`]: token buckets and the per-address pairing limiter.
 //! - [`metrics`]: counters rendered as Prometheus text.
 
+pub mod client_ip;
 pub mod config;
 pub mod conn;
 pub mod error;

@@ -17,6 +17,15 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = config::DEFAULT_LISTEN, env = "CLAWTRAY_RELAY_LISTEN")]
     listen: SocketAddr,
+    /// Where to serve /metrics (and /healthz), apart from the public listener; `off` for none.
+    /// Keep it on loopback or a private network: metrics are not for the public.
+    #[arg(long, default_value = config::DEFAULT_METRICS_LISTEN, env = "CLAWTRAY_RELAY_METRICS_LISTEN")]
+    metrics_listen: String,
+    /// A proxy (address or range, e.g. 127.0.0.1 or 10.0.0.0/8) whose Forwarded /
+    /// X-Forwarded-For header names the client, for the per-address limits. Repeat for several.
+    /// Headers from anyone else are ignored.
+    #[arg(long, value_name = "CIDR")]
+    trusted_proxy: Vec<clawtray_relay::client_ip::Cidr>,
     /// Session database (SQLite). Default: the platform data dir, e.g. ~/.local/share/clawtray-relay/relay.db.
     #[arg(long, env = "CLAWTRAY_RELAY_DB")]
     db: Option<PathBuf>,
@@ -111,7 +120,17 @@ impl Args {
         if self.queue_frames <= self.frame_burst as usize {
             return Err("--queue-frames must exceed --frame-burst, or a burst within limits could close a healthy reader".into());
         }
+        let metrics_listen = match self.metrics_listen.as_str() {
+            "off" | "none" | "" => None,
+            addr => Some(addr.parse::<SocketAddr>().map_err(|e| {
+                format!(
+                    "--metrics-listen '{addr}' is not an address like 127.0.0.1:9765 (or off): {e}"
+                )
+            })?),
+        };
         Ok(RelayConfig {
+            metrics_listen,
+            trusted_proxies: self.trusted_proxy,
             listen: self.listen,
             store,
             tls,
@@ -177,8 +196,11 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        // Tests and scripts read this line to learn the port.
+        // Tests and scripts read these lines to learn the ports.
         println!("clawtray-relay listening on {}", relay.addr);
+        if let Some(m) = relay.metrics_addr {
+            println!("clawtray-relay metrics on {m}");
+        }
         shutdown_signal().await;
         info!("signal received; shutting down");
         relay.shutdown();

@@ -21,6 +21,7 @@ use clawtray_proto::control::ErrorCode;
 use clawtray_proto::secret::SecretString;
 use clawtray_proto::Role;
 
+use crate::client_ip::TrustedProxies;
 use crate::config::{Limits, RelayConfig, StoreConfig, TlsConfig, SHUTDOWN_GRACE};
 use crate::conn::{self, ConnInfo, Resume};
 use crate::http::{self, RequestHead};
@@ -42,6 +43,7 @@ pub struct Shared {
     pub nameplates: Nameplates,
     pub pairing_limiter: PairingLimiter,
     pub per_ip: ConnectionsPerIp,
+    pub trusted_proxies: TrustedProxies,
     pub metrics: Metrics,
     pub shutdown: CancellationToken,
     pub next_conn_id: AtomicU64,
@@ -52,6 +54,8 @@ pub struct Shared {
 pub struct RelayHandle {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
 }
@@ -129,6 +133,17 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         addr: config.listen.to_string(),
         source,
     })?;
+    let metrics_listener = match config.metrics_listen {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(|source| RelayError::Bind {
+                    addr: a.to_string(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let l = &config.limits;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(l.read_buffer)
@@ -140,6 +155,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         nameplates: Nameplates::new(l.nameplate_ttl),
         pairing_limiter: PairingLimiter::new(l.pairing_per_ip_per_min),
         per_ip: ConnectionsPerIp::new(l.max_connections_per_ip),
+        trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         limits: config.limits.clone(),
         store,
         routes: Arc::new(LocalRoutes::default()),
@@ -150,7 +166,61 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     });
     info!(%addr, tls = tls.is_some(), "relay listening");
     let task = tokio::spawn(accept_loop(listener, tls, shared.clone()));
-    Ok(RelayHandle { addr, shared, task })
+    let metrics_addr = match metrics_listener {
+        Some(l) => {
+            let bound = l.local_addr().map_err(|source| RelayError::Bind {
+                addr: format!("{:?}", config.metrics_listen),
+                source,
+            })?;
+            tokio::spawn(metrics_loop(l, shared.clone()));
+            info!(addr = %bound, "metrics listening");
+            Some(bound)
+        }
+        None => None,
+    };
+    Ok(RelayHandle {
+        addr,
+        metrics_addr,
+        shared,
+        task,
+    })
+}
+
+/// The metrics listener: `/metrics` and `/healthz` only, one request per connection.
+async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            accepted = listener.accept() => {
+                let Ok((mut tcp, _)) = accepted else {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let Ok(Ok((head, _))) = timeout(shared.limits.handshake_timeout, http::read_head(&mut tcp)).await else {
+                        return;
+                    };
+                    let _ = match (head.method.as_str(), head.path.as_str()) {
+                        ("GET", "/metrics") => {
+                            let body = render_metrics(&shared);
+                            http::respond(&mut tcp, 200, "OK", "text/plain; version=0.0.4", &body).await
+                        }
+                        ("GET", "/healthz") => http::respond(&mut tcp, 200, "OK", "text/plain", "ok\n").await,
+                        _ => http::respond(&mut tcp, 404, "Not Found", "text/plain", "not found: try /metrics or /healthz\n").await,
+                    };
+                });
+            }
+        }
+    }
+}
+
+fn render_metrics(shared: &Shared) -> String {
+    shared.metrics.render(
+        shared.store.count_active().ok(),
+        shared.routes.online_sessions(),
+        shared.nameplates.len(),
+    )
 }
 
 async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
@@ -254,12 +324,15 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
         ("GET", "/metrics") => {
-            let body = shared.metrics.render(
-                shared.store.count_active().ok(),
-                shared.routes.online_sessions(),
-                shared.nameplates.len(),
-            );
-            let _ = http::respond(&mut stream, 200, "OK", "text/plain; version=0.0.4", &body).await;
+            // never on the public listener: metrics have their own (loopback by default)
+            let _ = http::respond(
+                &mut stream,
+                404,
+                "Not Found",
+                "text/plain",
+                "metrics are served on the relay's metrics listener (--metrics-listen), not here\n",
+            )
+            .await;
             return;
         }
         (_, "/v1/agent") => Role::Agent,
@@ -270,7 +343,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 404,
                 "Not Found",
                 "text/plain",
-                "not found: try /v1/agent, /v1/desktop, /healthz or /metrics\n",
+                "not found: try /v1/agent, /v1/desktop or /healthz\n",
             )
             .await;
             return;
@@ -286,6 +359,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let _ = http::respond(&mut stream, 503, "Service Unavailable", "text/plain", &msg).await;
         return;
     }
+    // behind a trusted proxy the client is named in its forwarding header
+    let ip = shared.trusted_proxies.client_ip(ip, &head);
     let Some(_ip_slot) = shared.per_ip.acquire(ip) else {
         shared.metrics.rejected(ErrorCode::TooManyConnections);
         let msg = format!(

@@ -314,7 +314,12 @@ async fn one_address_cannot_take_every_connection() {
         raw.starts_with("HTTP/1.1 503") && raw.contains("too many connections from this address"),
         "{raw}"
     );
-    // a place given back can be taken again
+    let m = relay.http_get("/metrics").await;
+    assert!(
+        m.contains("clawtray_relay_rejected_total{reason=\"TOO_MANY_CONNECTIONS\"} 2\n"),
+        "{m}"
+    );
+    // a place given back can be taken again (retries while the relay lets go count too)
     drop(held.pop());
     let deadline = tokio::time::Instant::now() + STEP;
     loop {
@@ -331,9 +336,4 @@ async fn one_address_cannot_take_every_connection() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let m = relay.http_get("/metrics").await;
-    assert!(
-        m.contains("clawtray_relay_rejected_total{reason=\"TOO_MANY_CONNECTIONS\"} 2\n"),
-        "{m}"
-    );
 }

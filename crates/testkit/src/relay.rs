@@ -22,6 +22,8 @@ pub fn relay_bin() -> PathBuf {
 pub struct Relay {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The metrics listener (`/metrics`), on its own loopback port.
+    pub metrics_addr: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     bin: PathBuf,
     args: Vec<String>,
@@ -32,7 +34,7 @@ impl Relay {
     pub async fn start_bin(bin: &Path, extra: &[&str]) -> Relay {
         let dir = tempfile::tempdir().expect("tempdir");
         let args: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
-        let (child, addr) = spawn(
+        let (child, addr, metrics_addr) = spawn(
             bin,
             &dir.path().join("relay.db"),
             &dir.path().join("relay.log"),
@@ -43,6 +45,7 @@ impl Relay {
         Relay {
             child: Some(child),
             addr,
+            metrics_addr,
             dir,
             bin: bin.to_owned(),
             args,
@@ -89,7 +92,7 @@ impl Relay {
 
     /// Start again (after a kill) on the same address and database.
     pub async fn start_again(&mut self) {
-        let (child, addr) = spawn(
+        let (child, addr, metrics_addr) = spawn(
             &self.bin,
             &self.db(),
             &self.dir.path().join("relay.log"),
@@ -98,6 +101,7 @@ impl Relay {
         )
         .await;
         assert_eq!(addr, self.addr);
+        self.metrics_addr = metrics_addr;
         self.child = Some(child);
     }
 
@@ -113,10 +117,19 @@ impl Relay {
         format!("ws://{}{}", self.addr, path)
     }
 
-    /// A raw HTTP GET; the whole response.
+    /// A raw HTTP GET; the whole response. `/metrics` goes to the metrics listener.
     pub async fn http_get(&self, path: &str) -> String {
+        let to = match self.metrics_addr {
+            Some(m) if path.starts_with("/metrics") => m,
+            _ => self.addr,
+        };
+        Self::http_get_at(to, path).await
+    }
+
+    /// A raw HTTP GET to `addr`; the whole response.
+    pub async fn http_get_at(addr: SocketAddr, path: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = TcpStream::connect(self.addr).await.expect("connect");
+        let mut s = TcpStream::connect(addr).await.expect("connect");
         s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
             .await
             .expect("write");
@@ -140,7 +153,7 @@ async fn spawn(
     log: &Path,
     listen: &str,
     extra: &[String],
-) -> (Child, SocketAddr) {
+) -> (Child, SocketAddr, Option<SocketAddr>) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -149,9 +162,15 @@ async fn spawn(
     let mut last_err = String::new();
     // Re-binding the same port right after a kill can race the kernel: retry briefly.
     for _ in 0..50 {
+        let own_metrics = extra.iter().any(|a| a == "--metrics-listen");
         let mut child = Command::new(bin)
             .args(["--listen", listen, "--db"])
             .arg(db)
+            .args(if own_metrics {
+                &[][..]
+            } else {
+                &["--metrics-listen", "127.0.0.1:0"][..]
+            })
             .args(extra)
             .env("CLAWTRAY_LOG", "debug")
             .stdout(Stdio::piped())
@@ -169,7 +188,23 @@ async fn spawn(
                     .expect("addr")
                     .parse()
                     .expect("socket addr");
-                return (child, addr);
+                // "clawtray-relay metrics on ADDR" follows unless metrics are off
+                let metrics_off = extra
+                    .windows(2)
+                    .any(|w| w[0] == "--metrics-listen" && w[1] == "off");
+                let metrics = if metrics_off {
+                    None
+                } else {
+                    match tokio::time::timeout(STEP, lines.next_line()).await {
+                        Ok(Ok(Some(m))) if m.contains("metrics on") => {
+                            m.rsplit(' ').next().and_then(|a| a.parse().ok())
+                        }
+                        _ => None,
+                    }
+                };
+                // keep draining stdout so the relay never blocks on a full pipe
+                tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                return (child, addr, metrics);
             }
             other => {
                 last_err = format!("{other:?}");

@@ -38,7 +38,7 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Pair with the code the agent shows (like 7351-K4Q7-2MXD).
+    /// Pair with the code the agent shows (like 73514062-K4Q7-2MXD).
     Pair {
         code: String,
         /// The relay the agent uses.
