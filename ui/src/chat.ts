@@ -211,17 +211,27 @@ export class ChatView {
         this.typing.hidden = !m.on;
         break;
       case "history": {
-        const pending = [...this.list.querySelectorAll(".msg.user .mark.queued")].map((x) => x.closest("li")!);
+        // What is still on its way stays, in its order, after the history: messages not yet
+        // answered (a history the gateway answered before it saw them must not drop them) and
+        // replies still streaming. A waiting message stands in for its copy in the history.
+        const waiting = new Set<Element>([...this.userBubbles.values()].filter((li) => li.isConnected && !li.querySelector(".mark.answered")));
+        for (const r of this.replies.values()) if (r.streaming) waiting.add(r.bubble);
+        const kept = [...this.list.children].filter((li) => waiting.has(li));
+        const standIns = [...waiting].filter((li) => li.classList.contains("user")).map((li) => li.querySelector(".body")?.textContent ?? "");
         this.list.replaceChildren();
-        this.replies.clear();
+        for (const [run, r] of this.replies) if (!r.streaming) this.replies.delete(run);
         for (const h of m.messages) {
+          if (h.role === "user" && standIns.includes(h.text)) {
+            standIns.splice(standIns.indexOf(h.text), 1);
+            continue;
+          }
           const body = el("div", { class: "body md" });
           const li = el("li", { class: `msg ${h.role === "user" ? "user" : h.role === "assistant" ? "agent" : "system"}` }, body);
           if (h.role === "user") body.textContent = h.text;
           else renderMarkdown(body, h.text);
           this.list.append(li);
         }
-        this.list.append(...pending);
+        this.list.append(...kept);
         this.scrollToEnd();
         break;
       }

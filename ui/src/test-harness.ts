@@ -58,4 +58,11 @@ if (preset === "away") {
     queued: [],
   };
 }
+if (preset === "refused") {
+  h.status = {
+    state: { state: "refused", reason: "This pairing was ended (unpaired) on one side. (the relay says SESSION_REVOKED)", next_try_at_ms: Date.now() + 300_000 },
+    session: { relay_url: "ws://127.0.0.1:8765", session_id: "s", agent_name: "Molty on homelab", paired_at_ms: 0 },
+    queued: [{ id: "q1", text: "kept while refused" }],
+  };
+}
 await import("./main");

@@ -181,6 +181,49 @@ test("messages sent while the agent is away are marked queued, then delivered", 
   assert.equal((await calls(page, "reconnect")).length, 1);
 });
 
+test("a history that arrives after a message was sent keeps it, once, and keeps a streaming reply", async () => {
+  const page = await open("paired");
+  await page.waitForSelector("#message");
+  await page.fill("#message", "sent before the history came");
+  await page.press("#message", "Enter");
+  await page.waitForSelector('.msg.user[data-id="msg-1"]');
+  await emit(page, [
+    { kind: "chat", message: { type: "chat_ack", id: "msg-1", run_id: "r1" } },
+    { kind: "chat", message: { type: "chat_delta", run_id: "r1", seq: 1, text: "half a reply" } },
+  ]);
+  await page.waitForFunction(() => document.querySelector('.msg.agent[data-run="r1"] .body')?.textContent.includes("half"), null, { polling: 100 });
+  // the gateway answered the history before it saw the message
+  await emit(page, [{ kind: "chat", message: { type: "history", messages: [{ role: "user", text: "older" }, { role: "assistant", text: "older answer" }] } }]);
+  await page.waitForFunction(() => document.querySelectorAll(".msg").length === 4, null, { polling: 100 });
+  assert.deepEqual(await page.$$eval(".msg", (ls) => ls.map((l) => l.className.replace(/\s+/g, " ").trim())), ["msg user", "msg agent", "msg user", "msg agent streaming"]);
+  assert.equal(await page.locator('.msg.user[data-id="msg-1"] .mark').count(), 1, "the sent message keeps its mark");
+  // …or after it saw it: the local bubble stands in for its copy, nothing doubles
+  await emit(page, [{ kind: "chat", message: { type: "history", messages: [{ role: "user", text: "older" }, { role: "user", text: "sent before the history came" }] } }]);
+  await page.waitForTimeout(200);
+  assert.equal(await page.locator(".msg.user").count(), 2);
+  await emit(page, [{ kind: "chat", message: { type: "chat_reply", run_id: "r1", text: "the whole reply" } }]);
+  await page.waitForSelector('.msg.user[data-id="msg-1"] .mark.answered');
+  assert.deepEqual(page.errors, []);
+});
+
+test("a pairing the relay refuses is kept until the person decides", async () => {
+  const page = await open("refused");
+  await page.waitForSelector("#refused");
+  assert.match(await page.textContent("#repair-reason"), /SESSION_REVOKED/);
+  assert.match(await page.textContent("#refused"), /Your pairing and 1 unsent message are kept/);
+  await page.click("#refused-retry");
+  assert.equal((await calls(page, "reconnect")).length, 1);
+  page.once("dialog", (d) => d.accept());
+  await page.click("#refused-forget");
+  await page.waitForFunction(() => window.__clawtray.calls.some((c) => c.cmd === "unpair"), null, { polling: 100 });
+  assert.equal(await page.isVisible("#code"), true, "pairing again is offered too");
+  for (const theme of ["light", "dark"]) {
+    await page.emulateMedia({ colorScheme: theme });
+    await page.screenshot({ path: join(shots, `pairing-refused-${theme}.png`) });
+  }
+  assert.deepEqual(page.errors, []);
+});
+
 test("hostile markdown is rendered inert", async () => {
   const page = await open("paired");
   await page.waitForSelector("#message");

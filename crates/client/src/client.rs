@@ -1185,9 +1185,7 @@ struct Conn {
 fn relay_error(code: ErrorCode, message: String) -> Outcome {
     if code.is_permanent() {
         // the relay's word only: keep everything (see the module docs)
-        Outcome::Refused(format!(
-            "{message} (the relay says {code}). Your pairing and queued messages are kept until you pair again or unpair."
-        ))
+        Outcome::Refused(format!("{message} (the relay says {code})"))
     } else {
         Outcome::Transient(format!("{code}: {message}"))
     }
