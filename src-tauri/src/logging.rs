@@ -17,7 +17,9 @@ pub fn init(dir: &Path) -> Guard {
 
 fn start(dir: &Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs).ok()?;
+    // private before the first line is written (the files inherit the umask, the dir guards them)
+    clawtray_client::outbox::create_private_dir(dir).ok()?;
+    clawtray_client::outbox::create_private_dir(&logs).ok()?;
     let appender = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
         .filename_prefix("clawtray")

@@ -16,22 +16,8 @@ fn temp_path(path: &Path) -> PathBuf {
 /// Create `dir` (and its parents) if missing and make it private (0700), before anything is
 /// written into it.
 pub fn ensure_private_dir(dir: &Path) -> Result<(), String> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        b.mode(0o700);
-    }
-    b.create(dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("cannot make {} private: {e}", dir.display()))?;
-    }
-    Ok(())
+    clawtray_outbox::create_private_dir(dir)
+        .map_err(|e| format!("cannot create {} (private): {e}", dir.display()))
 }
 
 /// Write `bytes` to a fresh private (0600) temp file next to `path`, fsynced; returns its path.

@@ -62,7 +62,19 @@ impl<M: Serialize + DeserializeOwned> Outbox<M> {
             reason: e.to_string(),
         };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| err(&e))?;
+            create_private_dir(dir).map_err(|e| err(&e))?;
+        }
+        // the file exists, private, before SQLite writes a byte (its -wal and -shm take the
+        // database file's mode)
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| err(&e))?;
         }
         let conn = Connection::open(path).map_err(|e| err(&e))?;
         conn.pragma_update(None, "journal_mode", "WAL")
@@ -253,10 +265,48 @@ impl<M: Serialize + DeserializeOwned> Outbox<M> {
     }
 }
 
+/// Create `dir` (and its parents) if missing, private (0700 on Unix), before anything is written
+/// into it; an existing `dir` is made private too.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clawtray_proto::chat::ToAgent;
+
+    #[cfg(unix)]
+    #[test]
+    fn the_outbox_and_its_dir_are_private_from_the_first_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("fresh").join("data");
+        let path = dir.join(OUTBOX_FILE);
+        let key = SecretKey::from_bytes([7; 32]);
+        let o: Outbox<ToAgent> = Outbox::open(&path, &key).unwrap();
+        o.enqueue(1, &chat("a", "private")).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        let wal = dir.join(format!("{OUTBOX_FILE}-wal"));
+        if wal.exists() {
+            assert_eq!(mode(&wal), 0o600);
+        }
+    }
 
     fn chat(id: &str, text: &str) -> ToAgent {
         ToAgent::Chat {
