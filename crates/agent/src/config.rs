@@ -78,7 +78,9 @@ pub fn resolve_gateway(i: &GatewayInputs) -> Result<(String, Option<SecretString
                 .map(str::to_owned)
         })
         .filter(|t| !t.is_empty());
-    check_ws_url(&url, token.is_some(), i.allow_insecure)?;
+    // a secret always travels: the shared token, or else the device token the gateway issued
+    // (kept in gateway-identity.json) and the device's signed proof
+    check_ws_url(&url, true, i.allow_insecure)?;
     Ok((url, token.map(SecretString::new)))
 }
 
@@ -139,5 +141,22 @@ mod tests {
         .unwrap_err()
         .contains("only ws://"));
         assert!(check_ws_url("wss://r.example.com", true, false).is_ok());
+    }
+
+    #[test]
+    fn without_a_shared_token_the_device_token_still_never_travels_in_clear() {
+        // before: no shared token made a ws:// gateway on another host acceptable, and the stored
+        // gateway device token went there in clear
+        let e = resolve_gateway(&GatewayInputs {
+            url: Some("ws://gateway.example.com:18789".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.contains("in clear"), "{e}");
+        assert!(resolve_gateway(&GatewayInputs {
+            url: Some("ws://127.0.0.1:18789".into()),
+            ..Default::default()
+        })
+        .is_ok());
     }
 }

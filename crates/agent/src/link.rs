@@ -8,16 +8,12 @@
 //! when the desktop says `unpair` inside a meeting, or when the operator's `unpair` has been
 //! delivered to the desktop sealed and acknowledged (then the link revokes it at the relay).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tracing::{debug, info, warn};
 
 use clawtray_outbox::Outbox;
@@ -39,7 +35,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// While the relay refuses the pairing, retries back off up to this (from `refused_retry`).
 const REFUSED_MAX: Duration = Duration::from_secs(3600);
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = clawtray_transport::Ws;
 
 /// Orders from the hub.
 #[derive(Debug)]
@@ -145,22 +141,6 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.8 + 0.4 * r)
 }
 
-pub(crate) fn tls_connector() -> Connector {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    match rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-    {
-        Ok(b) => Connector::Rustls(Arc::new(
-            b.with_root_certificates(roots).with_no_client_auth(),
-        )),
-        Err(_) => Connector::Plain,
-    }
-}
-
 impl Link {
     fn session(&self) -> &str {
         &self.cfg.pairing.session
@@ -250,24 +230,19 @@ impl Link {
             .clear()
             .append_pair("session", &self.cfg.pairing.session)
             .append_pair("instance", &self.cfg.instance);
-        let mut req = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| Ended::Refused(e.to_string()))?;
-        let auth = format!("Bearer {}", self.cfg.token.expose())
-            .parse()
-            .map_err(|_| Ended::Refused("token is not a valid header".into()))?;
-        req.headers_mut().insert("authorization", auth);
-        let connect = tokio_tungstenite::connect_async_tls_with_config(
-            req,
-            None,
-            true,
-            Some(tls_connector()),
-        );
-        let mut ws = match tokio::time::timeout(Duration::from_secs(15), connect).await {
-            Ok(Ok((ws, _))) => ws,
-            Ok(Err(e)) => return Err(Ended::Transient(format!("relay unreachable: {e}"))),
-            Err(_) => return Err(Ended::Transient("relay connect timed out".into())),
+        let opened = clawtray_transport::connect(
+            url.as_str(),
+            Some(self.cfg.token.expose()),
+            clawtray_transport::RELAY_MAX_MESSAGE,
+            Duration::from_secs(15),
+        )
+        .await;
+        let mut ws = match opened {
+            Ok(ws) => ws,
+            Err(e @ clawtray_transport::ConnectError::Request(_)) => {
+                return Err(Ended::Refused(e.to_string()))
+            }
+            Err(e) => return Err(Ended::Transient(format!("relay unreachable: {e}"))),
         };
         match tokio::time::timeout(Duration::from_secs(15), ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => match ControlFrame::from_json(t.as_str()) {

@@ -247,7 +247,9 @@ async fn run(args: Args) -> Result<ExitCode, String> {
             if now {
                 for p in chosen {
                     if let Ok(Some(token)) = state.token(&p.session) {
-                        revoke(p, token.expose()).await;
+                        if let Err(e) = revoke(p, token.expose()).await {
+                            eprintln!("warning: could not tell the relay ({e}); the pairing is forgotten here anyway");
+                        }
                     }
                     state.remove_pairing(&p.session)?;
                     println!("unpaired {} (ended at the relay; the desktop keeps its copy until its person unpairs there)", p.desktop_name);
@@ -287,38 +289,31 @@ async fn run(args: Args) -> Result<ExitCode, String> {
     }
 }
 
-/// Best effort: tell the relay, so the desktop learns at once.
-async fn revoke(p: &clawtray_agent::state::Pairing, token: &str) {
+/// Revoke the pairing at the relay now (`unpair --now`).
+async fn revoke(p: &clawtray_agent::state::Pairing, token: &str) -> Result<(), String> {
     use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let Ok(mut url) = url::Url::parse(&p.relay_url) else {
-        return;
-    };
+    let mut url = url::Url::parse(&p.relay_url)
+        .map_err(|e| format!("the stored relay URL is not valid: {e}"))?;
     url.set_path("/v1/agent");
     url.query_pairs_mut()
         .append_pair("session", &p.session)
         .append_pair("instance", "unpair");
-    let Ok(mut req) = url.as_str().into_client_request() else {
-        return;
-    };
-    let Ok(v) = format!("Bearer {token}").parse() else {
-        return;
-    };
-    req.headers_mut().insert("authorization", v);
-    if let Ok(Ok((mut ws, _))) = tokio::time::timeout(
+    let mut ws = clawtray_transport::connect(
+        url.as_str(),
+        Some(token),
+        clawtray_transport::RELAY_MAX_MESSAGE,
         Duration::from_secs(10),
-        tokio_tungstenite::connect_async(req),
     )
     .await
-    {
-        let _ = ws.next().await;
-        let _ = ws
-            .send(tokio_tungstenite::tungstenite::Message::text(
-                clawtray_proto::control::ControlFrame::Revoke.to_json(),
-            ))
-            .await;
-        let _ = tokio::time::timeout(Duration::from_secs(3), ws.next()).await;
-    }
+    .map_err(|e| e.to_string())?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        clawtray_proto::control::ControlFrame::Revoke.to_json(),
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    let _ = tokio::time::timeout(Duration::from_secs(3), ws.next()).await;
+    Ok(())
 }
 
 fn main() -> ExitCode {

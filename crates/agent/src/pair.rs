@@ -8,20 +8,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use clawtray_proto::code::{Nameplate, PairingCode};
 use clawtray_proto::control::{ControlFrame, ErrorCode};
 use clawtray_proto::pairing::Pairing as Pake;
 use clawtray_proto::Role;
 
-use crate::link::tls_connector;
 use crate::state::{Pairing, StateDir};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = clawtray_transport::Ws;
 
 enum Step {
     Control(ControlFrame),
@@ -79,15 +75,11 @@ pub async fn pair(
     url.set_path("/v1/agent");
     url.query_pairs_mut().append_pair("instance", "pairing");
     loop {
-        let req = url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| e.to_string())?;
-        let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
-            req,
+        let mut ws = clawtray_transport::connect(
+            url.as_str(),
             None,
-            true,
-            Some(tls_connector()),
+            clawtray_transport::RELAY_MAX_MESSAGE,
+            Duration::from_secs(15),
         )
         .await
         .map_err(|e| format!("cannot reach the relay at {relay}: {e}"))?;

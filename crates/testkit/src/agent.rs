@@ -40,6 +40,19 @@ impl AgentRun {
         session_key: &str,
         extra: &[&str],
     ) -> AgentRun {
+        Self::start_at(bin, state, &gateway.url(), session_key, extra)
+    }
+
+    /// [`AgentRun::start_with`] for a gateway at `gateway_url` (e.g. `wss://` behind a TLS
+    /// terminator).
+    #[must_use]
+    pub fn start_at(
+        bin: &Path,
+        state: &Path,
+        gateway_url: &str,
+        session_key: &str,
+        extra: &[&str],
+    ) -> AgentRun {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -51,7 +64,7 @@ impl AgentRun {
             .args([
                 "run",
                 "--gateway",
-                &gateway.url(),
+                gateway_url,
                 "--session-key",
                 session_key,
             ])

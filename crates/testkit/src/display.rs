@@ -2,7 +2,7 @@
 //! the real app in tests. Both run in their own process groups and are killed with everything
 //! they started (web driver, app, web processes) when dropped.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -129,12 +129,7 @@ impl TauriDriver {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+use crate::free_port;
 
 fn wait_until(what: &str, ok: impl Fn() -> bool) {
     let deadline = Instant::now() + START_TIMEOUT;

@@ -6,7 +6,7 @@
 //! process that dies never leaves a ~1 GB gateway behind.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,12 +32,7 @@ pub struct Gateway {
     model: SocketAddr,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use crate::free_port;
 
 impl Gateway {
     /// Start a gateway whose model is the fake model at `model`.

@@ -25,5 +25,15 @@ pub mod gateway;
 pub mod mitm;
 pub mod relay;
 pub mod scan;
+pub mod tls;
 pub mod webdriver;
 pub mod ws;
+
+/// A loopback port nobody listens on right now.
+#[must_use]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}

@@ -12,12 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{sleep, sleep_until, timeout, Instant};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::{debug, info, warn};
 
 use clawtray_proto::secret::SecretString;
@@ -34,13 +31,15 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Reconnect backoff bounds.
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The largest message taken from the gateway (history pages can be large).
+const GATEWAY_MAX_MESSAGE: usize = 64 << 20;
 const CLIENT_ID: &str = "cli";
 const CLIENT_MODE: &str = "cli";
 const ROLE: &str = "operator";
 const SCOPES: [&str; 2] = ["operator.read", "operator.write"];
 const DEVICE_FAMILY: &str = "server";
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = clawtray_transport::Ws;
 
 /// Where and how to connect.
 #[derive(Debug, Clone)]
@@ -269,34 +268,20 @@ impl Actor {
     }
 
     async fn connect_ws(&self) -> Result<Ws, GatewayError> {
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(64 << 20))
-            .max_frame_size(Some(64 << 20));
-        match timeout(
+        // the same transport as the relay links: the OS trust store for wss://
+        clawtray_transport::connect(
+            self.config.url.as_str(),
+            None,
+            GATEWAY_MAX_MESSAGE,
             self.config.connect_timeout,
-            tokio_tungstenite::connect_async_with_config(
-                self.config.url.as_str(),
-                Some(config),
-                true,
-            ),
         )
         .await
-        {
-            Err(_) => Err(GatewayError::Handshake(format!(
-                "connecting to {} timed out",
-                self.config.url
-            ))),
-            Ok(Err(tokio_tungstenite::tungstenite::Error::Io(e)))
-                if e.kind() == std::io::ErrorKind::ConnectionRefused =>
-            {
-                Err(GatewayError::NotRunning(self.config.url.clone()))
+        .map_err(|e| match e {
+            clawtray_transport::ConnectError::Refused(_) => {
+                GatewayError::NotRunning(self.config.url.clone())
             }
-            Ok(Err(e)) => Err(GatewayError::Handshake(format!(
-                "cannot connect to {}: {e}",
-                self.config.url
-            ))),
-            Ok(Ok((ws, _))) => Ok(ws),
-        }
+            other => GatewayError::Handshake(other.to_string()),
+        })
     }
 
     async fn session(&mut self) -> Ended {
