@@ -181,6 +181,13 @@ async fn a_freshly_started_agent_is_connecting_not_unreachable() {
     // OpenClaw gateway" (and `clawtray-cli chat` gave up) before the first gateway connection
     // had even finished
     let mut s = setup(gateway(), "e2e-fresh-agent").await;
+    // the shared gateway may still be starting up for the first test to reach it: wait until the
+    // agent has it, so each round below measures an agent restart against a running gateway
+    s.seen
+        .until("the gateway reached", |x| {
+            x.statuses.last() == Some(&clawtray_proto::chat::GatewayStatus::Connected)
+        })
+        .await;
     for round in 0..3 {
         s.agent.child.kill().await.unwrap();
         s.seen

@@ -88,6 +88,9 @@ pub struct ClientConfig {
     pub resync_delay: Duration,
     /// While the relay refuses the pairing, try it again this often (the pairing is kept).
     pub refused_retry: Duration,
+    /// A live meeting's keys retire after this long (and after 2^31 frames either way): a new
+    /// meeting starts on the same connection.
+    pub rekey_after: Duration,
 }
 
 impl ClientConfig {
@@ -105,6 +108,7 @@ impl ClientConfig {
             ack_timeout: Duration::from_secs(10),
             resync_delay: Duration::from_millis(500),
             refused_retry: Duration::from_secs(300),
+            rekey_after: clawtray_proto::endpoint::REKEY_AFTER,
         }
     }
 }
@@ -781,6 +785,7 @@ impl Actor {
             rejected: 0,
             resync_at: None,
             ack_wait_since: None,
+            rekey_at: None,
             out: Outgoing::new(std::time::Instant::now()),
         };
         if peer_online {
@@ -807,6 +812,7 @@ impl Actor {
             let hs_deadline = conn.handshake_deadline;
             let resync_at = conn.resync_at;
             let ack_deadline = conn.ack_wait_since.map(|t| t + self.config.ack_timeout);
+            let rekey_at = conn.rekey_at;
             tokio::select! {
                 () = sleep_until(paced.unwrap_or_else(Instant::now)), if paced.is_some() => {}
                 cmd = self.rx.recv() => {
@@ -819,6 +825,16 @@ impl Actor {
                 inbound = wire::recv(&mut ws) => {
                     conn.awaiting_pong = None;
                     if let Err(o) = self.on_inbound(inbound, &mut ws, &mut conn).await {
+                        return o;
+                    }
+                    if let Err(o) = self.rekey_if_worn(&mut ws, &mut conn).await {
+                        return o;
+                    }
+                }
+                () = sleep_until(rekey_at.unwrap_or_else(Instant::now)), if rekey_at.is_some() => {
+                    conn.rekey_at = None;
+                    info!("the meeting's keys are a day old; starting a new secure meeting");
+                    if let Err(o) = self.start_meeting(&mut ws, &mut conn).await {
                         return o;
                     }
                 }
@@ -870,8 +886,22 @@ impl Actor {
         conn.handshake_deadline = Some(Instant::now() + self.config.handshake_timeout);
         conn.resync_at = None;
         conn.ack_wait_since = None;
+        conn.rekey_at = None;
         self.set_state(ConnectionState::Handshaking);
         self.handle_events(events, ws, conn).await
+    }
+
+    /// Start a new meeting when the live one has carried 2^31 frames either way.
+    async fn rekey_if_worn(&mut self, ws: &mut Ws, conn: &mut Conn) -> Result<(), Outcome> {
+        let worn = self
+            .paired
+            .as_ref()
+            .is_some_and(|p| p.endpoint.wants_rekey());
+        if worn {
+            info!("the meeting carried 2^31 frames; starting a new secure meeting");
+            self.start_meeting(ws, conn).await?;
+        }
+        Ok(())
     }
 
     async fn handshake_failed(
@@ -924,6 +954,7 @@ impl Actor {
                 conn.handshake_deadline = None;
                 conn.resync_at = None;
                 conn.ack_wait_since = None;
+                conn.rekey_at = None;
                 self.set_state(ConnectionState::Online {
                     peer: PeerPresence::Away,
                 });
@@ -1020,6 +1051,7 @@ impl Actor {
                     }
                 }
                 Event::Online => {
+                    conn.rekey_at = Some(Instant::now() + self.config.rekey_after);
                     conn.handshake_deadline = None;
                     conn.handshake_failures = 0;
                     self.breaker_trips = 0;
@@ -1178,6 +1210,8 @@ struct Conn {
     resync_at: Option<Instant>,
     /// Since when sent messages have been waiting for an ack in a live meeting.
     ack_wait_since: Option<Instant>,
+    /// When the live meeting's keys retire.
+    rekey_at: Option<Instant>,
     /// Frames waiting to go out, paced so a backlog never trips the relay's flood limits.
     out: Outgoing,
 }

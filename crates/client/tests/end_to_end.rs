@@ -333,6 +333,34 @@ async fn pairing_again_replaces_a_refused_pairing() {
 }
 
 #[tokio::test]
+async fn a_meeting_is_renewed_when_its_keys_age_out_and_nothing_is_lost() {
+    // before: a meeting lived as long as its connection, however long that was
+    let mut s = paired_with(Script::default(), |c| {
+        c.rekey_after = Duration::from_millis(700)
+    })
+    .await;
+    let meetings = |x: &Seen| {
+        x.states
+            .iter()
+            .filter(|st| **st == ConnectionState::Handshaking)
+            .count()
+    };
+    let before = meetings(&s.seen);
+    s.seen
+        .until("two renewals", |x| meetings(x) >= before + 2)
+        .await;
+    assert!(
+        !s.seen.states.contains(&ConnectionState::Connecting),
+        "renewed on the same connection: {:?}",
+        s.seen.states
+    );
+    s.seen.until("online", online).await;
+    let id = s.client.send("after a renewal").await.unwrap();
+    s.seen.until("answered", |x| x.answered(&id)).await;
+    assert_eq!(s.agent.disk.received(), vec!["after a renewal".to_owned()]);
+}
+
+#[tokio::test]
 async fn the_agents_sealed_unpair_ends_the_pairing() {
     let mut s = paired(Script::default()).await;
     s.agent.send(ToDesktop::Unpair);

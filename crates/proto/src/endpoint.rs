@@ -43,6 +43,11 @@ pub enum Event<In> {
     MeetingBroken,
 }
 
+/// Frames (either way) after which a meeting's keys retire and a new meeting starts.
+pub const REKEY_AFTER_FRAMES: u64 = 1 << 31;
+/// Age after which a meeting's keys retire and a new meeting starts.
+pub const REKEY_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// One end of a session.
 pub struct Endpoint<Out, In> {
     role: Role,
@@ -103,6 +108,20 @@ where
     #[must_use]
     pub fn is_online(&self) -> bool {
         self.live.is_some()
+    }
+
+    /// Whether the live meeting has carried enough frames, either way, that its keys should
+    /// retire ([`REKEY_AFTER_FRAMES`]: half the counter space, long before it runs out). The
+    /// desktop, which starts meetings, checks it after frames pass; time is the caller's to
+    /// count ([`REKEY_AFTER`]).
+    #[must_use]
+    pub fn wants_rekey(&self) -> bool {
+        self.live.as_ref().is_some_and(|m| {
+            m.sealer.frames_sealed() >= REKEY_AFTER_FRAMES
+                || m.opener
+                    .last_counter()
+                    .is_some_and(|c| c.saturating_add(1) >= REKEY_AFTER_FRAMES)
+        })
     }
 
     /// The delivery bookkeeping (for persisting and for showing queued messages).
@@ -382,6 +401,35 @@ mod tests {
             to_agent.extend(d.flush_ack());
         }
         (got_a, got_d)
+    }
+
+    #[test]
+    fn a_meeting_that_carried_half_its_counter_space_either_way_wants_new_keys() {
+        let (mut d, mut a) = ends();
+        assert!(!d.wants_rekey(), "no meeting, nothing to re-key");
+        let start = frames(&d.start_meeting().unwrap());
+        pump(&mut d, &mut a, start, vec![]);
+        assert!(!d.wants_rekey() && !a.wants_rekey());
+        // the agent has sealed 2^31 - 1 frames; the desktop sees the next one's counter
+        a.live
+            .as_mut()
+            .unwrap()
+            .sealer
+            .skip_to(REKEY_AFTER_FRAMES - 1);
+        let (_, ev) = a.send("the 2^31st".into()).unwrap();
+        let (_, got_d) = pump(&mut d, &mut a, vec![], frames(&ev));
+        assert_eq!(got_d, vec!["the 2^31st"]);
+        assert!(
+            d.wants_rekey(),
+            "the desktop, which starts meetings, notices the agent's count"
+        );
+        // a new meeting starts the count again
+        let start = frames(&d.start_meeting().unwrap());
+        pump(&mut d, &mut a, start, vec![]);
+        assert!(d.is_online() && !d.wants_rekey());
+        // and its own count
+        d.live.as_mut().unwrap().sealer.skip_to(REKEY_AFTER_FRAMES);
+        assert!(d.wants_rekey());
     }
 
     #[test]

@@ -55,6 +55,12 @@ impl Sealer {
         self.next
     }
 
+    /// Tests: pretend `n` frames were sealed already (counters are never reused: only forward).
+    #[cfg(test)]
+    pub(crate) fn skip_to(&mut self, n: u64) {
+        self.next = self.next.max(n);
+    }
+
     /// True once the meeting has used up its frame budget and must be replaced.
     #[must_use]
     pub fn exhausted(&self) -> bool {
