@@ -262,6 +262,17 @@ async fn messages_sent_while_the_agent_is_away_arrive_in_order() {
     assert!(s.client.queued().await.is_empty());
 }
 
+/// The agent goes, its session revoked at the relay behind the desktop's back: the desktop is
+/// told the relay refuses the pairing.
+async fn revoked_at_the_relay(agent: TestAgent, relay: &Relay, seen: &mut Seen) {
+    let disk = agent.kill();
+    TestAgent::revoke(&base(relay), &disk).await;
+    seen.until("refused", |x| {
+        matches!(x.states.last(), Some(ConnectionState::Refused { .. }))
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_relay_that_says_revoked_cannot_make_the_desktop_forget() {
     // before: any "permanent" relay code made the desktop delete its pairing and its outbox
@@ -270,13 +281,7 @@ async fn a_relay_that_says_revoked_cannot_make_the_desktop_forget() {
     })
     .await;
     assert!(s.store.load().unwrap().is_some());
-    let disk = s.agent.kill();
-    TestAgent::revoke(&base(&s.relay), &disk).await;
-    s.seen
-        .until("refused", |x| {
-            matches!(x.states.last(), Some(ConnectionState::Refused { .. }))
-        })
-        .await;
+    revoked_at_the_relay(s.agent, &s.relay, &mut s.seen).await;
     let Some(ConnectionState::Refused { reason, .. }) = s.seen.states.last() else {
         unreachable!()
     };
@@ -314,13 +319,7 @@ async fn pairing_again_replaces_a_refused_pairing() {
     })
     .await;
     let old = s.client.session().await.unwrap();
-    let disk = s.agent.kill();
-    TestAgent::revoke(&base(&s.relay), &disk).await;
-    s.seen
-        .until("refused", |x| {
-            matches!(x.states.last(), Some(ConnectionState::Refused { .. }))
-        })
-        .await;
+    revoked_at_the_relay(s.agent, &s.relay, &mut s.seen).await;
     let (code, agent) = TestAgent::pair(&base(&s.relay), Script::default()).await;
     let info = s.client.pair(&code, &base(&s.relay)).await.unwrap();
     let _agent = agent.await.unwrap();

@@ -32,6 +32,20 @@ const LIMIT_ARGS: &[&str] = &[
     "2",
 ];
 
+/// A WebSocket upgrade to `relay` is answered 503.
+async fn expect_503(relay: &clawtray_testkit::relay::Relay) {
+    let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        relay.url("/v1/agent"),
+    )
+    .unwrap();
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 503)
+        }
+        other => panic!("expected 503, got {other:?}"),
+    }
+}
+
 struct Bystander {
     p: Paired,
     am: Meeting,
@@ -229,16 +243,7 @@ async fn the_connection_cap_answers_503_and_others_carry_on() {
     let mut bystander = Bystander::new(&relay).await; // 2 connections
     let _a = End::connect(&relay.url("/v1/agent"), None).await; // 3
     let _b = End::connect(&relay.url("/v1/agent"), None).await; // 4
-    let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-        relay.url("/v1/agent"),
-    )
-    .unwrap();
-    match tokio_tungstenite::connect_async(req).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            assert_eq!(resp.status().as_u16(), 503)
-        }
-        other => panic!("expected 503, got {other:?}"),
-    }
+    expect_503(&relay).await;
     bystander.still_fine().await;
 }
 
@@ -298,16 +303,7 @@ async fn one_address_cannot_take_every_connection() {
     for _ in 0..3 {
         held.push(End::connect(&relay.url("/v1/agent"), None).await);
     }
-    let req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-        relay.url("/v1/agent"),
-    )
-    .unwrap();
-    match tokio_tungstenite::connect_async(req).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-            assert_eq!(resp.status().as_u16(), 503)
-        }
-        other => panic!("expected 503, got {other:?}"),
-    }
+    expect_503(&relay).await;
     // the reason, in words
     let raw = relay.http_get("/v1/agent").await;
     assert!(
