@@ -166,6 +166,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     });
     info!(%addr, tls = tls.is_some(), "relay listening");
     let task = tokio::spawn(accept_loop(listener, tls, shared.clone()));
+    tokio::spawn(sweep_loop(shared.clone()));
     let metrics_addr = match metrics_listener {
         Some(l) => {
             let bound = l.local_addr().map_err(|source| RelayError::Bind {
@@ -184,6 +185,31 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         shared,
         task,
     })
+}
+
+/// How often sessions past their TTL are deleted.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Delete sessions unused for longer than the session TTL: at start, then hourly. (Their ends
+/// already get `SESSION_EXPIRED`; this keeps the database from growing with the dead.)
+async fn sweep_loop(shared: Arc<Shared>) {
+    let ttl = i64::try_from(shared.limits.session_ttl.as_secs()).unwrap_or(i64::MAX);
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            () = shared.shutdown.cancelled() => return,
+            _ = every.tick() => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                match shared.store.sweep(now.saturating_sub(ttl)) {
+                    Ok(0) => {}
+                    Ok(n) => info!(sessions = n, "swept sessions past their TTL"),
+                    Err(e) => warn!(error = %e.0, "could not sweep expired sessions"),
+                }
+            }
+        }
+    }
 }
 
 /// The metrics listener: `/metrics` and `/healthz` only, one request per connection.

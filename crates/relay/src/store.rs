@@ -69,6 +69,9 @@ pub trait SessionStore: Send + Sync {
     fn revoke(&self, id: &str, now: i64) -> Result<bool, StoreError>;
     /// Sessions not revoked.
     fn count_active(&self) -> Result<u64, StoreError>;
+    /// Delete sessions unused since before `cutoff` (revoked or not: a revoked one answers
+    /// `SESSION_REVOKED` until then). Returns how many went.
+    fn sweep(&self, cutoff: i64) -> Result<u64, StoreError>;
 }
 
 /// The embedded default: one SQLite database (WAL mode), or an in-memory one.
@@ -195,6 +198,13 @@ impl SessionStore for SqliteStore {
             .map(|n| u64::try_from(n).unwrap_or(0))
         })
     }
+
+    fn sweep(&self, cutoff: i64) -> Result<u64, StoreError> {
+        self.with(|c| {
+            c.execute("DELETE FROM sessions WHERE last_seen < ?1", params![cutoff])
+                .map(|n| u64::try_from(n).unwrap_or(0))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -262,6 +272,26 @@ mod tests {
         for token in [&agent, &desktop] {
             assert!(!has(token.expose().as_bytes()), "a token in clear");
         }
+    }
+
+    #[test]
+    fn sessions_unused_past_their_ttl_are_swept_and_live_ones_stay() {
+        let s = SqliteStore::in_memory().unwrap();
+        let mut old = record("old");
+        old.last_seen = 100;
+        let mut revoked_old = record("revoked-old");
+        revoked_old.last_seen = 150;
+        let mut fresh = record("fresh");
+        fresh.last_seen = 1_000;
+        for r in [&old, &revoked_old, &fresh] {
+            s.create(r).unwrap();
+        }
+        s.revoke("revoked-old", 160).unwrap();
+        s.touch("fresh", 2_000).unwrap();
+        assert_eq!(s.sweep(500).unwrap(), 2);
+        assert!(s.get("old").unwrap().is_none() && s.get("revoked-old").unwrap().is_none());
+        assert!(s.get("fresh").unwrap().is_some());
+        assert_eq!(s.sweep(500).unwrap(), 0);
     }
 
     #[test]
