@@ -30,6 +30,9 @@ pub const DEFAULT_PAIRING_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_NAMEPLATE_TTL: Duration = Duration::from_secs(600);
 /// Simultaneous connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Failed resumes (unknown session, wrong token) per address per minute before further resumes
+/// from it are refused with `RATE_LIMITED` for the rest of the minute.
+pub const DEFAULT_RESUME_FAILURES_PER_IP_PER_MIN: u32 = 60;
 /// Simultaneous connections from one address (IPv6: one /64); 0 = no per-address cap.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 /// A connection that holds neither a session nor a live nameplate is closed after this, whatever
@@ -57,6 +60,7 @@ pub struct Limits {
     pub bytes_per_sec: u64,
     pub byte_burst: u64,
     pub pairing_per_ip_per_min: u32,
+    pub resume_failures_per_ip_per_min: u32,
     pub idle_timeout: Duration,
     pub handshake_timeout: Duration,
     pub pairing_timeout: Duration,
@@ -79,6 +83,7 @@ impl Default for Limits {
             bytes_per_sec: DEFAULT_BYTES_PER_SEC,
             byte_burst: DEFAULT_BYTE_BURST,
             pairing_per_ip_per_min: DEFAULT_PAIRING_PER_IP_PER_MIN,
+            resume_failures_per_ip_per_min: DEFAULT_RESUME_FAILURES_PER_IP_PER_MIN,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             pairing_timeout: DEFAULT_PAIRING_TIMEOUT,

@@ -201,7 +201,7 @@ where
     };
     debug!(conn = conn_id, role = %conn.role, "connection open");
     let end = match info.resume {
-        Some(r) => match conn.resume(r) {
+        Some(r) => match conn.limited_resume(r) {
             Ok(()) => conn.event_loop().await,
             Err(code) => End::Close(code),
         },
@@ -679,6 +679,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Check credentials and join the session's route.
+    /// [`Conn::resume`], refusing an address whose resumes failed too often this minute (a
+    /// guesser of session ids or tokens gets nowhere and costs no lookups).
+    fn limited_resume(&mut self, r: Resume) -> Result<(), ErrorCode> {
+        let now = std::time::Instant::now();
+        if self.shared.resume_limiter.is_over(self.ip, now) {
+            return Err(ErrorCode::RateLimited);
+        }
+        let result = self.resume(r);
+        if matches!(
+            result,
+            Err(ErrorCode::SessionNotFound
+                | ErrorCode::InvalidSession
+                | ErrorCode::DeviceTokenMismatch)
+        ) {
+            let _ = self.shared.resume_limiter.allow(self.ip, now);
+        }
+        result
+    }
+
     fn resume(&mut self, r: Resume) -> Result<(), ErrorCode> {
         let session = r.session.ok_or(ErrorCode::InvalidSession)?;
         if !valid_session_id(&session) {

@@ -159,6 +159,17 @@ impl PairingLimiter {
         entry.1 += 1;
         true
     }
+
+    /// Whether `ip` has used up this minute's attempts (without counting one).
+    #[must_use]
+    pub fn is_over(&self, ip: IpAddr, now: Instant) -> bool {
+        let Ok(w) = self.windows.lock() else {
+            return true;
+        };
+        w.get(&ip_bucket(ip)).is_some_and(|(start, n)| {
+            now.saturating_duration_since(*start) < WINDOW && *n >= self.per_minute
+        })
+    }
 }
 
 #[cfg(test)]

@@ -56,6 +56,10 @@ struct Args {
     /// Pairing attempts (claims and joins) per IP address per minute.
     #[arg(long, default_value_t = config::DEFAULT_PAIRING_PER_IP_PER_MIN)]
     pairing_per_ip_per_min: u32,
+    /// Failed resumes (unknown session, wrong token) per IP address per minute before that
+    /// address's resumes are refused with RATE_LIMITED for the rest of the minute.
+    #[arg(long, default_value_t = config::DEFAULT_RESUME_FAILURES_PER_IP_PER_MIN)]
+    resume_failures_per_ip_per_min: u32,
     /// Seconds without any frame (pings count) before a connection is closed.
     #[arg(long, default_value_t = config::DEFAULT_IDLE_TIMEOUT.as_secs())]
     idle_timeout_secs: u64,
@@ -141,6 +145,7 @@ impl Args {
                 bytes_per_sec: self.bytes_per_sec,
                 byte_burst: self.byte_burst,
                 pairing_per_ip_per_min: self.pairing_per_ip_per_min,
+                resume_failures_per_ip_per_min: self.resume_failures_per_ip_per_min,
                 idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
                 handshake_timeout: Duration::from_secs(self.handshake_timeout_secs.max(1)),
                 pairing_timeout: Duration::from_secs(self.pairing_timeout_secs.max(1)),

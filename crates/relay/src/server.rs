@@ -42,6 +42,8 @@ pub struct Shared {
     pub routes: Arc<dyn Routes>,
     pub nameplates: Nameplates,
     pub pairing_limiter: PairingLimiter,
+    /// Counts failed resumes per address.
+    pub resume_limiter: PairingLimiter,
     pub per_ip: ConnectionsPerIp,
     pub trusted_proxies: TrustedProxies,
     pub metrics: Metrics,
@@ -154,6 +156,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
     let shared = Arc::new(Shared {
         nameplates: Nameplates::new(l.nameplate_ttl),
         pairing_limiter: PairingLimiter::new(l.pairing_per_ip_per_min),
+        resume_limiter: PairingLimiter::new(l.resume_failures_per_ip_per_min),
         per_ip: ConnectionsPerIp::new(l.max_connections_per_ip),
         trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         limits: config.limits.clone(),

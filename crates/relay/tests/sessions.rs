@@ -85,6 +85,39 @@ async fn unknown_and_malformed_sessions_are_permanent_errors() {
 }
 
 #[tokio::test]
+async fn guessing_sessions_and_tokens_is_rate_limited_per_address() {
+    // before: every resume attempt was a free database lookup, as many as one liked
+    let relay = Relay::start(&["--resume-failures-per-ip-per-min", "3"]).await;
+    for _ in 0..3 {
+        let mut end = End::connect(
+            &relay.url("/v1/agent?session=AAAAAAAAAAAAAAAAAAAAAA"),
+            Some("guess"),
+        )
+        .await;
+        end.expect_error_and_close(ErrorCode::SessionNotFound).await;
+    }
+    let mut end = End::connect(
+        &relay.url("/v1/agent?session=BBBBBBBBBBBBBBBBBBBBBB"),
+        Some("guess"),
+    )
+    .await;
+    end.expect_error_and_close(ErrorCode::RateLimited).await;
+    assert!(
+        !ErrorCode::RateLimited.is_permanent(),
+        "the ends retry later"
+    );
+    // pairing (no resume) is not affected
+    let mut fresh = End::connect(&relay.url("/v1/agent"), None).await;
+    fresh
+        .send(&clawtray_proto::control::ControlFrame::Claim)
+        .await;
+    assert!(matches!(
+        fresh.control().await,
+        clawtray_proto::control::ControlFrame::Claimed { .. }
+    ));
+}
+
+#[tokio::test]
 async fn revoke_ends_both_ends_and_the_session() {
     let relay = Relay::start(&[]).await;
     let mut p = pair(&relay).await;
