@@ -102,6 +102,8 @@ impl StateDir {
                 match serde_json::from_slice::<KeyFile>(&b) {
                     Ok(k) => Ok(Some(k)),
                     Err(e) => {
+                        // the shape of the damage only: serde would quote the file's values
+                        let e = clawtray_proto::delivery::json_error_shape(&e);
                         let aside = files::set_aside(&path);
                         Err(format!("the agent key file was damaged ({e}) and was moved to {aside}; existing pairings cannot be used — pair again"))
                     }
@@ -163,6 +165,7 @@ impl StateDir {
         let path = self.dir.join(PAIRINGS_FILE);
         match std::fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                let e = clawtray_proto::delivery::json_error_shape(&e);
                 let aside = files::set_aside(&path);
                 format!("the pairings file was damaged ({e}) and was moved to {aside}; pair again")
             }),
@@ -355,6 +358,24 @@ mod tests {
         s.remove_pairing("sess").unwrap();
         assert!(s.pairings().unwrap().is_empty());
         assert!(s.token("sess").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_damaged_key_file_is_reported_without_quoting_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::new(dir.path().to_owned());
+        // a secret where a map of tokens belongs: serde's message would quote it
+        std::fs::write(
+            dir.path().join(KEY_FILE),
+            br#"{"static_secret": "S3CRET-KEY-MATERIAL", "tokens": "T0KEN-IN-CLEAR"}"#,
+        )
+        .unwrap();
+        let e = s.static_key().unwrap_err();
+        assert!(e.contains("damaged") && e.contains("wrong shape"), "{e}");
+        assert!(
+            !e.contains("T0KEN-IN-CLEAR") && !e.contains("S3CRET"),
+            "{e}"
+        );
     }
 
     #[test]

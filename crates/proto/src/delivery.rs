@@ -25,6 +25,20 @@ pub struct Envelope<M> {
     pub body: Option<M>,
 }
 
+/// What is wrong with some JSON, without any of its content: serde's own messages quote values
+/// ("invalid type: string \"…\""), and an opened envelope's values are the person's words, which
+/// must never reach a log or a notice.
+#[must_use]
+pub fn json_error_shape(e: &serde_json::Error) -> String {
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "not valid JSON",
+        serde_json::error::Category::Data => "JSON of the wrong shape",
+        serde_json::error::Category::Eof => "cut-off JSON",
+    };
+    format!("{kind} (line {}, column {})", e.line(), e.column())
+}
+
 impl<M: Serialize + DeserializeOwned> Envelope<M> {
     /// JSON bytes for sealing.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ProtoError> {
@@ -33,8 +47,8 @@ impl<M: Serialize + DeserializeOwned> Envelope<M> {
 
     /// Parse opened bytes; `seq` and `body` must come together.
     pub fn from_bytes(b: &[u8]) -> Result<Self, ProtoError> {
-        let env: Self =
-            serde_json::from_slice(b).map_err(|e| ProtoError::MessageMalformed(e.to_string()))?;
+        let env: Self = serde_json::from_slice(b)
+            .map_err(|e| ProtoError::MessageMalformed(json_error_shape(&e)))?;
         match (&env.seq, &env.body) {
             (Some(0), _) => Err(ProtoError::MessageMalformed(
                 "sequence numbers start at 1".into(),
@@ -200,6 +214,19 @@ impl<M: Clone> Delivery<M> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_malformed_envelope_is_described_without_its_content() {
+        // before: serde's message quoted the value, e.g. the person's own words
+        let bad = br#"{"ack": 1, "seq": "SECRET-WORDS-7"}"#;
+        let e = Envelope::<String>::from_bytes(bad).unwrap_err();
+        let said = e.to_string();
+        assert!(!said.contains("SECRET-WORDS-7"), "{said}");
+        assert!(said.contains("wrong shape"), "{said}");
+        let e =
+            Envelope::<String>::from_bytes(br#"{"ack": 1, "seq": 2, "body": "cut"#).unwrap_err();
+        assert!(!e.to_string().contains("cut\""), "{e}");
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -92,7 +92,8 @@ impl DeviceIdentity {
     }
 
     fn parse(bytes: &[u8], path: &Path) -> Result<Self, String> {
-        let stored: Stored = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let stored: Stored = serde_json::from_slice(bytes)
+            .map_err(|e| clawtray_proto::delivery::json_error_shape(&e))?;
         let raw = Zeroizing::new(
             b64url()
                 .decode(&stored.private_key)
