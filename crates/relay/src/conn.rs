@@ -30,7 +30,7 @@ use clawtray_proto::Role;
 use crate::limits::TokenBucket;
 use crate::nameplates::Confirmation;
 use crate::peer::{self, DeliverError, Mailbox, Outbound, PeerHandle};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::store::{token_hash, SessionRecord};
 
 /// Time allowed to write the closing error and close frame (a slow reader must first drain what

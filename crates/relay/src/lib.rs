@@ -24,6 +24,7 @@ pub mod nameplates;
 pub mod peer;
 pub mod routes;
 pub mod server;
+pub mod shared;
 pub mod store;
 
 pub use config::{Limits, RelayConfig};

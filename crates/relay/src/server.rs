@@ -22,35 +22,19 @@ use clawtray_proto::secret::SecretString;
 use clawtray_proto::Role;
 
 use crate::client_ip::TrustedProxies;
-use crate::config::{Limits, RelayConfig, StoreConfig, TlsConfig, SHUTDOWN_GRACE};
+use crate::config::{RelayConfig, StoreConfig, TlsConfig, SHUTDOWN_GRACE};
 use crate::conn::{self, ConnInfo, Resume};
 use crate::http::{self, RequestHead};
 use crate::limits::{ConnectionsPerIp, PairingLimiter};
 use crate::metrics::Metrics;
 use crate::nameplates::Nameplates;
-use crate::routes::{LocalRoutes, Routes};
+use crate::routes::LocalRoutes;
+use crate::shared::Shared;
 use crate::store::{SessionStore, SqliteStore};
 use crate::RelayError;
 
 /// Longest agent instance id accepted.
 const MAX_INSTANCE_LEN: usize = 64;
-
-/// State shared by all connections.
-pub struct Shared {
-    pub limits: Limits,
-    pub store: Arc<dyn SessionStore>,
-    pub routes: Arc<dyn Routes>,
-    pub nameplates: Nameplates,
-    pub pairing_limiter: PairingLimiter,
-    /// Counts failed resumes per address.
-    pub resume_limiter: PairingLimiter,
-    pub per_ip: ConnectionsPerIp,
-    pub trusted_proxies: TrustedProxies,
-    pub metrics: Metrics,
-    pub shutdown: CancellationToken,
-    pub next_conn_id: AtomicU64,
-    ws_config: WebSocketConfig,
-}
 
 /// A running relay.
 pub struct RelayHandle {
