@@ -107,6 +107,7 @@ pub fn spawn(
         endpoint,
         outbox,
         unpair_seq: None,
+        refused: 0,
     };
     tokio::spawn(link.run());
     Ok(tx)
@@ -120,6 +121,8 @@ struct Link {
     outbox: Outbox<ToDesktop>,
     /// The sequence number of the sealed `unpair` once one is queued.
     unpair_seq: Option<u64>,
+    /// Frames from the relay that failed to open (altered, replayed, reordered, forged).
+    refused: u64,
 }
 
 enum Ended {
@@ -412,7 +415,17 @@ impl Link {
                 Event::HandshakeFailed(e) => {
                     warn!(session = %self.session(), error = %e, "a desktop's handshake failed (wrong keys: possible attack, or the desktop lost its pairing)")
                 }
-                Event::Rejected(e) => debug!(error = %e, "frame rejected"),
+                Event::Rejected(e) => {
+                    // every refusal is counted and logged; a flood of them (a hostile relay owes
+                    // us no rate limit) is logged at powers of two so the log stays readable
+                    self.refused += 1;
+                    if self.refused.is_power_of_two() {
+                        warn!(session = %self.session(), refused = self.refused, error = %e,
+                            "a frame from the relay was refused: altered, replayed, reordered or forged on the way; nothing it carried was used");
+                    } else {
+                        debug!(session = %self.session(), refused = self.refused, error = %e, "frame refused");
+                    }
+                }
                 Event::MeetingBroken => {
                     warn!(session = %self.session(), "too many bad frames; waiting for the desktop to start a new meeting")
                 }
