@@ -3,6 +3,7 @@
 //! any other "permanent" code) to both ends makes neither forget its keys or its queued messages;
 //! the operator's `clawtray-agent unpair` reaches the desktop sealed (at once, or when the desktop
 //! next connects); the desktop's unpair reaches the agent sealed.
+//! And a frame the relay altered is refused, logged and resent by a new meeting.
 
 mod common;
 
@@ -217,4 +218,53 @@ async fn the_desktops_unpair_reaches_the_agent_sealed() {
         .token(&session)
         .unwrap()
         .is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_the_relay_altered_is_refused_logged_and_resent() {
+    // before: the agent's refusals were debug-level only, invisible in its default log
+    let relay = Relay::start(&[]).await;
+    let mitm = Mitm::start(relay.addr, PassThrough).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("agent");
+    let _agent = AgentProc::start(agent_bin(), &state, gateway(), "hostile-flip");
+    let pairing = Pairing::start(agent_bin(), &state, &mitm.url(), "e2e-agent").await;
+    let data = tempfile::tempdir().unwrap();
+    let client = RelayClient::start(
+        client_config(data.path()),
+        Arc::new(MemorySessionStore::default()),
+    );
+    let mut seen = Seen::new(&client);
+    client.pair(&pairing.code, &mitm.url()).await.unwrap();
+    pairing.finish().await;
+    seen.until("online", online).await;
+    // flip one bit in the next sealed frame towards the agent
+    let mut flipped = false;
+    mitm.set_tamper(move |p: &Passing| match &p.msg {
+        Message::Binary(b)
+            if !flipped
+                && p.dir == Dir::ToEnd
+                && p.path.starts_with("/v1/agent")
+                && b.first() == Some(&0x01) =>
+        {
+            flipped = true;
+            let mut b = b.to_vec();
+            let last = b.len() - 1;
+            b[last] ^= 1;
+            vec![Action::Forward(Message::binary(b))]
+        }
+        _ => vec![Action::Forward(p.msg.clone())],
+    });
+    let text = "altered on the way #id=flip# #words=3#";
+    let id = client.send(text).await.unwrap();
+    seen.until("the reply, after a new meeting resent it", |x| {
+        x.reply_of(&id).is_some()
+    })
+    .await;
+    assert_eq!(seen.reply_of(&id).unwrap(), &vec![reply_for(text)], "once");
+    let log = std::fs::read_to_string(state.with_extension("log")).unwrap();
+    assert!(
+        log.contains("WARN") && log.contains("a frame from the relay was refused"),
+        "{log}"
+    );
 }
