@@ -58,11 +58,19 @@ async fn the_agent_speaks_wss_to_the_gateway_and_the_relay_with_the_os_trust_sto
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("agent");
     // before: the gateway connection had no root store at all, so wss:// always failed
-    let reached = status(&state, &gateway_url, &ca.ca).await;
-    assert!(
-        reached.contains("gateway: reachable at wss://"),
-        "{reached}"
-    );
+    // (the gateway answers "starting" for its first seconds: ask again until it is up)
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let reached = status(&state, &gateway_url, &ca.ca).await;
+        if reached.contains("gateway: reachable at wss://") {
+            break;
+        }
+        assert!(
+            reached.contains("gateway starting") && tokio::time::Instant::now() < deadline,
+            "{reached}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     // a certificate the trust store does not know is refused, with the reason
     let other = TestCa::new();
     let refused = status(&state, &gateway_url, &other.ca).await;
