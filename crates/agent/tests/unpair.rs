@@ -3,7 +3,8 @@
 //! any other "permanent" code) to both ends makes neither forget its keys or its queued messages;
 //! the operator's `clawtray-agent unpair` reaches the desktop sealed (at once, or when the desktop
 //! next connects); the desktop's unpair reaches the agent sealed.
-//! And a frame the relay altered is refused, logged and resent by a new meeting.
+//! And a frame the relay altered is refused, logged and resent by a new meeting; two desktops
+//! on one agent both see every reply, and one unpairing leaves the other.
 
 mod common;
 
@@ -267,4 +268,48 @@ async fn a_frame_the_relay_altered_is_refused_logged_and_resent() {
         log.contains("WARN") && log.contains("a frame from the relay was refused"),
         "{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_desktops_on_one_agent_both_see_every_reply_and_one_unpairing_leaves_the_other() {
+    // an untested corner until now: one agent, two paired desktops (fan-out)
+    let mut s = setup(gateway(), "fan-out").await;
+    let state = s.state.path().join("agent");
+    let base = format!("ws://{}", s.relay.addr);
+    let pairing = Pairing::start(agent_bin(), &state, &base, "e2e-agent").await;
+    let data = tempfile::tempdir().unwrap();
+    let store_b = Arc::new(MemorySessionStore::default());
+    let b = RelayClient::start(client_config(data.path()), store_b.clone());
+    let mut seen_b = Seen::new(&b);
+    b.pair(&pairing.code, &base).await.unwrap();
+    pairing.finish().await;
+    seen_b.until("the second desktop online", online).await;
+    assert_eq!(pairings(&state).len(), 2);
+
+    let text = "from the first desktop #id=fan1# #words=4#";
+    let id = s.client.send(text).await.unwrap();
+    s.seen
+        .until("the reply on A", |x| x.reply_of(&id).is_some())
+        .await;
+    let run = s.seen.run_of(&id).unwrap().clone();
+    seen_b
+        .until("the same reply on B", |x| x.replies.contains_key(&run))
+        .await;
+    assert_eq!(
+        seen_b.replies[&run],
+        vec![reply_for(text)],
+        "once, on B too"
+    );
+
+    // B unpairs: A is untouched and still chats
+    b.unpair().await.unwrap();
+    until_pairings(&state, "the agent to forget only B", |p| p.len() == 1).await;
+    let text = "still here #id=fan2# #words=3#";
+    let id = s.client.send(text).await.unwrap();
+    s.seen
+        .until("A still answered", |x| x.reply_of(&id).is_some())
+        .await;
+    assert_eq!(s.seen.reply_of(&id).unwrap(), &vec![reply_for(text)]);
+    assert!(s.store.load().unwrap().is_some());
+    assert!(store_b.load().unwrap().is_none());
 }
