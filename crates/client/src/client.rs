@@ -460,31 +460,30 @@ impl Actor {
             if let Some(p) = self.paired.as_mut() {
                 p.endpoint.peer_left();
             }
-            match outcome {
+            let why = match outcome {
                 Outcome::Shutdown => return,
-                Outcome::Reconnect => {}
+                Outcome::Reconnect => continue,
                 Outcome::Unpaired => {
                     self.forget().await;
                     self.set_state(ConnectionState::Unpaired);
+                    continue;
                 }
                 Outcome::UnpairedByAgent => {
                     self.forget().await;
                     self.notice("The agent ended this pairing (unpaired on its side). Pair again with a new code to chat.".into());
                     self.set_state(ConnectionState::Unpaired);
+                    continue;
                 }
                 Outcome::Refused(reason) => {
                     warn!("the relay refuses the pairing (kept): {reason}");
-                    match self.wait(Waiting::Refused(reason)).await {
-                        Waited::Shutdown => return,
-                        Waited::Retry => {}
-                        Waited::Paired(ws) => preopened = Some(*ws),
-                    }
+                    Waiting::Refused(reason)
                 }
-                Outcome::Transient(err) => match self.wait(Waiting::Retry(err)).await {
-                    Waited::Shutdown => return,
-                    Waited::Retry => {}
-                    Waited::Paired(ws) => preopened = Some(*ws),
-                },
+                Outcome::Transient(err) => Waiting::Retry(err),
+            };
+            match self.wait(why).await {
+                Waited::Shutdown => return,
+                Waited::Retry => {}
+                Waited::Paired(ws) => preopened = Some(*ws),
             }
         }
     }
@@ -493,20 +492,9 @@ impl Actor {
     async fn unpaired_command(&mut self, cmd: Command) -> Option<Ws> {
         match cmd {
             Command::Pair { code, relay, reply } => {
-                let result = self.pair(&code, &relay).await;
-                match result {
-                    Ok((ws, info)) => {
-                        let _ = reply.send(Ok(info));
-                        return Some(ws);
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                        let still = self.state_tx.borrow().clone();
-                        if still == ConnectionState::Pairing {
-                            self.set_state(ConnectionState::Unpaired);
-                        }
-                    }
-                }
+                return self
+                    .pair_and_reply(&code, &relay, reply, ConnectionState::Unpaired)
+                    .await;
             }
             Command::Send { reply, .. } => {
                 let _ = reply.send(Err(ClientError::NotPaired));
@@ -526,6 +514,30 @@ impl Actor {
             | Command::Shutdown => {}
         }
         None
+    }
+
+    /// Pair, answer `reply`, and return the open connection on success. A failed attempt puts
+    /// the state back to `otherwise` (unpaired, or the refused pairing that stays).
+    async fn pair_and_reply(
+        &mut self,
+        code: &str,
+        relay: &str,
+        reply: oneshot::Sender<Result<SessionInfo, PairError>>,
+        otherwise: ConnectionState,
+    ) -> Option<Ws> {
+        match self.pair(code, relay).await {
+            Ok((ws, info)) => {
+                let _ = reply.send(Ok(info));
+                Some(ws)
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                if *self.state_tx.borrow() == ConnectionState::Pairing {
+                    self.set_state(otherwise);
+                }
+                None
+            }
+        }
     }
 
     async fn pair(&mut self, code: &str, relay: &str) -> Result<(Ws, SessionInfo), PairError> {
@@ -607,15 +619,8 @@ impl Actor {
                     Some(Command::Pair { code, relay, reply }) if self.refused() => {
                         // pairing again replaces the pairing the relay refuses (the person's word)
                         let before = self.state_tx.borrow().clone();
-                        match self.pair(&code, &relay).await {
-                            Ok((ws, info)) => {
-                                let _ = reply.send(Ok(info));
-                                return Waited::Paired(Box::new(ws));
-                            }
-                            Err(e) => {
-                                let _ = reply.send(Err(e));
-                                self.set_state(before);
-                            }
+                        if let Some(ws) = self.pair_and_reply(&code, &relay, reply, before).await {
+                            return Waited::Paired(Box::new(ws));
                         }
                     }
                     Some(other) => {
