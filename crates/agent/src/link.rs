@@ -106,7 +106,7 @@ pub fn spawn(
         rx,
         endpoint,
         outbox,
-        unpair_seq: None,
+        unpairing: false,
         refused: 0,
     };
     tokio::spawn(link.run());
@@ -119,8 +119,9 @@ struct Link {
     rx: mpsc::Receiver<LinkCmd>,
     endpoint: Endpoint<ToDesktop, ToAgent>,
     outbox: Outbox<ToDesktop>,
-    /// The sequence number of the sealed `unpair` once one is queued.
-    unpair_seq: Option<u64>,
+    /// A sealed `unpair` was queued for the desktop; once it is no longer pending, the desktop
+    /// has acknowledged it.
+    unpairing: bool,
     /// Frames from the relay that failed to open (altered, replayed, reordered, forged).
     refused: u64,
 }
@@ -207,22 +208,23 @@ impl Link {
 
     /// Queue the sealed `unpair` once (an earlier run's copy still in the outbox counts).
     fn queue_unpair(&mut self) -> Vec<Vec<u8>> {
-        if self.unpair_seq.is_some() {
-            return Vec::new();
+        let mut frames = Vec::new();
+        if !self.unpair_pending() {
+            info!(session = %self.session(), "telling the desktop the pairing ends");
+            frames = self.enqueue(ToDesktop::Unpair);
         }
-        if let Some(seq) = self
-            .endpoint
+        // only an `unpair` that is really queued can be acknowledged (a full outbox drops it; the
+        // hub asks again on its next look at the pairings)
+        self.unpairing = self.unpair_pending();
+        frames
+    }
+
+    /// Whether a sealed `unpair` waits for the desktop's acknowledgement.
+    fn unpair_pending(&self) -> bool {
+        self.endpoint
             .delivery()
             .pending()
-            .find(|(_, m)| matches!(m, ToDesktop::Unpair))
-            .map(|(seq, _)| *seq)
-        {
-            self.unpair_seq = Some(seq);
-            return Vec::new();
-        }
-        self.unpair_seq = Some(self.endpoint.delivery().next_seq());
-        info!(session = %self.session(), "telling the desktop the pairing ends");
-        self.enqueue(ToDesktop::Unpair)
+            .any(|(_, m)| matches!(m, ToDesktop::Unpair))
     }
 
     async fn connect(&mut self) -> Result<Ws, Ended> {
@@ -366,8 +368,7 @@ impl Link {
 
     /// Whether the desktop has acknowledged our sealed `unpair`.
     fn unpair_acked(&self) -> bool {
-        self.unpair_seq
-            .is_some_and(|seq| !self.endpoint.delivery().pending().any(|(s, _)| *s == seq))
+        self.unpairing && !self.unpair_pending()
     }
 
     async fn handle(

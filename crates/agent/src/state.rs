@@ -185,10 +185,7 @@ impl StateDir {
         let mut all = self.pairings()?;
         all.retain(|x| x.session != p.session);
         all.push(p);
-        files::write_private(
-            &self.dir.join(PAIRINGS_FILE),
-            &serde_json::to_vec_pretty(&all).map_err(|e| e.to_string())?,
-        )
+        self.write_pairings(&all)
     }
 
     /// Forget a pairing, its token and its outbox.
@@ -199,15 +196,19 @@ impl StateDir {
         }
         let mut all = self.pairings()?;
         all.retain(|x| x.session != session);
-        files::write_private(
-            &self.dir.join(PAIRINGS_FILE),
-            &serde_json::to_vec_pretty(&all).map_err(|e| e.to_string())?,
-        )?;
+        self.write_pairings(&all)?;
         for suffix in ["", "-wal", "-shm"] {
             let _ =
                 std::fs::remove_file(format!("{}{suffix}", self.outbox_path(session).display()));
         }
         Ok(())
+    }
+
+    fn write_pairings(&self, all: &[Pairing]) -> Result<(), String> {
+        files::write_private(
+            &self.dir.join(PAIRINGS_FILE),
+            &serde_json::to_vec_pretty(all).map_err(|e| e.to_string())?,
+        )
     }
 
     /// Mark `session` to be unpaired by the running agent (see [`Pairing::unpair_requested`]).
@@ -218,10 +219,7 @@ impl StateDir {
             return Ok(false);
         };
         p.unpair_requested = true;
-        files::write_private(
-            &self.dir.join(PAIRINGS_FILE),
-            &serde_json::to_vec_pretty(&all).map_err(|e| e.to_string())?,
-        )?;
+        self.write_pairings(&all)?;
         Ok(true)
     }
 
