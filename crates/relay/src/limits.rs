@@ -1,5 +1,5 @@
-//! Rate limits: a token bucket (frames/s and bytes/s per connection) and a per-address limiter
-//! for pairing attempts. Pure: callers pass the current time in, so tests need no sleeping.
+//! Rate limits: a token bucket (frames/s and bytes/s per connection), a per-address limiter for
+//! pairing attempts and failed resumes, and a per-address connection count. Pure: callers pass the current time in, so tests need no sleeping.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -120,9 +120,10 @@ impl Drop for IpSlot<'_> {
     }
 }
 
-/// Counts pairing attempts per address bucket ([`ip_bucket`]) in fixed one-minute windows.
+/// Counts attempts (pairing attempts, failed resumes) per address bucket ([`ip_bucket`]) in fixed
+/// one-minute windows.
 #[derive(Debug)]
-pub struct PairingLimiter {
+pub struct PerAddressLimiter {
     per_minute: u32,
     windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
 }
@@ -131,7 +132,7 @@ pub struct PairingLimiter {
 const SWEEP_AT: usize = 10_000;
 const WINDOW: Duration = Duration::from_secs(60);
 
-impl PairingLimiter {
+impl PerAddressLimiter {
     /// Allow `per_minute` attempts per address.
     #[must_use]
     pub fn new(per_minute: u32) -> Self {
@@ -194,7 +195,7 @@ mod tests {
     #[test]
     fn pairing_limiter_counts_per_address_per_minute() {
         let t0 = Instant::now();
-        let l = PairingLimiter::new(2);
+        let l = PerAddressLimiter::new(2);
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
         assert!(l.allow(a, t0));
@@ -203,7 +204,7 @@ mod tests {
         assert!(l.allow(b, t0));
         assert!(l.allow(a, t0 + WINDOW));
         // one IPv6 host holds a /64: rotating addresses inside it does not reset the count
-        let l = PairingLimiter::new(2);
+        let l = PerAddressLimiter::new(2);
         assert!(l.allow("2001:db8:1:2::1".parse().unwrap(), t0));
         assert!(l.allow("2001:db8:1:2:ffff::9".parse().unwrap(), t0));
         assert!(!l.allow("2001:db8:1:2:abcd:1:2:3".parse().unwrap(), t0));

@@ -25,7 +25,7 @@ use crate::client_ip::TrustedProxies;
 use crate::config::{RelayConfig, StoreConfig, TlsConfig, SHUTDOWN_GRACE};
 use crate::conn::{self, ConnInfo, Resume};
 use crate::http::{self, RequestHead};
-use crate::limits::{ConnectionsPerIp, PairingLimiter};
+use crate::limits::{ConnectionsPerIp, PerAddressLimiter};
 use crate::metrics::Metrics;
 use crate::nameplates::Nameplates;
 use crate::routes::LocalRoutes;
@@ -139,8 +139,8 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         .max_frame_size(Some(l.max_frame_bytes));
     let shared = Arc::new(Shared {
         nameplates: Nameplates::new(l.nameplate_ttl),
-        pairing_limiter: PairingLimiter::new(l.pairing_per_ip_per_min),
-        resume_limiter: PairingLimiter::new(l.resume_failures_per_ip_per_min),
+        pairing_limiter: PerAddressLimiter::new(l.pairing_per_ip_per_min),
+        resume_limiter: PerAddressLimiter::new(l.resume_failures_per_ip_per_min),
         per_ip: ConnectionsPerIp::new(l.max_connections_per_ip),
         trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         limits: config.limits.clone(),

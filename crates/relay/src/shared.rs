@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client_ip::TrustedProxies;
 use crate::config::Limits;
-use crate::limits::{ConnectionsPerIp, PairingLimiter};
+use crate::limits::{ConnectionsPerIp, PerAddressLimiter};
 use crate::metrics::Metrics;
 use crate::nameplates::Nameplates;
 use crate::routes::Routes;
@@ -22,9 +22,9 @@ pub struct Shared {
     pub store: Arc<dyn SessionStore>,
     pub routes: Arc<dyn Routes>,
     pub nameplates: Nameplates,
-    pub pairing_limiter: PairingLimiter,
+    pub pairing_limiter: PerAddressLimiter,
     /// Counts failed resumes per address.
-    pub resume_limiter: PairingLimiter,
+    pub resume_limiter: PerAddressLimiter,
     pub per_ip: ConnectionsPerIp,
     pub trusted_proxies: TrustedProxies,
     pub metrics: Metrics,

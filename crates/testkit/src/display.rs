@@ -68,12 +68,7 @@ pub fn tauri_driver_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("CLAWTRAY_TAURI_DRIVER") {
         return PathBuf::from(p);
     }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("tauri-driver"))
-            .find(|p| p.exists())
-    });
-    on_path.unwrap_or_else(|| {
+    crate::on_path("tauri-driver").unwrap_or_else(|| {
         let home = std::env::var_os("HOME").unwrap_or_default();
         Path::new(&home).join(".cache/clawtray/tools/bin/tauri-driver")
     })

@@ -37,3 +37,12 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free loopback port")
 }
+
+/// `bin` in one of `$PATH`'s directories, if it is there.
+#[must_use]
+pub fn on_path(bin: &str) -> Option<std::path::PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join(bin))
+        .find(|p| p.exists())
+}

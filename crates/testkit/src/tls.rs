@@ -4,7 +4,7 @@
 //! server (the OpenClaw gateway, say).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -85,7 +85,7 @@ impl Stunnel {
         .expect("write stunnel.conf");
         let bin = ["stunnel4", "stunnel"]
             .into_iter()
-            .find(|b| which(b))
+            .find_map(crate::on_path)
             .expect("stunnel is not installed: run scripts/setup-system (Debian package stunnel4)");
         let log = std::fs::File::create(dir.path().join("stunnel.log")).expect("log");
         let child = Command::new(bin)
@@ -116,10 +116,4 @@ impl Stunnel {
     pub async fn stop(&mut self) {
         let _ = self.child.kill().await;
     }
-}
-
-fn which(bin: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| Path::new(&d).join(bin).is_file())
-    })
 }
