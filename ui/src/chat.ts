@@ -221,8 +221,9 @@ export class ChatView {
         this.list.replaceChildren();
         for (const [run, r] of this.replies) if (!r.streaming) this.replies.delete(run);
         for (const h of m.messages) {
-          if (h.role === "user" && standIns.includes(h.text)) {
-            standIns.splice(standIns.indexOf(h.text), 1);
+          const standIn = h.role === "user" ? standIns.indexOf(h.text) : -1;
+          if (standIn >= 0) {
+            standIns.splice(standIn, 1);
             continue;
           }
           const body = el("div", { class: "body md" });

@@ -186,10 +186,7 @@ async fn sweep_loop(shared: Arc<Shared>) {
         tokio::select! {
             () = shared.shutdown.cancelled() => return,
             _ = every.tick() => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-                match shared.store.sweep(now.saturating_sub(ttl)) {
+                match shared.store.sweep(conn::unix_now().saturating_sub(ttl)) {
                     Ok(0) => {}
                     Ok(n) => info!(sessions = n, "swept sessions past their TTL"),
                     Err(e) => warn!(error = %e.0, "could not sweep expired sessions"),
