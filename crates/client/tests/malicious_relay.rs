@@ -13,12 +13,13 @@ use std::time::Duration;
 use base64::Engine as _;
 use tokio_tungstenite::tungstenite::Message;
 
-use clawtray_client::session_store::MemorySessionStore;
+use clawtray_client::session_store::{MemorySessionStore, SessionInfo, SessionStore};
 use clawtray_client::{ClientConfig, ConnectionState, PairError, RelayClient};
 use clawtray_proto::code::{Nameplate, PairingCode};
 use clawtray_proto::control::ControlFrame;
+use clawtray_proto::frame;
 use clawtray_proto::meeting::{self, MeetingHello, MeetingInitiator};
-use clawtray_proto::pairing::Pairing;
+use clawtray_proto::pairing::{Pairing, PairingConfirming};
 use clawtray_proto::secret::StaticKeypair;
 use clawtray_proto::Role;
 use clawtray_testkit::agent_end::{expected_reply, Script, TestAgent};
@@ -127,85 +128,291 @@ async fn the_relay_never_sees_plaintext() {
     assert!(!mitm.saw(b"echo:"), "nor did the reply text");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_without_the_code_cannot_pair_in_the_middle() {
-    let (relay, mitm) = hostile().await;
-    // Mallory sees the nameplate (it is not secret) and guesses the rest of the code; it runs
-    // SPAKE2 with each end in place of the other.
-    let mut guess: Option<PairingCode> = None;
-    mitm.set_tamper(move |p: &Passing| {
-        let Message::Text(t) = &p.msg else {
-            return forward(p);
+/// Mallory in the middle of a pairing, running the real protocol: SPAKE2 as the agent towards the
+/// desktop and as the desktop towards the agent, each with her own static key, on the code she
+/// has (a guess, or — the positive control — the real one). Her confirmations are real too: with
+/// the right code each end would accept them and pin her key.
+struct Mallory {
+    code: Option<PairingCode>,
+    knows: Option<String>,
+    key: StaticKeypair,
+    as_agent: Option<Pairing>,
+    as_desktop: Option<Pairing>,
+    my_pake: [Option<Vec<u8>>; 2],
+    confirming: [Option<PairingConfirming>; 2],
+    my_confirm: [Option<Vec<u8>>; 2],
+    /// What each honest end's confirmation told her (the desktop's, the agent's): their static
+    /// keys when her code was right, the error when not.
+    learned: Learned,
+}
+
+/// What Mallory learned from each confirmation she checked.
+type Learned = Arc<Mutex<Vec<Result<[u8; 32], String>>>>;
+
+/// How a pairing through Mallory ended.
+struct ThroughMallory {
+    paired: Result<(), PairError>,
+    agent: Result<TestAgent, tokio::task::JoinError>,
+    session: Option<SessionInfo>,
+    learned: Vec<Result<[u8; 32], String>>,
+    mallory_key: [u8; 32],
+}
+
+/// Index of Mallory's face: 0 = posing as the agent (to the desktop), 1 = as the desktop.
+const AS_AGENT: usize = 0;
+const AS_DESKTOP: usize = 1;
+
+impl Mallory {
+    fn new(knows: Option<String>) -> (Self, Learned) {
+        let learned = Arc::new(Mutex::new(Vec::new()));
+        let m = Mallory {
+            code: None,
+            knows,
+            key: StaticKeypair::generate().expect("key"),
+            as_agent: None,
+            as_desktop: None,
+            my_pake: [None, None],
+            confirming: [None, None],
+            my_confirm: [None, None],
+            learned: learned.clone(),
         };
-        match serde_json::from_str::<ControlFrame>(t) {
-            Ok(ControlFrame::Join { nameplate }) => {
-                guess = Nameplate::parse(&nameplate)
-                    .ok()
-                    .and_then(|n| PairingCode::generate(n).ok());
-                forward(p)
+        (m, learned)
+    }
+
+    fn on_join(&mut self, nameplate: &str) {
+        let np = Nameplate::parse(nameplate).expect("nameplate");
+        let code = match &self.knows {
+            Some(real) => PairingCode::parse(real).expect("code"),
+            None => PairingCode::generate(np).expect("guess"),
+        };
+        for (face, role) in [(AS_AGENT, Role::Agent), (AS_DESKTOP, Role::Desktop)] {
+            let (state, msg) =
+                Pairing::start(role, &code, self.key.clone(), "mallory").expect("start");
+            self.my_pake[face] = Some(msg);
+            match face {
+                AS_AGENT => self.as_agent = Some(state),
+                _ => self.as_desktop = Some(state),
             }
-            Ok(ControlFrame::Pake { .. }) => {
-                let (Some(code), Ok(key)) = (&guess, StaticKeypair::generate()) else {
-                    return forward(p);
-                };
-                // towards the relay it poses as the desktop, towards the desktop as the agent
-                let role = match p.dir {
-                    Dir::ToRelay => Role::Desktop,
-                    Dir::ToEnd => Role::Agent,
-                };
-                let Ok((_, msg)) = Pairing::start(role, code, key, "mallory") else {
-                    return forward(p);
-                };
-                let frame = ControlFrame::Pake {
-                    msg: base64::engine::general_purpose::STANDARD.encode(msg),
-                };
-                vec![Action::Forward(Message::text(frame.to_json()))]
-            }
-            _ => forward(p),
         }
-    });
+        self.code = Some(code);
+    }
+
+    /// An honest end's SPAKE2 message reached her: finish SPAKE2 with it on the face it talks to,
+    /// and send her own face's message on instead.
+    fn on_pake(&mut self, face: usize, theirs: &str) -> Message {
+        let theirs = base64::engine::general_purpose::STANDARD
+            .decode(theirs)
+            .expect("b64");
+        let state = match face {
+            AS_AGENT => self.as_agent.take(),
+            _ => self.as_desktop.take(),
+        }
+        .expect("pairing started");
+        let (confirming, confirm) = state.receive_pake(&theirs).expect("pake");
+        self.confirming[face] = Some(confirming);
+        self.my_confirm[face] = Some(confirm);
+        let other = 1 - face;
+        let msg = self.my_pake[other].clone().expect("pake made");
+        let frame = ControlFrame::Pake {
+            msg: base64::engine::general_purpose::STANDARD.encode(msg),
+        };
+        Message::text(frame.to_json())
+    }
+
+    /// An honest end's confirmation reached her: check it on the face it talks to (learning that
+    /// end's static key if her code was right) and send her own confirmation from the other face.
+    fn on_confirm(&mut self, face: usize, theirs: &[u8]) -> Message {
+        let confirming = self.confirming[face].take().expect("pake finished");
+        let outcome = confirming
+            .receive_confirmation(theirs)
+            .map(|peer| peer.static_public)
+            .map_err(|e| e.to_string());
+        self.learned.lock().expect("learned").push(outcome);
+        let other = 1 - face;
+        Message::binary(self.my_confirm[other].clone().expect("confirmation made"))
+    }
+}
+
+impl clawtray_testkit::mitm::Tamper for Mallory {
+    fn on_message(&mut self, p: &Passing) -> Vec<Action> {
+        // the desktop's connection passes through her: what goes to the relay comes from the
+        // desktop (she answers it as the agent); what comes back is the agent's (she answers it as
+        // the desktop)
+        let face = match p.dir {
+            Dir::ToRelay => AS_AGENT,
+            Dir::ToEnd => AS_DESKTOP,
+        };
+        let msg = match &p.msg {
+            Message::Text(t) => match serde_json::from_str::<ControlFrame>(t) {
+                Ok(ControlFrame::Join { nameplate }) => {
+                    self.on_join(&nameplate);
+                    p.msg.clone()
+                }
+                Ok(ControlFrame::Pake { msg }) => self.on_pake(face, &msg),
+                _ => p.msg.clone(),
+            },
+            Message::Binary(b) if b.first() == Some(&frame::PAIRING_CONFIRM) => {
+                self.on_confirm(face, b)
+            }
+            _ => p.msg.clone(),
+        };
+        vec![Action::Forward(msg)]
+    }
+}
+
+/// Pair a desktop (through Mallory) with a scripted agent (straight to the relay).
+async fn pair_past_mallory(knows_the_code: bool) -> ThroughMallory {
+    let relay = Relay::start(&[]).await;
     let (code, agent) = TestAgent::pair(&format!("ws://{}", relay.addr), Script::default()).await;
+    let (mallory, learned) = Mallory::new(knows_the_code.then(|| code.clone()));
+    let mallory_key = mallory.key.public();
+    let mitm = Mitm::start(relay.addr, mallory).await;
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(&dir);
     hostile_settings(&mut cfg);
     let client = RelayClient::start(cfg, Arc::new(MemorySessionStore::default()));
-    let err = client
-        .pair(&code, &mitm.url())
+    let paired = client.pair(&code, &mitm.url()).await.map(|_| ());
+    let agent = tokio::time::timeout(Duration::from_secs(10), agent)
         .await
-        .expect_err("pairing through Mallory fails");
+        .expect("the agent's pairing ends");
+    let session = client.session().await;
+    let learned = learned.lock().unwrap().clone();
+    ThroughMallory {
+        paired,
+        agent,
+        session,
+        learned,
+        mallory_key,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_without_the_code_cannot_pair_in_the_middle() {
+    // Mallory sees the nameplate (it is not secret), guesses the rest of the code, and runs the
+    // real SPAKE2 with each end in place of the other
+    let ThroughMallory {
+        paired,
+        agent,
+        session,
+        learned,
+        ..
+    } = pair_past_mallory(false).await;
+    let err = paired.expect_err("pairing through Mallory fails");
     assert!(
         matches!(err, PairError::WrongCode),
         "the desktop says the code did not match: {err}"
     );
     assert!(
-        agent.await.is_err(),
-        "the agent refused the confirmation and did not pair"
+        agent.is_err(),
+        "the agent refused Mallory's confirmation and did not pair"
     );
-    assert!(client.session().await.is_none(), "nothing was stored");
+    assert!(session.is_none(), "nothing was stored");
+    assert!(!learned.is_empty(), "Mallory saw a confirmation");
+    assert!(
+        learned.iter().all(Result::is_err),
+        "and learned no end's key from it: {learned:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_attack_with_the_code_succeeds_so_the_test_above_can_fail() {
+    // positive control: the attacker of the test above, given the real code, does pair in the
+    // middle — so that test's failure to pair comes from the code, not from a broken attacker
+    let ThroughMallory {
+        paired,
+        agent,
+        session,
+        learned,
+        mallory_key,
+    } = pair_past_mallory(true).await;
+    paired.expect("with the code, Mallory's confirmation is accepted");
+    let agent = agent.expect("and the agent's too");
+    assert_eq!(
+        session.expect("stored").agent_name,
+        "mallory",
+        "the desktop pinned Mallory as its agent"
+    );
+    assert_eq!(
+        agent.disk.desktop_public(),
+        mallory_key,
+        "the agent pinned Mallory as its desktop"
+    );
+    assert_eq!(learned.len(), 2, "she checked both confirmations");
+    assert!(learned.iter().all(Result::is_ok), "{learned:?}");
+}
+
+/// Mallory answers every meeting the desktop starts — the live init itself, which never reaches
+/// the agent — with `key` in the agent's place. She knows the session id and the desktop's static
+/// public key (neither is secret to her here). What she could not build with the real protocol
+/// she sends as a well-framed reply of the genuine length with her own ephemeral key.
+fn answer_live_meetings(
+    key: StaticKeypair,
+    desktop_public: [u8; 32],
+    session: String,
+    tally: Arc<Mutex<[u32; 2]>>,
+) -> impl FnMut(&Passing) -> Vec<Action> + Send + 'static {
+    move |p: &Passing| match binary(p) {
+        Some(init) if p.dir == Dir::ToRelay && init.first() == Some(&frame::MEETING_INIT) => {
+            let hello = MeetingHello { delivered: 0 };
+            let reply = match meeting::respond(&key, &desktop_public, &session, &init, hello) {
+                Ok((_, reply)) => {
+                    tally.lock().unwrap()[0] += 1;
+                    reply
+                }
+                Err(_) => {
+                    tally.lock().unwrap()[1] += 1;
+                    forged_reply_shape()
+                }
+            };
+            vec![Action::Inject {
+                conn: p.conn,
+                dir: Dir::ToEnd,
+                msg: Message::binary(reply),
+            }]
+        }
+        // the agent's own replies (to nothing it was sent) are dropped
+        Some(b) if p.dir == Dir::ToEnd && b.first() == Some(&frame::MEETING_REPLY) => Vec::new(),
+        _ => forward(p),
+    }
+}
+
+/// A meeting reply frame of the genuine length: kind byte, a fresh ephemeral public key, then
+/// random bytes where the encrypted hello would be.
+fn forged_reply_shape() -> Vec<u8> {
+    let genuine = (|| {
+        let a = StaticKeypair::generate().ok()?;
+        let b = StaticKeypair::generate().ok()?;
+        let hello = MeetingHello { delivered: 0 };
+        let (_, init) = MeetingInitiator::start(&a, &b.public(), "s", hello).ok()?;
+        let (_, reply) = meeting::respond(&b, &a.public(), "s", &init, hello).ok()?;
+        Some(reply)
+    })()
+    .expect("a genuine reply to measure");
+    let mut forged = vec![frame::MEETING_REPLY];
+    forged.extend_from_slice(&StaticKeypair::generate().expect("key").public());
+    while forged.len() < genuine.len() {
+        forged.extend_from_slice(&StaticKeypair::generate().expect("random").public());
+    }
+    forged.truncate(genuine.len());
+    forged
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_agent_cannot_hold_a_meeting() {
     let (relay, mitm) = hostile().await;
     let mut p = pair_through(&relay, &mitm).await;
-    // Mallory answers every meeting in the agent's place with a well-formed Noise reply made with
-    // her own static key.
-    mitm.set_tamper(|p: &Passing| match binary(p) {
-        Some(b) if p.dir == Dir::ToEnd && b.first() == Some(&0x03) => {
-            let forged = (|| {
-                let mallory = StaticKeypair::generate().ok()?;
-                let victim = StaticKeypair::generate().ok()?;
-                let hello = MeetingHello { delivered: 0 };
-                let (_, init) =
-                    MeetingInitiator::start(&victim, &mallory.public(), "s", hello).ok()?;
-                let (_, reply) =
-                    meeting::respond(&mallory, &victim.public(), "s", &init, hello).ok()?;
-                Some(reply)
-            })();
-            forged.map_or_else(Vec::new, |r| vec![Action::Forward(Message::binary(r))])
-        }
-        _ => forward(p),
-    });
+    let (desktop_public, session) = {
+        let d = p.agent.disk.0.lock().unwrap();
+        (d.desktop_public, d.session.clone())
+    };
+    let tally = Arc::new(Mutex::new([0u32; 2]));
+    let mallory = StaticKeypair::generate().unwrap();
+    mitm.set_tamper(answer_live_meetings(
+        mallory,
+        desktop_public,
+        session,
+        tally.clone(),
+    ));
     let states_before = p.seen.states.len();
     p.client.reconnect_now().await;
     let during = texts("while Mallory answers", 2);
@@ -220,6 +427,12 @@ async fn a_forged_agent_cannot_hold_a_meeting() {
                 .any(|n| n.contains("handshakes with the agent failed"))
         })
         .await;
+    let [answered, forged] = *tally.lock().unwrap();
+    assert_eq!(
+        answered, 0,
+        "without the agent's key she cannot even read the init"
+    );
+    assert!(forged >= 3, "she answered the live meetings: {forged}");
     assert!(
         !p.seen.states[states_before..]
             .iter()
@@ -231,6 +444,12 @@ async fn a_forged_agent_cannot_hold_a_meeting() {
         p.agent.disk.received().is_empty(),
         "nothing reached anyone meanwhile"
     );
+    // the breaker does not forget: the pairing and the queued messages are still there
+    assert!(p.client.session().await.is_some(), "the pairing is kept");
+    assert!(
+        p.store.load().unwrap().is_some(),
+        "and so is the stored secret"
+    );
     // Mallory gives up: the queued messages go through, once
     mitm.set_tamper(PassThrough);
     p.client.reconnect_now().await;
@@ -241,6 +460,35 @@ async fn a_forged_agent_cannot_hold_a_meeting() {
         })
         .await;
     p.assert_exactly(&during, &ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_reply_made_with_the_agent_key_is_accepted_so_the_test_above_can_fail() {
+    // positive control: the same interception, with the agent's own key, does hold the meeting —
+    // so the refusal above comes from the missing key, not from a reply that never arrives
+    let (relay, mitm) = hostile().await;
+    let mut p = pair_through(&relay, &mitm).await;
+    let (key, desktop_public, session) = {
+        let d = p.agent.disk.0.lock().unwrap();
+        (d.key.clone(), d.desktop_public, d.session.clone())
+    };
+    let tally = Arc::new(Mutex::new([0u32; 2]));
+    mitm.set_tamper(answer_live_meetings(
+        key,
+        desktop_public,
+        session,
+        tally.clone(),
+    ));
+    let states_before = p.seen.states.len();
+    p.client.reconnect_now().await;
+    p.seen
+        .until("online again", move |s| {
+            s.states[states_before..]
+                .iter()
+                .any(|s| matches!(s, ConnectionState::Online { .. }))
+        })
+        .await;
+    assert!(tally.lock().unwrap()[0] >= 1, "her reply held the meeting");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -106,6 +106,12 @@ impl AgentDisk {
     pub fn refused(&self) -> Vec<String> {
         self.0.lock().expect("disk").refused.clone()
     }
+
+    /// The desktop static key this agent pinned at pairing.
+    #[must_use]
+    pub fn desktop_public(&self) -> [u8; 32] {
+        self.0.lock().expect("disk").desktop_public
+    }
 }
 
 /// A running agent incarnation.
