@@ -221,3 +221,59 @@ async fn a_freshly_started_agent_is_connecting_not_unreachable() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_real_gateway_never_answers_times_out_and_the_next_works() {
+    use clawtray_agent::gateway::{GatewayClient, GatewayConfig, GatewayError, GatewayLink};
+    use clawtray_testkit::faulty_link::FaultyLink;
+    let link = FaultyLink::start(([127, 0, 0, 1], gateway().port).into()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (client, _events) = GatewayClient::start(GatewayConfig {
+        url: format!("ws://{}", link.addr),
+        token: Some(clawtray_proto::secret::SecretString::new(
+            clawtray_testkit::gateway::TEST_GATEWAY_TOKEN.to_owned(),
+        )),
+        identity_path: dir.path().join("device.json"),
+        request_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(15),
+    })
+    .expect("start");
+    let history = || {
+        client.request(
+            "chat.history",
+            serde_json::json!({"sessionKey": "e2e-timeout", "limit": 1}),
+        )
+    };
+    // the shared gateway may still be starting ("UNAVAILABLE"): ask until it answers
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if client.link() == GatewayLink::Connected && history().await.is_ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gateway answers"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // the connection stalls (a sleeping NAT): the gateway never sees the request
+    link.stall_current();
+    assert_eq!(
+        history().await,
+        Err(GatewayError::Timeout("chat.history".into())),
+        "the request ends at its timeout with a sentence naming it"
+    );
+    // the stalled connection is dropped; the client reconnects and the next request works
+    link.drop_current();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if client.link() == GatewayLink::Connected && history().await.is_ok() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "answers again after the reconnect"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
