@@ -12,6 +12,7 @@ async fn main() {
             clawtray_testkit::gateway::TEST_GATEWAY_TOKEN.into(),
         )),
         identity_path: dir.path().join("id.json"),
+        identity_key: None,
         request_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(15),
     })

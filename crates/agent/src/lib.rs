@@ -3,6 +3,8 @@
 //!
 //! - [`gateway`]: a client for the gateway's WebSocket protocol, usable on its own.
 //! - [`bridge`]: gateway chat/agent events → desktop messages (pure reconciliation).
+//! - [`keys`]: where the agent's static key lives (systemd credential, OS keyring, or a file).
+//! - [`at_rest`]: sealing the state dir's secret files under keys derived from the static key.
 //! - [`files`]: private atomic writes and damaged-file handling for the state dir.
 //! - [`state`]: the state dir: keys, pairings, sealed pending messages.
 //! - [`config`]: gateway URL and token resolution (flags, env, the local OpenClaw config).
@@ -11,10 +13,12 @@
 //! - [`turns`]: desktop messages waiting for, or in, their gateway run — one at a time.
 //! - [`service`]: `clawtray-agent run` — the hub between links and the gateway.
 
+pub mod at_rest;
 pub mod bridge;
 pub mod config;
 pub mod files;
 pub mod gateway;
+pub mod keys;
 pub mod link;
 pub mod pair;
 pub mod service;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use clawtray_agent::config::{check_ws_url, resolve_gateway, GatewayInputs};
 use clawtray_agent::gateway::{GatewayClient, GatewayConfig, GatewayEvent};
+use clawtray_agent::keys::KeyStore;
 use clawtray_agent::service::{self, ServiceConfig};
 use clawtray_agent::state::StateDir;
 
@@ -21,6 +22,16 @@ struct Args {
     /// Where keys, pairings and queued messages live (default: the platform data dir).
     #[arg(long, env = "CLAWTRAY_AGENT_STATE_DIR", global = true)]
     state_dir: Option<PathBuf>,
+    /// Where the agent's static key lives: auto (a systemd credential if given, else the OS
+    /// keyring if one answers, else a file in the state dir), keyring, credential or file. The
+    /// key is moved there when found elsewhere.
+    #[arg(
+        long,
+        env = "CLAWTRAY_AGENT_KEY_STORE",
+        global = true,
+        default_value = "auto"
+    )]
+    key_store: KeyStore,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -90,6 +101,20 @@ enum Cmd {
         #[arg(long, default_value_t = 30)]
         wait: u64,
     },
+    /// The agent's static key: where it lives, or export it for a systemd credential.
+    Key {
+        #[command(subcommand)]
+        action: KeyCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCmd {
+    /// Say where the key lives (moving it first where --key-store wants it).
+    Where,
+    /// Print the key (base64) for `systemd-creds encrypt --name=clawtray-agent-key - FILE`; see
+    /// docs/agent.md. Anyone who holds it can answer your desktops as this agent.
+    Export,
 }
 
 fn state_dir(args: &Args) -> Result<StateDir, String> {
@@ -99,7 +124,7 @@ fn state_dir(args: &Args) -> Result<StateDir, String> {
             directories::ProjectDirs::from("", "", "clawtray-agent")
                 .map(|d| d.data_dir().to_owned())
         })
-        .map(StateDir::new)
+        .map(|d| StateDir::new(d).with_key_store(args.key_store))
         .ok_or_else(|| "no home directory; pass --state-dir".into())
 }
 
@@ -120,6 +145,7 @@ fn gateway_config(g: &GatewayArgs, state: &StateDir) -> Result<GatewayConfig, St
         url,
         token,
         identity_path: state.gateway_identity_path(),
+        identity_key: Some(state.gateway_identity_key()?),
         request_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(15),
     })
@@ -228,6 +254,17 @@ async fn run(args: Args) -> Result<ExitCode, String> {
                 Ok(Ok(v)) => println!("gateway: reachable at {url} (OpenClaw {v})"),
                 Ok(Err(e)) => println!("gateway: not reachable: {e}"),
                 Err(_) => println!("gateway: no answer from {url}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Key { action } => {
+            let key = state.static_key()?;
+            match action {
+                KeyCmd::Where => println!("{}", state.key_home()?),
+                KeyCmd::Export => {
+                    println!("{}", clawtray_agent::keys::export(&key).as_str());
+                    eprintln!("(this is the agent's private key: pipe it straight into `systemd-creds encrypt`, never into a file or a chat)");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

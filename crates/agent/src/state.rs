@@ -2,30 +2,33 @@
 //!
 //! | file | holds | secret |
 //! |---|---|---|
-//! | `agent-key.json` | the agent's static X25519 key and every pairing's relay device token | yes |
-//! | `gateway-identity.json` | the Ed25519 device identity towards the gateway and its device token | yes |
+//! | `agent-key.json` | the agent's static X25519 key — only where neither a systemd credential nor the OS keyring holds it ([`crate::keys`]) | yes |
+//! | `tokens.sealed` | every pairing's relay device token | sealed |
+//! | `gateway-identity.json` | the Ed25519 device identity towards the gateway and its device token | sealed |
 //! | `pairings.json` | per desktop: session id, relay URL, pinned desktop key, name, paired-at | no |
 //! | `outbox-<session>.db` | messages for that desktop until it acknowledges them, sealed | sealed |
 //! | `pending.sealed` | chat messages received but not yet accepted by the gateway, sealed | sealed |
+//! | `agent.lock`, `key.lock` | one service per state dir; one process at a time creating or moving the key | no |
 //!
+//! "Sealed" is AES-256-GCM under a key derived from the static key ([`crate::at_rest`]).
 //! A damaged file is moved aside with a clear message instead of crashing the agent.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
-use hkdf::Hkdf;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use clawtray_proto::secret::{fill_random, SecretKey, SecretString, StaticKeypair};
+use clawtray_proto::secret::{SecretKey, SecretString, StaticKeypair};
 
+use crate::at_rest::{self, Purpose};
 use crate::files;
+use crate::keys::{self, KeyHome, KeyStore};
 
-const KEY_FILE: &str = "agent-key.json";
+const TOKENS_FILE: &str = "tokens.sealed";
+const KEY_LOCK_FILE: &str = "key.lock";
 const PAIRINGS_FILE: &str = "pairings.json";
 const PENDING_FILE: &str = "pending.sealed";
 const LOCK_FILE: &str = "agent.lock";
@@ -62,11 +65,17 @@ impl Pairing {
     }
 }
 
+/// The relay tokens, session → token (what `tokens.sealed` holds, sealed).
 #[derive(Serialize, Deserialize, Default)]
-struct KeyFile {
-    static_secret: String,
-    #[serde(default)]
-    tokens: BTreeMap<String, String>,
+struct Tokens(BTreeMap<String, String>);
+
+impl Drop for Tokens {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for t in self.0.values_mut() {
+            t.zeroize();
+        }
+    }
 }
 
 /// The running agent's hold on its state dir; released when dropped (or the process ends).
@@ -75,17 +84,33 @@ pub struct ServiceLock {
     _file: std::fs::File,
 }
 
+/// The static key, once found, and where it lives.
+type KeyCache = Arc<Mutex<Option<(StaticKeypair, KeyHome)>>>;
+
 /// The agent's state dir.
 #[derive(Debug, Clone)]
 pub struct StateDir {
     dir: PathBuf,
+    key_store: KeyStore,
+    key: KeyCache,
 }
 
 impl StateDir {
-    /// Use `dir` (created on first write).
+    /// Use `dir` (created on first write); the static key lives where [`KeyStore::Auto`] says.
     #[must_use]
     pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
+        Self {
+            dir,
+            key_store: KeyStore::Auto,
+            key: Arc::default(),
+        }
+    }
+
+    /// Keep the static key where `store` says (it is moved there on first use).
+    #[must_use]
+    pub fn with_key_store(mut self, store: KeyStore) -> Self {
+        self.key_store = store;
+        self
     }
 
     /// The directory.
@@ -94,70 +119,108 @@ impl StateDir {
         &self.dir
     }
 
-    fn read_keys(&self) -> Result<Option<KeyFile>, String> {
-        let path = self.dir.join(KEY_FILE);
-        match std::fs::read(&path) {
-            Ok(b) => {
-                let b = Zeroizing::new(b);
-                match serde_json::from_slice::<KeyFile>(&b) {
-                    Ok(k) => Ok(Some(k)),
-                    Err(e) => {
-                        // the shape of the damage only: serde would quote the file's values
-                        let e = clawtray_proto::delivery::json_error_shape(&e);
-                        let aside = files::set_aside(&path);
-                        Err(format!("the agent key file was damaged ({e}) and was moved to {aside}; existing pairings cannot be used — pair again"))
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-        }
-    }
-
-    fn write_keys(&self, k: &KeyFile) -> Result<(), String> {
-        let json = Zeroizing::new(serde_json::to_vec_pretty(k).map_err(|e| e.to_string())?);
-        files::write_private(&self.dir.join(KEY_FILE), &json)
-    }
-
-    /// The agent's static key, created on first use.
+    /// The agent's static key, created on first use (see [`crate::keys`] for where it lives).
     pub fn static_key(&self) -> Result<StaticKeypair, String> {
-        if let Some(k) = self.read_keys()? {
-            let raw = Zeroizing::new(b64().decode(&k.static_secret).map_err(|e| e.to_string())?);
-            let arr: [u8; 32] = raw
-                .as_slice()
-                .try_into()
-                .map_err(|_| "static key is not 32 bytes".to_owned())?;
-            return Ok(StaticKeypair::from_secret(SecretKey::from_bytes(arr)));
-        }
-        let kp = StaticKeypair::generate().map_err(|e| e.to_string())?;
-        let fresh = KeyFile {
-            static_secret: b64().encode(kp.secret().expose()),
-            tokens: BTreeMap::new(),
-        };
-        let json = Zeroizing::new(serde_json::to_vec_pretty(&fresh).map_err(|e| e.to_string())?);
-        drop(Zeroizing::new(fresh.static_secret));
-        if files::create_private(&self.dir.join(KEY_FILE), &json)? {
-            Ok(kp)
-        } else {
-            // another process (e.g. `pair` next to `run`) created it first: use that one
-            self.static_key()
-        }
+        Ok(self.located_key()?.0)
     }
 
-    /// A key for sealing files at rest, derived from the static key.
+    /// Where the static key lives.
+    pub fn key_home(&self) -> Result<KeyHome, String> {
+        Ok(self.located_key()?.1)
+    }
+
+    fn located_key(&self) -> Result<(StaticKeypair, KeyHome), String> {
+        let mut cache = self
+            .key
+            .lock()
+            .map_err(|_| "the key cache is poisoned".to_owned())?;
+        if let Some(found) = cache.as_ref() {
+            return Ok(found.clone());
+        }
+        files::ensure_private_dir(&self.dir)?;
+        // one process at a time finds, creates or moves the key (`pair` next to `run`)
+        let lock_path = self.dir.join(KEY_LOCK_FILE);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+        lock.lock()
+            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+        self.seal_legacy_tokens()?;
+        let has_pairings = !self.pairings()?.is_empty() || self.dir.join(TOKENS_FILE).exists();
+        let found = keys::locate(&self.dir, self.key_store, has_pairings)?;
+        *cache = Some((found.key.clone(), found.home.clone()));
+        Ok((found.key, found.home))
+    }
+
+    /// Older agents kept the relay tokens in clear in the key file: seal them into
+    /// `tokens.sealed` (with the key from that same file) before the key may move elsewhere.
+    fn seal_legacy_tokens(&self) -> Result<(), String> {
+        let legacy = keys::legacy_tokens(&self.dir)?;
+        if legacy.is_empty() {
+            return Ok(());
+        }
+        let Some(key) = keys::file_key(&self.dir)? else {
+            return Ok(());
+        };
+        let mut tokens = self.read_tokens(&key)?;
+        for (session, token) in legacy {
+            tokens.0.entry(session).or_insert_with(|| token.to_string());
+        }
+        self.write_tokens(&key, &tokens)?;
+        keys::drop_legacy_tokens(&self.dir)?;
+        tracing::info!(
+            "the relay tokens were moved out of the key file into {TOKENS_FILE} (sealed)"
+        );
+        Ok(())
+    }
+
+    fn read_tokens(&self, key: &StaticKeypair) -> Result<Tokens, String> {
+        let path = self.dir.join(TOKENS_FILE);
+        let sealed = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Tokens::default()),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let opened = at_rest::open(&at_rest::sealing_key(key, Purpose::Tokens), &sealed)
+            .and_then(|plain| serde_json::from_slice::<Tokens>(&plain).ok());
+        opened.ok_or_else(|| {
+            let aside = files::set_aside(&path);
+            format!(
+                "the relay tokens could not be opened with this agent's key (another key, or a                  damaged file) and were moved to {aside}; pair again"
+            )
+        })
+    }
+
+    fn write_tokens(&self, key: &StaticKeypair, tokens: &Tokens) -> Result<(), String> {
+        let plain = Zeroizing::new(serde_json::to_vec(tokens).map_err(|e| e.to_string())?);
+        let sealed = at_rest::seal(&at_rest::sealing_key(key, Purpose::Tokens), &plain)?;
+        files::write_private(&self.dir.join(TOKENS_FILE), &sealed)
+    }
+
+    /// A key for sealing outboxes and pending messages at rest, derived from the static key.
     pub fn sealing_key(&self) -> Result<SecretKey, String> {
-        let kp = self.static_key()?;
-        let hk = Hkdf::<Sha256>::new(Some(b"clawtray/1 agent at rest"), kp.secret().expose());
-        let mut okm = [0u8; 32];
-        hk.expand(b"outbox", &mut okm).map_err(|e| e.to_string())?;
-        Ok(SecretKey::from_bytes(okm))
+        Ok(at_rest::sealing_key(&self.static_key()?, Purpose::Outbox))
+    }
+
+    /// A key for sealing the gateway identity file, derived from the static key.
+    pub fn gateway_identity_key(&self) -> Result<SecretKey, String> {
+        Ok(at_rest::sealing_key(
+            &self.static_key()?,
+            Purpose::GatewayIdentity,
+        ))
     }
 
     /// The relay device token of `session`.
     pub fn token(&self, session: &str) -> Result<Option<SecretString>, String> {
+        let key = self.static_key()?;
         Ok(self
-            .read_keys()?
-            .and_then(|k| k.tokens.get(session).map(|t| SecretString::new(t.clone()))))
+            .read_tokens(&key)?
+            .0
+            .get(session)
+            .map(|t| SecretString::new(t.clone())))
     }
 
     /// All pairings.
@@ -176,12 +239,12 @@ impl StateDir {
 
     /// Add a pairing and its token.
     pub fn add_pairing(&self, p: Pairing, token: &SecretString) -> Result<(), String> {
-        let mut keys = self
-            .read_keys()?
-            .ok_or("the agent key must exist before pairing")?;
-        keys.tokens
+        let key = self.static_key()?;
+        let mut tokens = self.read_tokens(&key)?;
+        tokens
+            .0
             .insert(p.session.clone(), token.expose().to_owned());
-        self.write_keys(&keys)?;
+        self.write_tokens(&key, &tokens)?;
         let mut all = self.pairings()?;
         all.retain(|x| x.session != p.session);
         all.push(p);
@@ -190,9 +253,10 @@ impl StateDir {
 
     /// Forget a pairing, its token and its outbox.
     pub fn remove_pairing(&self, session: &str) -> Result<(), String> {
-        if let Some(mut keys) = self.read_keys()? {
-            keys.tokens.remove(session);
-            self.write_keys(&keys)?;
+        let key = self.static_key()?;
+        let mut tokens = self.read_tokens(&key)?;
+        if tokens.0.remove(session).is_some() {
+            self.write_tokens(&key, &tokens)?;
         }
         let mut all = self.pairings()?;
         all.retain(|x| x.session != session);
@@ -279,14 +343,8 @@ impl StateDir {
     pub fn save_pending<T: Serialize>(&self, pending: &T) -> Result<(), String> {
         let key = self.sealing_key()?;
         let plain = Zeroizing::new(serde_json::to_vec(pending).map_err(|e| e.to_string())?);
-        let mut nonce = [0u8; 12];
-        fill_random(&mut nonce).map_err(|e| e.to_string())?;
-        let ct = Aes256Gcm::new(key.expose().into())
-            .encrypt(Nonce::from_slice(&nonce), plain.as_slice())
-            .map_err(|_| "sealing failed".to_owned())?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&ct);
-        files::write_private(&self.dir.join(PENDING_FILE), &out)
+        let sealed = at_rest::seal(&key, &plain)?;
+        files::write_private(&self.dir.join(PENDING_FILE), &sealed)
     }
 
     /// Load the sealed pending messages (empty if none; a damaged file is set aside).
@@ -298,14 +356,7 @@ impl StateDir {
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
         let key = self.sealing_key()?;
-        let opened = (bytes.len() > 12)
-            .then(|| {
-                Aes256Gcm::new(key.expose().into())
-                    .decrypt(Nonce::from_slice(&bytes[..12]), &bytes[12..])
-                    .ok()
-            })
-            .flatten()
-            .and_then(|p| serde_json::from_slice(&Zeroizing::new(p)).ok());
+        let opened = at_rest::open(&key, &bytes).and_then(|p| serde_json::from_slice(&p).ok());
         match opened {
             Some(v) => Ok(v),
             None => {
@@ -324,7 +375,7 @@ mod tests {
     #[test]
     fn pairings_tokens_and_keys_persist_and_secrets_stay_in_the_key_file() {
         let dir = tempfile::tempdir().unwrap();
-        let s = StateDir::new(dir.path().to_owned());
+        let s = StateDir::new(dir.path().to_owned()).with_key_store(KeyStore::File);
         let k1 = s.static_key().unwrap();
         assert_eq!(k1.public(), s.static_key().unwrap().public());
         let p = Pairing {
@@ -339,8 +390,13 @@ mod tests {
             .unwrap();
         assert_eq!(s.pairings().unwrap(), vec![p]);
         assert_eq!(s.token("sess").unwrap().unwrap().expose(), "TOKEN-xyz");
-        let pairings = std::fs::read_to_string(dir.path().join(PAIRINGS_FILE)).unwrap();
-        assert!(!pairings.contains("TOKEN"));
+        for f in [PAIRINGS_FILE, keys::KEY_FILE, TOKENS_FILE] {
+            let bytes = std::fs::read(dir.path().join(f)).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains("TOKEN"),
+                "{f} holds no token in clear"
+            );
+        }
         s.save_pending(&vec!["MARKER".to_owned()]).unwrap();
         assert!(
             !String::from_utf8_lossy(&std::fs::read(dir.path().join(PENDING_FILE)).unwrap())
@@ -359,12 +415,50 @@ mod tests {
     }
 
     #[test]
+    fn an_older_agents_tokens_in_clear_are_sealed_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = StaticKeypair::generate().unwrap();
+        std::fs::write(
+            dir.path().join(keys::KEY_FILE),
+            serde_json::json!({
+                "static_secret": b64().encode(key.secret().expose()),
+                "tokens": {"sess": "TOKEN-old"},
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let s = StateDir::new(dir.path().to_owned()).with_key_store(KeyStore::File);
+        assert_eq!(s.static_key().unwrap().public(), key.public());
+        assert_eq!(s.token("sess").unwrap().unwrap().expose(), "TOKEN-old");
+        let key_file = std::fs::read_to_string(dir.path().join(keys::KEY_FILE)).unwrap();
+        assert!(!key_file.contains("TOKEN-old"), "{key_file}");
+        assert!(s.key_home().unwrap().to_string().contains("agent-key.json"));
+    }
+
+    #[test]
+    fn tokens_sealed_under_another_key_are_set_aside_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateDir::new(dir.path().to_owned()).with_key_store(KeyStore::File);
+        s.static_key().unwrap();
+        std::fs::write(dir.path().join(TOKENS_FILE), vec![0u8; 64]).unwrap();
+        let e = s.token("sess").unwrap_err();
+        assert!(
+            e.contains("could not be opened") && e.contains("pair again"),
+            "{e}"
+        );
+        assert!(
+            s.token("sess").unwrap().is_none(),
+            "set aside, not in the way"
+        );
+    }
+
+    #[test]
     fn a_damaged_key_file_is_reported_without_quoting_it() {
         let dir = tempfile::tempdir().unwrap();
-        let s = StateDir::new(dir.path().to_owned());
+        let s = StateDir::new(dir.path().to_owned()).with_key_store(KeyStore::File);
         // a secret where a map of tokens belongs: serde's message would quote it
         std::fs::write(
-            dir.path().join(KEY_FILE),
+            dir.path().join(keys::KEY_FILE),
             br#"{"static_secret": "S3CRET-KEY-MATERIAL", "tokens": "T0KEN-IN-CLEAR"}"#,
         )
         .unwrap();
@@ -379,7 +473,7 @@ mod tests {
     #[test]
     fn damaged_files_are_set_aside_with_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        let s = StateDir::new(dir.path().to_owned());
+        let s = StateDir::new(dir.path().to_owned()).with_key_store(KeyStore::File);
         std::fs::write(dir.path().join(PAIRINGS_FILE), b"{nope").unwrap();
         let e = s.pairings().unwrap_err();
         assert!(e.contains("damaged") && e.contains("pair again"), "{e}");
@@ -404,7 +498,7 @@ mod race_tests {
     #[test]
     fn one_service_per_state_dir() {
         let dir = tempfile::tempdir().unwrap();
-        let s = StateDir::new(dir.path().to_owned());
+        let s = StateDir::new(dir.path().to_owned()).with_key_store(KeyStore::File);
         assert!(!s.service_running().unwrap());
         let held = s.lock_for_service().unwrap();
         assert!(s.service_running().unwrap());
@@ -423,6 +517,7 @@ mod race_tests {
                     .map(|_| {
                         s.spawn(|| {
                             StateDir::new(dir.path().to_owned())
+                                .with_key_store(KeyStore::File)
                                 .static_key()
                                 .unwrap()
                                 .public()

@@ -111,6 +111,7 @@ fn config(url: &str, dir: &tempfile::TempDir, request_timeout: Duration) -> Gate
         url: url.to_owned(),
         token: None,
         identity_path: dir.path().join("device.json"),
+        identity_key: None,
         request_timeout,
         connect_timeout: Duration::from_secs(10),
     }

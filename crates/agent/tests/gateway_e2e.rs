@@ -234,6 +234,7 @@ async fn a_request_the_real_gateway_never_answers_times_out_and_the_next_works()
             clawtray_testkit::gateway::TEST_GATEWAY_TOKEN.to_owned(),
         )),
         identity_path: dir.path().join("device.json"),
+        identity_key: None,
         request_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(15),
     })

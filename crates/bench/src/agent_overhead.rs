@@ -48,6 +48,7 @@ pub async fn run(rows: &mut Vec<Row>, relay_one_way: Option<Duration>) {
         url: gateway.url(),
         token: Some(SecretString::new(TEST_GATEWAY_TOKEN.into())),
         identity_path: dir.path().join("tap-identity.json"),
+        identity_key: None,
         request_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(30),
     })

@@ -17,7 +17,7 @@ use tokio::time::{sleep, sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
-use clawtray_proto::secret::SecretString;
+use clawtray_proto::secret::{SecretKey, SecretString};
 
 use super::frames::{self, ErrorShape, Incoming, Request};
 use super::identity::{DeviceIdentity, SignedFields};
@@ -50,6 +50,9 @@ pub struct GatewayConfig {
     pub token: Option<SecretString>,
     /// The device identity file (0600).
     pub identity_path: PathBuf,
+    /// Seal the identity file under this key (the agent's [`crate::state::StateDir::gateway_identity_key`]);
+    /// `None` keeps it in clear (tools and tests).
+    pub identity_key: Option<SecretKey>,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
 }
@@ -134,7 +137,8 @@ impl GatewayClient {
     pub fn start(
         config: GatewayConfig,
     ) -> Result<(Self, broadcast::Receiver<GatewayEvent>), String> {
-        let identity = DeviceIdentity::load_or_create(&config.identity_path)?;
+        let identity =
+            DeviceIdentity::load_or_create(&config.identity_path, config.identity_key.clone())?;
         let (tx, rx) = mpsc::channel(256);
         let (events, first_rx) = broadcast::channel(8192);
         let (connected_tx, connected) = watch::channel(GatewayLink::Connecting);

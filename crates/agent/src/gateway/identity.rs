@@ -1,5 +1,7 @@
 //! The agent's device identity towards the gateway: an Ed25519 key persisted in the state dir
-//! (0600), the device token the gateway issues on first connect, and the v3 connect signature.
+//! (0600, sealed under a key derived from the agent's static key when one is given — a file
+//! written in clear by an older agent is sealed on first load), the device token the gateway
+//! issues on first connect, and the v3 connect signature.
 //!
 //! `id` = lower-case hex SHA-256 of the raw public key; signature over
 //! `v3|id|client.id|client.mode|role|scopes,|signedAt|token|nonce|platform|deviceFamily`.
@@ -12,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::files;
+use clawtray_proto::secret::SecretKey;
+
+use crate::{at_rest, files};
 
 /// What is stored in the identity file.
 #[derive(Serialize, Deserialize)]
@@ -22,11 +26,20 @@ struct Stored {
     device_token: Option<String>,
 }
 
+impl Drop for Stored {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.private_key.zeroize();
+        self.device_token.zeroize();
+    }
+}
+
 /// The device identity.
 pub struct DeviceIdentity {
     key: SigningKey,
     device_token: Option<String>,
     path: PathBuf,
+    seal: Option<SecretKey>,
 }
 
 impl std::fmt::Debug for DeviceIdentity {
@@ -56,12 +69,19 @@ pub struct SignedFields<'a> {
 }
 
 impl DeviceIdentity {
-    /// Load the identity at `path`, or create one. A damaged file is set aside (with a warning)
-    /// and replaced: the gateway then pairs the new device automatically on loopback.
-    pub fn load_or_create(path: &Path) -> Result<Self, String> {
+    /// Load the identity at `path`, or create one; with `seal`, the file is kept sealed under
+    /// it. A damaged file (or one sealed under another key) is set aside (with a warning) and
+    /// replaced: the gateway then pairs the new device automatically on loopback.
+    pub fn load_or_create(path: &Path, seal: Option<SecretKey>) -> Result<Self, String> {
         match std::fs::read(path) {
-            Ok(bytes) => match Self::parse(&bytes, path) {
-                Ok(id) => return Ok(id),
+            Ok(bytes) => match Self::parse(&bytes, path, seal.clone()) {
+                Ok(id) => {
+                    if id.seal.is_some() && bytes.first() == Some(&b'{') {
+                        // written in clear by an older agent: seal it now
+                        id.save()?;
+                    }
+                    return Ok(id);
+                }
                 Err(e) => {
                     let aside = files::set_aside(path);
                     tracing::warn!("the gateway identity file {} is damaged ({e}); moved to {aside} and a new identity was made", path.display());
@@ -76,23 +96,25 @@ impl DeviceIdentity {
             key: SigningKey::from_bytes(&seed),
             device_token: None,
             path: path.to_owned(),
+            seal: seal.clone(),
         };
-        let stored = Stored {
-            private_key: b64url().encode(id.key.to_bytes()),
-            device_token: None,
-        };
-        let json = Zeroizing::new(serde_json::to_vec_pretty(&stored).map_err(|e| e.to_string())?);
-        drop(Zeroizing::new(stored.private_key));
-        if files::create_private(path, &json)? {
+        if files::create_private(path, &id.encode()?)? {
             Ok(id)
         } else {
             // another process created it first: use that one
-            Self::parse(&std::fs::read(path).map_err(|e| e.to_string())?, path)
+            Self::parse(&std::fs::read(path).map_err(|e| e.to_string())?, path, seal)
         }
     }
 
-    fn parse(bytes: &[u8], path: &Path) -> Result<Self, String> {
-        let stored: Stored = serde_json::from_slice(bytes)
+    fn parse(bytes: &[u8], path: &Path, seal: Option<SecretKey>) -> Result<Self, String> {
+        let plain = if bytes.first() == Some(&b'{') {
+            Zeroizing::new(bytes.to_vec())
+        } else {
+            seal.as_ref()
+                .and_then(|k| at_rest::open(k, bytes))
+                .ok_or("sealed under another key, or damaged")?
+        };
+        let stored: Stored = serde_json::from_slice(&plain)
             .map_err(|e| clawtray_proto::delivery::json_error_shape(&e))?;
         let raw = Zeroizing::new(
             b64url()
@@ -106,19 +128,27 @@ impl DeviceIdentity {
         let seed = Zeroizing::new(seed);
         Ok(Self {
             key: SigningKey::from_bytes(&seed),
-            device_token: stored.device_token,
+            device_token: stored.device_token.clone(),
             path: path.to_owned(),
+            seal,
         })
     }
 
-    fn save(&self) -> Result<(), String> {
+    /// The file's bytes: the JSON, sealed when there is a sealing key.
+    fn encode(&self) -> Result<Zeroizing<Vec<u8>>, String> {
         let stored = Stored {
             private_key: b64url().encode(self.key.to_bytes()),
             device_token: self.device_token.clone(),
         };
         let json = Zeroizing::new(serde_json::to_vec_pretty(&stored).map_err(|e| e.to_string())?);
-        drop(Zeroizing::new(stored.private_key));
-        files::write_private(&self.path, &json)
+        match &self.seal {
+            Some(k) => Ok(Zeroizing::new(at_rest::seal(k, &json)?)),
+            None => Ok(json),
+        }
+    }
+
+    fn save(&self) -> Result<(), String> {
+        files::write_private(&self.path, &self.encode()?)
     }
 
     /// `sha256(public key)` in lower-case hex.
@@ -184,9 +214,9 @@ mod tests {
     fn identity_persists_signs_and_survives_damage() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gateway-identity.json");
-        let mut a = DeviceIdentity::load_or_create(&path).unwrap();
+        let mut a = DeviceIdentity::load_or_create(&path, None).unwrap();
         a.set_device_token(Some("dt".into())).unwrap();
-        let b = DeviceIdentity::load_or_create(&path).unwrap();
+        let b = DeviceIdentity::load_or_create(&path, None).unwrap();
         assert_eq!(a.id(), b.id());
         assert_eq!(b.device_token(), Some("dt"));
         assert_eq!(a.id().len(), 64);
@@ -224,8 +254,17 @@ mod tests {
             .verifying_key()
             .verify(payload.as_bytes(), &sig)
             .is_ok());
+        // sealed: an older agent's file in clear is sealed on first load, and opens only with
+        // the key it was sealed under
+        let seal = clawtray_proto::secret::SecretKey::from_bytes([5; 32]);
+        let sealed = DeviceIdentity::load_or_create(&path, Some(seal.clone())).unwrap();
+        assert_eq!(sealed.id(), b.id());
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("private_key"));
+        let again = DeviceIdentity::load_or_create(&path, Some(seal)).unwrap();
+        assert_eq!((again.id(), again.device_token()), (b.id(), Some("dt")));
         std::fs::write(&path, b"{garbage").unwrap();
-        let c = DeviceIdentity::load_or_create(&path).unwrap();
+        let c = DeviceIdentity::load_or_create(&path, None).unwrap();
         assert_ne!(c.id(), b.id());
         assert!(
             std::fs::read_dir(dir.path()).unwrap().count() >= 2,
