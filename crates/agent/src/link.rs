@@ -16,7 +16,7 @@ use tokio::time::{sleep_until, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
-use clawtray_outbox::Outbox;
+use clawtray_outbox::{Durability, Outbox};
 use clawtray_proto::chat::{ToAgent, ToDesktop};
 use clawtray_proto::control::ControlFrame;
 use clawtray_proto::delivery::Delivery;
@@ -272,7 +272,12 @@ impl Link {
     /// Persist, then hand to the endpoint. Returns frames to transmit now.
     fn enqueue(&mut self, m: ToDesktop) -> Vec<Vec<u8>> {
         let seq = self.endpoint.delivery().next_seq();
-        if let Err(e) = self.outbox.enqueue(seq, &m) {
+        let durability = if m.is_stream_progress() {
+            Durability::Written
+        } else {
+            Durability::Synced
+        };
+        if let Err(e) = self.outbox.enqueue_as(seq, &m, durability) {
             warn!(session = %self.session(), error = %e, "cannot persist a message for the desktop; it is kept in memory only");
         }
         match self.endpoint.send(m) {

@@ -50,7 +50,7 @@ use crate::relay_url::RelayUrl;
 use crate::session_store::{SessionInfo, SessionStore, StoreError, StoredSession};
 use crate::state::{ClientEvent, ConnectionState, MessageState, PeerPresence};
 use crate::wire::{self, Inbound, Ws};
-use clawtray_outbox::{Outbox, OUTBOX_FILE};
+use clawtray_outbox::{Durability, Outbox, OUTBOX_FILE};
 
 /// Messages that may wait for the agent at once.
 pub const OUTBOX_CAPACITY: usize = 10_000;
@@ -1026,6 +1026,9 @@ impl Actor {
                         // the gateway again after its restart): show it once
                         let recorded = match body.ended_run() {
                             Some(run) => p.outbox.set_delivered_once(seq, run).map(|f| fresh = f),
+                            None if body.is_stream_progress() => {
+                                p.outbox.set_delivered_as(seq, Durability::Written)
+                            }
                             None => p.outbox.set_delivered(seq),
                         };
                         if let Err(e) = recorded {

@@ -1,7 +1,11 @@
 //! The outbox of one end of a session: every message sent, kept until the peer acknowledges it,
 //! plus the receive-side mark (highest message delivered from the peer). Generic over the message
-//! type; the desktop keeps its `ToAgent` messages here, the agent its `ToDesktop` ones. SQLite (WAL, `synchronous =
-//! FULL`) in the platform data dir, so a quit, crash or reboot loses nothing.
+//! type; the desktop keeps its `ToAgent` messages here, the agent its `ToDesktop` ones. SQLite
+//! (WAL) in the platform data dir. Every write survives the process being killed; what must also
+//! survive a power loss is written [`Durability::Synced`] (fsync), which makes everything written
+//! before it durable too. Streaming progress (a reply's deltas) is written
+//! [`Durability::Written`]: the reply's end, synced, follows it, and a power loss that takes the
+//! last deltas first is recovered at the next meeting (`Delivery::catch_up`).
 //!
 //! Message bodies are sealed with AES-256-GCM under a key the caller keeps elsewhere (the desktop:
 //! the OS keyring; the agent: its 0600 key file), with the sequence number as associated data: the data dir never holds a message in
@@ -38,9 +42,20 @@ pub enum OutboxError {
     Unreadable,
 }
 
+/// How durable a write is when the call returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsynced: survives a power loss, and so does everything written before it.
+    Synced,
+    /// Handed to the OS: survives the process being killed, not a power loss.
+    Written,
+}
+
 /// The persisted outbox of one pairing.
 pub struct Outbox<M> {
     conn: Connection,
+    /// The `synchronous` setting in force (changed only between transactions).
+    sync: std::cell::Cell<Durability>,
     cipher: Aes256Gcm,
     path: PathBuf,
     _m: PhantomData<fn() -> M>,
@@ -94,6 +109,7 @@ impl<M: Serialize + DeserializeOwned> Outbox<M> {
         }
         Ok(Self {
             conn,
+            sync: std::cell::Cell::new(Durability::Synced),
             cipher: Aes256Gcm::new(key.expose().into()),
             path: path.to_owned(),
             _m: PhantomData,
@@ -105,6 +121,22 @@ impl<M: Serialize + DeserializeOwned> Outbox<M> {
             path: self.path.display().to_string(),
             reason: e.to_string(),
         }
+    }
+
+    /// Make the next transaction `d` (WAL: `FULL` syncs the log at commit, `NORMAL` leaves it to
+    /// the OS until a later synced commit or checkpoint).
+    fn durability(&self, d: Durability) -> Result<(), OutboxError> {
+        if self.sync.get() != d {
+            let mode = match d {
+                Durability::Synced => "FULL",
+                Durability::Written => "NORMAL",
+            };
+            self.conn
+                .pragma_update(None, "synchronous", mode)
+                .map_err(|e| self.storage_err(&e))?;
+            self.sync.set(d);
+        }
+        Ok(())
     }
 
     fn mark(&self, name: &str) -> Result<u64, OutboxError> {
@@ -187,8 +219,14 @@ impl<M: Serialize + DeserializeOwned> Outbox<M> {
         serde_json::from_slice(&plain).ok()
     }
 
-    /// Persist message `seq` before it is first sent.
+    /// Persist message `seq` before it is first sent, synced.
     pub fn enqueue(&self, seq: u64, msg: &M) -> Result<(), OutboxError> {
+        self.enqueue_as(seq, msg, Durability::Synced)
+    }
+
+    /// Persist message `seq` before it is first sent, as durable as `d`.
+    pub fn enqueue_as(&self, seq: u64, msg: &M, d: Durability) -> Result<(), OutboxError> {
+        self.durability(d)?;
         let plain =
             zeroize::Zeroizing::new(serde_json::to_vec(msg).map_err(|e| self.storage_err(&e))?);
         let mut nonce = [0u8; 12];
@@ -219,6 +257,7 @@ impl<M: Serialize + DeserializeOwned> Outbox<M> {
 
     /// The agent acknowledged everything up to `ack`.
     pub fn acked(&self, ack: u64) -> Result<(), OutboxError> {
+        self.durability(Durability::Synced)?;
         let a = i64::try_from(ack).map_err(|e| self.storage_err(&e))?;
         self.conn
             .execute("DELETE FROM outbox WHERE seq <= ?1", params![a])
@@ -226,8 +265,15 @@ impl<M: Serialize + DeserializeOwned> Outbox<M> {
         self.set_mark("peer_acked", ack)
     }
 
-    /// We delivered the agent's messages up to `seq`.
+    /// We delivered the peer's messages up to `seq`, synced.
     pub fn set_delivered(&self, seq: u64) -> Result<(), OutboxError> {
+        self.set_delivered_as(seq, Durability::Synced)
+    }
+
+    /// We delivered the peer's messages up to `seq`, as durable as `d` (a lost mark only means
+    /// the peer resends what came after it, and the receiver reconciles it).
+    pub fn set_delivered_as(&self, seq: u64, d: Durability) -> Result<(), OutboxError> {
+        self.durability(d)?;
         self.set_mark("delivered", seq)
     }
 
@@ -236,6 +282,7 @@ impl<M: Serialize + DeserializeOwned> Outbox<M> {
     /// one transaction, so a key is never remembered for a message that counts as undelivered.
     /// The newest [`SEEN_KEYS`] keys are kept. Keys are stored in clear: they must not be secret.
     pub fn set_delivered_once(&self, seq: u64, key: &str) -> Result<bool, OutboxError> {
+        self.durability(Durability::Synced)?;
         let tx = self
             .conn
             .unchecked_transaction()
@@ -314,6 +361,56 @@ mod tests {
             text: text.into(),
             session: None,
         }
+    }
+
+    /// Set in the child process of the test below.
+    const KILLED_WRITER: &str = "CLAWTRAY_OUTBOX_KILLED_WRITER";
+
+    #[test]
+    fn unsynced_writes_survive_the_writer_being_killed_and_the_mode_goes_back() {
+        if let Some(path) = std::env::var_os(KILLED_WRITER) {
+            // the child: three synced messages, then streaming progress and a delivered mark
+            // written without waiting for the disk, then killed before closing anything
+            let o: Outbox<ToAgent> =
+                Outbox::open(Path::new(&path), &SecretKey::from_bytes([3; 32])).unwrap();
+            for seq in 1..=3 {
+                o.enqueue(seq, &chat(&format!("s{seq}"), "synced")).unwrap();
+            }
+            for seq in 4..=40 {
+                o.enqueue_as(seq, &chat(&format!("w{seq}"), "delta"), Durability::Written)
+                    .unwrap();
+            }
+            o.set_delivered_as(17, Durability::Written).unwrap();
+            std::process::abort();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(OUTBOX_FILE);
+        let exe = std::env::current_exe().unwrap();
+        let status = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "tests::unsynced_writes_survive_the_writer_being_killed_and_the_mode_goes_back",
+                "--nocapture",
+            ])
+            .env(KILLED_WRITER, &path)
+            .status()
+            .unwrap();
+        assert!(!status.success(), "the writer was killed");
+        let o: Outbox<ToAgent> = Outbox::open(&path, &SecretKey::from_bytes([3; 32])).unwrap();
+        let (state, unreadable) = o.load().unwrap();
+        assert_eq!(unreadable, 0);
+        assert_eq!(state.unacked.len(), 40, "every message is there");
+        assert_eq!(state.next_seq, 41);
+        assert_eq!(state.delivered, 17);
+        // a synced write after unsynced ones syncs again (the setting is per transaction)
+        o.enqueue_as(41, &chat("w41", "delta"), Durability::Written)
+            .unwrap();
+        o.enqueue(42, &chat("s42", "end")).unwrap();
+        let mode: i64 = o
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, 2, "FULL again after a synced write");
     }
 
     #[test]

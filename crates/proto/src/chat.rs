@@ -141,6 +141,17 @@ impl ToDesktop {
             _ => None,
         }
     }
+
+    /// Progress of a streaming reply (a delta, the typing indicator): superseded by the run's
+    /// ending, which carries the whole reply. Both ends persist these without waiting for the
+    /// disk (the ending that follows is synced), which keeps the per-delta cost off the reply path.
+    #[must_use]
+    pub fn is_stream_progress(&self) -> bool {
+        matches!(
+            self,
+            ToDesktop::ChatDelta { .. } | ToDesktop::ChatTyping { .. }
+        )
+    }
 }
 
 #[cfg(test)]

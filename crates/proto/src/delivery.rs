@@ -167,6 +167,22 @@ impl<M: Clone> Delivery<M> {
         Ok(done)
     }
 
+    /// At a new meeting, the peer says it delivered up to `peer_delivered`. Beyond what we
+    /// remember sending, that means we lost our last writes (a power loss took writes that were
+    /// not yet synced, such as streaming deltas — see the outbox's `Durability`) while the peer got
+    /// them: continue numbering after what the peer has, so no number is ever used for a second,
+    /// different message, and count everything as acknowledged. Returns the numbers acknowledged,
+    /// or `None` when the peer is not ahead (the ordinary [`Delivery::on_ack`] applies).
+    /// Only ever called with a value from inside an authenticated meeting.
+    pub fn catch_up(&mut self, peer_delivered: u64) -> Option<Vec<u64>> {
+        if peer_delivered < self.next_seq {
+            return None;
+        }
+        self.next_seq = peer_delivered + 1;
+        self.peer_acked = peer_delivered;
+        Some(self.unacked.drain(..).map(|(seq, _)| seq).collect())
+    }
+
     /// Everything the peer has not acknowledged, in order: what to (re)send after a meeting.
     pub fn pending(&self) -> impl Iterator<Item = &(u64, M)> {
         self.unacked.iter()
@@ -228,6 +244,29 @@ mod tests {
         assert!(!e.to_string().contains("cut\""), "{e}");
     }
     use proptest::prelude::*;
+
+    #[test]
+    fn a_peer_ahead_of_us_at_a_meeting_moves_our_numbering_past_what_it_has() {
+        // we sent 1..=5, a power loss took the unsynced 4 and 5 from our disk: we restart
+        // believing we sent 1..=3 (3 unacked); the peer delivered all five
+        let mut d = Delivery::new(100);
+        for m in ["a", "b", "c"] {
+            d.enqueue(m.to_owned()).unwrap();
+        }
+        assert_eq!(
+            d.catch_up(2),
+            None,
+            "a peer behind us: the ordinary ack applies"
+        );
+        assert_eq!(d.catch_up(5), Some(vec![1, 2, 3]));
+        assert_eq!(d.pending().count(), 0, "nothing to resend");
+        assert_eq!(
+            d.enqueue("f".to_owned()).unwrap(),
+            6,
+            "no number is used twice"
+        );
+        assert_eq!(d.on_ack(6).unwrap(), vec![6]);
+    }
 
     #[test]
     fn acks_are_cumulative_and_resend_starts_after_the_ack() {

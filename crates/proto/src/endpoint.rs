@@ -243,6 +243,15 @@ where
         self.pending = None;
         self.open_failures = 0;
         let mut events = vec![Event::Online];
+        if let Some(acked) = self.delivery.catch_up(peer_delivered) {
+            // the peer has more of ours than we remember (our unsynced last writes were lost):
+            // nothing to resend, and numbering goes on after what it has (the outbox records
+            // the new numbering with the next message)
+            if !acked.is_empty() {
+                events.push(Event::Acked(acked));
+            }
+            return events;
+        }
         match self.delivery.on_ack(peer_delivered) {
             Ok(acked) if !acked.is_empty() => events.push(Event::Acked(acked)),
             Ok(_) => {}
