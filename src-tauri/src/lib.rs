@@ -1,6 +1,9 @@
 //! The tray app shell: builder and plugin registration only. Logic lives in `clawtray-client`;
 //! this crate wires it to the tray (`tray`), windows (`windows`), commands (`commands`) and the
 //! event stream to the web view (`events`).
+// Nothing from the network, the disk or the person may panic the program: no unwrap/expect
+// outside tests (tests may: a panic is how a test fails).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod commands;
 mod events;
@@ -38,6 +41,8 @@ pub fn run() {
             Some(vec!["--autostart"]),
         ))
         .plugin(tauri_plugin_notification::init())
+        // used from Rust only (links from replies); the web view holds no opener permission
+        .plugin(tauri_plugin_opener::init())
         .plugin(
             tauri_plugin_window_state::Builder::default()
                 .with_state_flags(

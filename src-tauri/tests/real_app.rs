@@ -163,8 +163,28 @@ async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes
         std::fs::create_dir_all(d).expect("create the app's home");
     }
     let display = PathBuf::from(&x.display);
-    let env: [(&str, &Path); 5] = [
+    // the system browser: an `xdg-open` that writes down what it was asked to open
+    let fake_bin = work.join("bin");
+    std::fs::create_dir_all(&fake_bin).expect("create the fake bin dir");
+    let opened = work.join("opened.txt");
+    std::fs::write(
+        fake_bin.join("xdg-open"),
+        format!("#!/bin/sh\necho \"$@\" >> '{}'\n", opened.display()),
+    )
+    .expect("write the fake xdg-open");
+    std::fs::set_permissions(
+        fake_bin.join("xdg-open"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("make it executable");
+    let path = PathBuf::from(format!(
+        "{}:{}",
+        fake_bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    ));
+    let env: [(&str, &Path); 6] = [
         ("DISPLAY", &display),
+        ("PATH", &path),
         ("HOME", &home),
         ("XDG_CONFIG_HOME", &config),
         ("XDG_DATA_HOME", &data),
@@ -239,6 +259,76 @@ async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes
     )
     .await
     .expect("marked answered");
+
+    // ── a link in a reply opens in the system browser, never in the web view ────────────────
+    let link = "https://docs.example.com/clawtray?from=reply";
+    let with_link = format!("a link please #id=[the docs]({link})# #words=2# #delay=60#");
+    send(&app, &with_link).await;
+    let anchor = app
+        .wait_for(&format!(".msg.agent a[href='{link}']"), STEP)
+        .await
+        .expect("the reply's link, rendered");
+    let page = app
+        .exec("return location.href", json!([]))
+        .await
+        .expect("the page's address");
+    app.click(&anchor).await.expect("click the link");
+    wait_until("the system browser to be asked to open the link", || {
+        std::fs::read_to_string(&opened).is_ok_and(|s| s.contains(link))
+    })
+    .await;
+    // the web view refuses what is not the app's own page, whoever asks
+    app.exec(
+        "location.href = 'file:///etc/hostname'; return 1",
+        json!([]),
+    )
+    .await
+    .expect("ask the web view to leave");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let still = app
+        .exec("return location.href", json!([]))
+        .await
+        .expect("the page's address");
+    assert_eq!(still, page, "the web view stays on the app's page");
+    assert!(
+        app.find("#message").await.is_ok(),
+        "the chat is still there"
+    );
+    let opened_log = std::fs::read_to_string(&opened).unwrap_or_default();
+    assert!(
+        !opened_log.contains("file:"),
+        "a file: URL is not handed to the system: {opened_log}"
+    );
+    // the web view may call the app's own commands and nothing else: not the opener, not
+    // notifications (both are the Rust side's), not window management
+    for cmd in [
+        "plugin:opener|open_url",
+        "plugin:notification|notify",
+        "plugin:window|close",
+    ] {
+        app.exec(
+            "window.__acl = undefined;
+             window.__TAURI_INTERNALS__.invoke(arguments[0], {url: 'https://example.com', options: {title: 'x'}})
+               .then(() => { window.__acl = 'allowed'; }, (e) => { window.__acl = 'refused: ' + e; });
+             return 1",
+            json!([cmd]),
+        )
+        .await
+        .expect("invoke from the page");
+        let verdict = app
+            .wait_js(
+                "the command's answer",
+                "return window.__acl",
+                json!([]),
+                STEP,
+            )
+            .await
+            .expect("an answer");
+        assert!(
+            verdict.as_str().is_some_and(|v| v.starts_with("refused")),
+            "{cmd} must be refused to the web view: {verdict}"
+        );
+    }
 
     // ── a second one, seen mid-stream, then stopped ─────────────────────────────────────────
     let long = "a long one please #id=r2# #words=120# #delay=120#";

@@ -1,6 +1,8 @@
 // Markdown for replies: rendered with `marked`, then sanitised with DOMPurify (scripts, event
-// handlers, javascript: URLs and the like never survive), links open outside the app, and code
-// blocks get copy buttons.
+// handlers, javascript: URLs and the like never survive), and code blocks get copy buttons.
+// Links are plain links: a click is a navigation, which the window's navigation policy (Rust,
+// `src-tauri/src/windows.rs`) turns into "open in the system browser" — the web view never
+// leaves the app's page.
 //
 // A streaming reply is rendered block by block (`StreamingMarkdown`): each frame re-lexes the text
 // (cheap) but rebuilds only the top-level blocks that changed since the last frame — in practice
@@ -13,7 +15,7 @@ marked.setOptions({ gfm: true, breaks: true });
 
 DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   if (node.tagName === "A") {
-    node.setAttribute("target", "_blank");
+    node.removeAttribute("target");
     node.setAttribute("rel", "noopener noreferrer");
   }
 });

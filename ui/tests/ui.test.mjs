@@ -128,7 +128,7 @@ test("a streaming reply rebuilds only the blocks a delta changed, and ends as on
     }, body);
   assert.deepEqual(await caret(), { last: '"▍"', body: "none" }, "the caret follows the last word streamed");
   await deltas("\n\n[d]: https://example.com/docs");
-  await page.waitForSelector(`${body} a[href="https://example.com/docs"][target=_blank]`);
+  await page.waitForSelector(`${body} a[href="https://example.com/docs"][rel="noopener noreferrer"]:not([target])`);
   const streamed = await page.innerHTML(body);
   const full = "First paragraph, settled.\n\nSecond paragraph.\n\n```js\nlet a = 1;\n```\n\n- one\n- two\n\nSee [the docs][d].\n\n[d]: https://example.com/docs";
   await emit(page, [{ kind: "chat", message: { type: "chat_reply", run_id: "r2", text: full } }]);

@@ -12,6 +12,9 @@
 //! - [`link`]: one paired desktop's relay connection, meetings and outbox.
 //! - [`turns`]: desktop messages waiting for, or in, their gateway run — one at a time.
 //! - [`service`]: `clawtray-agent run` — the hub between links and the gateway.
+// Nothing from the network, the disk or the person may panic the program: no unwrap/expect
+// outside tests (tests may: a panic is how a test fails).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod at_rest;
 pub mod bridge;

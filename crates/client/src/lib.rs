@@ -8,14 +8,19 @@
 //!   until the agent acknowledges them.
 //! - [`chat_model`]: the conversation as the UI shows it, built from chat events. Pure.
 //! - [`pairing_flow`]: the first pairing over one relay connection.
+//! - [`links`]: what the chat window may load and what opens in the system browser. Pure.
 //! - [`wire`]: WebSocket connect and frame helpers.
 //! - [`relay_url`]: relay URL validation (`ws://` only to loopback unless explicitly allowed).
 //! - [`backoff`]: reconnect delays with jitter. Pure.
+// Nothing from the network, the disk or the person may panic the program: no unwrap/expect
+// outside tests (tests may: a panic is how a test fails).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod backoff;
 pub mod chat_model;
 pub mod client;
 pub mod error;
+pub mod links;
 pub mod pairing_flow;
 pub mod relay_url;
 pub mod session_store;

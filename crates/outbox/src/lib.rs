@@ -11,6 +11,9 @@
 //! the OS keyring; the agent: its 0600 key file), with the sequence number as associated data: the data dir never holds a message in
 //! clear. A row is written before its message is first transmitted, so a sequence number is never
 //! reused for a different message after a crash.
+// Nothing from the network, the disk or the person may panic the program: no unwrap/expect
+// outside tests (tests may: a panic is how a test fails).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::path::{Path, PathBuf};
 

@@ -15,6 +15,9 @@
 //! - [`chat`]: chat messages carried inside sealed frames.
 //! - [`secret`]: secret types that redact in `Debug` and zeroize on drop.
 //! - [`kdf`]: the HKDF labels and derivations, in one place.
+// Nothing from the network, the disk or the person may panic the program: no unwrap/expect
+// outside tests (tests may: a panic is how a test fails).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod chat;
 pub mod code;

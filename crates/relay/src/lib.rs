@@ -12,6 +12,9 @@
 //! - [`store`]: persistent session records (trait + SQLite).
 //! - [`limits`]: token buckets and the per-address pairing limiter.
 //! - [`metrics`]: counters rendered as Prometheus text.
+// Nothing from the network, the disk or the person may panic the program: no unwrap/expect
+// outside tests (tests may: a panic is how a test fails).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod client_ip;
 pub mod config;

@@ -1,4 +1,7 @@
 //! `clawtray-relay`: command line, logging, signals. Everything else lives in the library.
+// Nothing from the network, the disk or the person may panic the program: no unwrap/expect
+// outside tests (tests may: a panic is how a test fails).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -3,6 +3,9 @@
 //! cannot drift apart: TLS 1.2/1.3 with rustls (ring) and the OS trust store (which honours
 //! `SSL_CERT_FILE` / `SSL_CERT_DIR`), an optional `Authorization: Bearer`, a message size limit,
 //! Nagle off, and a deadline for the whole opening.
+// Nothing from the network, the disk or the person may panic the program: no unwrap/expect
+// outside tests (tests may: a panic is how a test fails).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

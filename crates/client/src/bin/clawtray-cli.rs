@@ -1,5 +1,8 @@
 //! `clawtray-cli`: clawtray for terminal users and tests — pair, status, chat, history, unpair.
 //! The pairing lives in the OS keyring, exactly as for the tray app.
+// Nothing from the network, the disk or the person may panic the program: no unwrap/expect
+// outside tests (tests may: a panic is how a test fails).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::io::Write;
 use std::path::PathBuf;
