@@ -9,6 +9,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use clawtray_proto::secret::{fill_random, SecretKey, StaticKeypair};
+use clawtray_proto::ProtoError;
 
 /// What a sealing key is for; each purpose has its own key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,12 +47,12 @@ pub fn sealing_key(static_key: &StaticKeypair, purpose: Purpose) -> SecretKey {
 }
 
 /// Seal `plain` under `key`.
-pub fn seal(key: &SecretKey, plain: &[u8]) -> Result<Vec<u8>, String> {
+pub fn seal(key: &SecretKey, plain: &[u8]) -> Result<Vec<u8>, ProtoError> {
     let mut nonce = [0u8; 12];
-    fill_random(&mut nonce).map_err(|e| e.to_string())?;
+    fill_random(&mut nonce)?;
     let ct = Aes256Gcm::new(key.expose().into())
         .encrypt(Nonce::from_slice(&nonce), plain)
-        .map_err(|_| "sealing failed".to_owned())?;
+        .map_err(|_| ProtoError::PlaintextTooLarge(plain.len()))?;
     let mut out = nonce.to_vec();
     out.extend_from_slice(&ct);
     Ok(out)

@@ -3,6 +3,7 @@
 //! install needs no flags. URLs are `ws`/`wss` only; a token is never sent in clear to a
 //! non-loopback host without an explicit opt-in.
 
+use crate::error::{AgentError, Result};
 use std::path::PathBuf;
 
 use serde_json::Value;
@@ -33,22 +34,19 @@ fn is_loopback(u: &url::Url) -> bool {
 }
 
 /// Validate a `ws`/`wss` URL; `ws` to another host needs `allow_insecure` when a secret travels.
-pub fn check_ws_url(
-    s: &str,
-    carries_secret: bool,
-    allow_insecure: bool,
-) -> Result<url::Url, String> {
-    let u = url::Url::parse(s).map_err(|e| format!("'{s}' is not a valid URL: {e}"))?;
+pub fn check_ws_url(s: &str, carries_secret: bool, allow_insecure: bool) -> Result<url::Url> {
+    let u = url::Url::parse(s)
+        .map_err(|e| AgentError::Config(format!("'{s}' is not a valid URL: {e}")))?;
     match u.scheme() {
         "wss" => Ok(u),
         "ws" if is_loopback(&u) || !carries_secret || allow_insecure => Ok(u),
-        "ws" => Err(format!("'{s}' is unencrypted (ws://) to another machine and the token would travel in clear; use wss:// or pass --allow-insecure")),
-        other => Err(format!("'{s}': only ws:// and wss:// URLs are supported, not {other}://")),
+        "ws" => Err(AgentError::Config(format!("'{s}' is unencrypted (ws://) to another machine and the token would travel in clear; use wss:// or pass --allow-insecure"))),
+        other => Err(AgentError::Config(format!("'{s}': only ws:// and wss:// URLs are supported, not {other}://"))),
     }
 }
 
 /// The gateway URL and token to use.
-pub fn resolve_gateway(i: &GatewayInputs) -> Result<(String, Option<SecretString>), String> {
+pub fn resolve_gateway(i: &GatewayInputs) -> Result<(String, Option<SecretString>)> {
     let config_path = i
         .config_path
         .clone()
@@ -128,7 +126,10 @@ mod tests {
             token: Some("t".into()),
             ..Default::default()
         };
-        assert!(resolve_gateway(&i).unwrap_err().contains("in clear"));
+        assert!(resolve_gateway(&i)
+            .unwrap_err()
+            .to_string()
+            .contains("in clear"));
         assert!(resolve_gateway(&GatewayInputs {
             allow_insecure: true,
             ..i
@@ -139,6 +140,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap_err()
+        .to_string()
         .contains("only ws://"));
         assert!(check_ws_url("wss://r.example.com", true, false).is_ok());
     }
@@ -151,7 +153,8 @@ mod tests {
             url: Some("ws://gateway.example.com:18789".into()),
             ..Default::default()
         })
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("in clear"), "{e}");
         assert!(resolve_gateway(&GatewayInputs {
             url: Some("ws://127.0.0.1:18789".into()),

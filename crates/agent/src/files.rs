@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::error::{AgentError, Result};
+
 /// A temp file name next to `path`, unique per process and call: two processes writing the same
 /// file must never share a temp file.
 fn temp_path(path: &Path) -> PathBuf {
@@ -15,16 +17,17 @@ fn temp_path(path: &Path) -> PathBuf {
 
 /// Create `dir` (and its parents) if missing and make it private (0700), before anything is
 /// written into it.
-pub fn ensure_private_dir(dir: &Path) -> Result<(), String> {
-    clawtray_outbox::create_private_dir(dir)
-        .map_err(|e| format!("cannot create {} (private): {e}", dir.display()))
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    clawtray_outbox::create_private_dir(dir).map_err(AgentError::io("create (private)", dir))
 }
 
 /// Write `bytes` to a fresh private (0600) temp file next to `path`, fsynced; returns its path.
-fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, String> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| format!("{} has no parent directory", path.display()))?;
+fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    let dir = path.parent().ok_or_else(|| AgentError::Io {
+        action: "write",
+        path: path.to_owned(),
+        source: std::io::Error::other("it has no parent directory"),
+    })?;
     ensure_private_dir(dir)?;
     let tmp = temp_path(path);
     let mut opts = std::fs::OpenOptions::new();
@@ -34,38 +37,33 @@ fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, String> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(&tmp)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+    let mut f = opts.open(&tmp).map_err(AgentError::io("write", &tmp))?;
+    if let Err(source) = f.write_all(bytes).and_then(|()| f.sync_all()) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(format!(
-            "cannot write {}: {e} (is the disk full?)",
-            tmp.display()
-        ));
+        return Err(AgentError::Write { path: tmp, source });
     }
     Ok(tmp)
 }
 
 /// Write `bytes` to `path` atomically with mode 0600 (temp file, fsync, rename).
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = write_temp(path, bytes)?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        format!("cannot replace {}: {e}", path.display())
+        AgentError::io("replace", path)(e)
     })
 }
 
 /// Create `path` with `bytes` (0600) only if it does not exist yet, atomically: when two
 /// processes race, exactly one file wins. Returns false if it already existed.
-pub fn create_private(path: &Path, bytes: &[u8]) -> Result<bool, String> {
+pub fn create_private(path: &Path, bytes: &[u8]) -> Result<bool> {
     let tmp = write_temp(path, bytes)?;
     let result = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
     match result {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+        Err(e) => Err(AgentError::io("create", path)(e)),
     }
 }
 

@@ -25,6 +25,7 @@ use zeroize::Zeroizing;
 
 use clawtray_proto::secret::{SecretKey, StaticKeypair};
 
+use crate::error::{AgentError, Result};
 use crate::files;
 
 /// The key file in the state dir (the home of last resort).
@@ -53,16 +54,16 @@ pub enum KeyStore {
 }
 
 impl FromStr for KeyStore {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = AgentError;
+    fn from_str(s: &str) -> Result<Self> {
         match s {
             "auto" => Ok(Self::Auto),
             "keyring" => Ok(Self::Keyring),
             "credential" => Ok(Self::Credential),
             "file" => Ok(Self::File),
-            other => Err(format!(
+            other => Err(AgentError::Config(format!(
                 "unknown key store {other:?}: use auto, keyring, credential or file"
-            )),
+            ))),
         }
     }
 }
@@ -107,16 +108,16 @@ impl Drop for KeyFile {
     }
 }
 
-fn key_from_b64(s: &str, whence: &str) -> Result<StaticKeypair, String> {
+fn key_from_b64(s: &str, whence: &str) -> Result<StaticKeypair> {
     let raw = Zeroizing::new(
         b64()
             .decode(s.trim())
-            .map_err(|_| format!("{whence} does not hold a base64 key"))?,
+            .map_err(|_| AgentError::Key(format!("{whence} does not hold a base64 key")))?,
     );
     let arr: [u8; 32] = raw
         .as_slice()
         .try_into()
-        .map_err(|_| format!("{whence} does not hold a 32-byte key"))?;
+        .map_err(|_| AgentError::Key(format!("{whence} does not hold a 32-byte key")))?;
     Ok(StaticKeypair::from_secret(SecretKey::from_bytes(arr)))
 }
 
@@ -130,7 +131,7 @@ pub fn export(k: &StaticKeypair) -> Zeroizing<String> {
     key_to_b64(k)
 }
 
-fn read_key_file(path: &Path) -> Result<Option<KeyFile>, String> {
+fn read_key_file(path: &Path) -> Result<Option<KeyFile>> {
     match std::fs::read(path) {
         Ok(b) => {
             let b = Zeroizing::new(b);
@@ -140,17 +141,22 @@ fn read_key_file(path: &Path) -> Result<Option<KeyFile>, String> {
                     // the shape of the damage only: serde would quote the file's values
                     let e = clawtray_proto::delivery::json_error_shape(&e);
                     let aside = files::set_aside(path);
-                    Err(format!("the agent key file was damaged ({e}) and was moved to {aside}; existing pairings cannot be used — pair again"))
+                    Err(AgentError::Damaged {
+                        what: "the agent key file",
+                        detail: e,
+                        aside,
+                        remedy: "existing pairings cannot be used — pair again",
+                    })
                 }
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => Err(AgentError::io("read", path)(e)),
     }
 }
 
 /// Relay tokens an older agent kept in clear in the key file (session → token).
-pub(crate) fn legacy_tokens(dir: &Path) -> Result<BTreeMap<String, Zeroizing<String>>, String> {
+pub(crate) fn legacy_tokens(dir: &Path) -> Result<BTreeMap<String, Zeroizing<String>>> {
     Ok(read_key_file(&dir.join(KEY_FILE))?
         .map(|k| {
             k.tokens
@@ -162,14 +168,14 @@ pub(crate) fn legacy_tokens(dir: &Path) -> Result<BTreeMap<String, Zeroizing<Str
 }
 
 /// The key in the key file, if there is one (to seal legacy tokens before the key may move).
-pub(crate) fn file_key(dir: &Path) -> Result<Option<StaticKeypair>, String> {
+pub(crate) fn file_key(dir: &Path) -> Result<Option<StaticKeypair>> {
     read_key_file(&dir.join(KEY_FILE))?
         .map(|k| key_from_b64(&k.static_secret, "the agent key file"))
         .transpose()
 }
 
 /// Rewrite the key file without its legacy tokens (once they are sealed elsewhere).
-pub(crate) fn drop_legacy_tokens(dir: &Path) -> Result<(), String> {
+pub(crate) fn drop_legacy_tokens(dir: &Path) -> Result<()> {
     let path = dir.join(KEY_FILE);
     if let Some(mut k) = read_key_file(&path)? {
         if !k.tokens.is_empty() {
@@ -180,7 +186,7 @@ pub(crate) fn drop_legacy_tokens(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn write_key_file(path: &Path, static_secret: &str) -> Result<(), String> {
+fn write_key_file(path: &Path, static_secret: &str) -> Result<()> {
     let json = Zeroizing::new(format!(
         "{{\n  \"static_secret\": \"{static_secret}\"\n}}\n"
     ));
@@ -194,10 +200,8 @@ fn credential_path() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
-fn read_credential(p: &Path) -> Result<StaticKeypair, String> {
-    let text = Zeroizing::new(
-        std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
-    );
+fn read_credential(p: &Path) -> Result<StaticKeypair> {
+    let text = Zeroizing::new(std::fs::read_to_string(p).map_err(AgentError::io("read", p))?);
     key_from_b64(&text, &format!("the credential {}", p.display()))
 }
 
@@ -210,39 +214,43 @@ impl KeyringEntry {
         Self(format!("static-key:{}", dir.display()))
     }
 
-    fn entry(&self) -> Result<keyring::Entry, String> {
-        keyring::Entry::new(KEYRING_SERVICE, &self.0).map_err(|e| e.to_string())
+    fn entry(&self) -> Result<keyring::Entry> {
+        keyring::Entry::new(KEYRING_SERVICE, &self.0).map_err(|e| AgentError::Key(e.to_string()))
     }
 
     /// `Ok(None)`: the keyring answers and holds no key; `Err`: it does not answer (why).
-    fn read(&self) -> Result<Option<StaticKeypair>, String> {
+    fn read(&self) -> Result<Option<StaticKeypair>> {
         match self.entry()?.get_password() {
             Ok(s) => {
                 let s = Zeroizing::new(s);
                 key_from_b64(&s, "the keyring entry").map(Some)
             }
             Err(keyring::Error::NoEntry) => Ok(None),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(AgentError::Key(e.to_string())),
         }
     }
 
     /// Store `k` and read it back through a fresh entry (a keyring that keeps nothing — a
     /// backend-less build, a session store that forgets — is caught here, not at next start).
-    fn write(&self, k: &StaticKeypair) -> Result<(), String> {
+    fn write(&self, k: &StaticKeypair) -> Result<()> {
         self.entry()?
             .set_password(&key_to_b64(k))
-            .map_err(|e| format!("the keyring refused the key: {e}"))?;
+            .map_err(|e| AgentError::Key(format!("the keyring refused the key: {e}")))?;
         match self.read() {
             Ok(Some(back)) if back.public() == k.public() => Ok(()),
-            Ok(_) => Err("the keyring did not keep the key".into()),
-            Err(e) => Err(format!("the keyring did not keep the key: {e}")),
+            Ok(_) => Err(AgentError::Key("the keyring did not keep the key".into())),
+            Err(e) => Err(AgentError::Key(format!(
+                "the keyring did not keep the key: {e}"
+            ))),
         }
     }
 
-    fn delete(&self) -> Result<(), String> {
+    fn delete(&self) -> Result<()> {
         match self.entry()?.delete_credential() {
             Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
-            Err(e) => Err(format!("cannot remove the key from the keyring: {e}")),
+            Err(e) => Err(AgentError::Key(format!(
+                "cannot remove the key from the keyring: {e}"
+            ))),
         }
     }
 }
@@ -256,15 +264,15 @@ pub struct Located {
 /// Find the key for the state dir `dir` under the policy `store`, move it where `store` wants it,
 /// remove other copies; create it if it exists nowhere and `has_pairings` is false. The caller
 /// holds the state dir's key lock and has moved legacy tokens out of the key file first.
-pub(crate) fn locate(dir: &Path, store: KeyStore, has_pairings: bool) -> Result<Located, String> {
+pub(crate) fn locate(dir: &Path, store: KeyStore, has_pairings: bool) -> Result<Located> {
     let file = dir.join(KEY_FILE);
     let entry = KeyringEntry::of(dir);
     let credential = credential_path();
     if store == KeyStore::Credential && credential.is_none() {
-        return Err(format!(
+        return Err(AgentError::Key(format!(
             "--key-store credential: no systemd credential {CREDENTIAL_NAME} (add \
              LoadCredentialEncrypted={CREDENTIAL_NAME}:… to the unit; see docs/agent.md)"
-        ));
+        )));
     }
     // every copy there is, and whether the keyring answers
     let mut copies: Vec<(KeyHome, StaticKeypair)> = Vec::new();
@@ -276,10 +284,10 @@ pub(crate) fn locate(dir: &Path, store: KeyStore, has_pairings: bool) -> Result<
         Ok(Some(k)) => copies.push((KeyHome::Keyring, k.clone())),
         Ok(None) => {}
         Err(e) if store == KeyStore::Keyring => {
-            return Err(format!(
+            return Err(AgentError::Key(format!(
                 "--key-store keyring: the OS keyring does not answer ({e}); unlock it or run \
                  the agent in a session that has one"
-            ))
+            )))
         }
         Err(_) => {}
     }
@@ -292,10 +300,10 @@ pub(crate) fn locate(dir: &Path, store: KeyStore, has_pairings: bool) -> Result<
     if let Some((a, b)) = copies.windows(2).find_map(|w| {
         (w[0].1.public() != w[1].1.public()).then(|| (w[0].0.clone(), w[1].0.clone()))
     }) {
-        return Err(format!(
+        return Err(AgentError::Key(format!(
             "two different agent keys: in {a} and in {b}; keep the one your desktops were \
              paired with and remove the other"
-        ));
+        )));
     }
     let keyring_answers = keyring.is_ok();
     let wanted = match (&credential, store) {
@@ -312,15 +320,15 @@ pub(crate) fn locate(dir: &Path, store: KeyStore, has_pairings: bool) -> Result<
                 Err(e) => format!(" (the OS keyring does not answer: {e} — unlock it and retry)"),
                 Ok(_) => String::new(),
             };
-            return Err(format!(
+            return Err(AgentError::Key(format!(
                 "the agent's key is in none of its homes{keyring_note}: not in the keyring, \
                  not in {}, no systemd credential. The pairings in {} cannot be used without \
                  it; restore the key, or remove pairings.json and pair again",
                 file.display(),
                 dir.display()
-            ));
+            )));
         }
-        None => StaticKeypair::generate().map_err(|e| e.to_string())?,
+        None => StaticKeypair::generate()?,
     };
     // put it where it is wanted (if it is not there yet), then remove the other copies
     let home = match &wanted {
@@ -351,8 +359,9 @@ pub(crate) fn locate(dir: &Path, store: KeyStore, has_pairings: bool) -> Result<
         match old {
             KeyHome::Credential(_) => {}
             KeyHome::Keyring => entry.delete()?,
-            KeyHome::File(p) => std::fs::remove_file(p)
-                .map_err(|e| format!("cannot remove the old key file {}: {e}", p.display()))?,
+            KeyHome::File(p) => {
+                std::fs::remove_file(p).map_err(AgentError::io("remove the old key file", p))?;
+            }
         }
         tracing::info!("the agent key moved from {old} to {home}");
     }
@@ -365,22 +374,31 @@ mod tests {
 
     #[test]
     fn key_stores_parse_and_refuse_unknown_names() {
-        assert_eq!("auto".parse::<KeyStore>(), Ok(KeyStore::Auto));
-        assert_eq!("credential".parse::<KeyStore>(), Ok(KeyStore::Credential));
+        assert_eq!("auto".parse::<KeyStore>().unwrap(), KeyStore::Auto);
+        assert_eq!(
+            "credential".parse::<KeyStore>().unwrap(),
+            KeyStore::Credential
+        );
         assert!("vault"
             .parse::<KeyStore>()
             .unwrap_err()
+            .to_string()
             .contains("auto, keyring"));
     }
 
     #[test]
     fn a_bad_key_says_where_it_came_from_without_quoting_it() {
-        let e = key_from_b64("S3CRET!!", "the credential /x").unwrap_err();
+        let e = key_from_b64("S3CRET!!", "the credential /x")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("the credential /x") && !e.contains("S3CRET"),
             "{e}"
         );
         let short = b64().encode([1u8; 16]);
-        assert!(key_from_b64(&short, "w").unwrap_err().contains("32-byte"));
+        assert!(key_from_b64(&short, "w")
+            .unwrap_err()
+            .to_string()
+            .contains("32-byte"));
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! - [`gateway`]: a client for the gateway's WebSocket protocol, usable on its own.
 //! - [`bridge`]: gateway chat/agent events → desktop messages (pure reconciliation).
+//! - [`error`]: [`error::AgentError`], every failure as a sentence a person can act on.
 //! - [`keys`]: where the agent's static key lives (systemd credential, OS keyring, or a file).
 //! - [`at_rest`]: sealing the state dir's secret files under keys derived from the static key.
 //! - [`files`]: private atomic writes and damaged-file handling for the state dir.
@@ -19,6 +20,7 @@
 pub mod at_rest;
 pub mod bridge;
 pub mod config;
+pub mod error;
 pub mod files;
 pub mod gateway;
 pub mod keys;

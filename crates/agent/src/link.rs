@@ -8,6 +8,7 @@
 //! when the desktop says `unpair` inside a meeting, or when the operator's `unpair` has been
 //! delivered to the desktop sealed and acknowledged (then the link revokes it at the relay).
 
+use crate::error::AgentError;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -84,11 +85,10 @@ pub struct LinkConfig {
 pub fn spawn(
     cfg: LinkConfig,
     hub: mpsc::Sender<HubEvent>,
-) -> Result<mpsc::Sender<LinkCmd>, String> {
+) -> Result<mpsc::Sender<LinkCmd>, AgentError> {
     let desktop = cfg.pairing.desktop_key()?;
-    let outbox: Outbox<ToDesktop> =
-        Outbox::open(&cfg.outbox_path, &cfg.sealing_key).map_err(|e| e.to_string())?;
-    let (state, unreadable) = outbox.load().map_err(|e| e.to_string())?;
+    let outbox: Outbox<ToDesktop> = Outbox::open(&cfg.outbox_path, &cfg.sealing_key)?;
+    let (state, unreadable) = outbox.load()?;
     if unreadable > 0 {
         warn!(session = %cfg.pairing.session, unreadable, "some queued messages for a desktop could not be read back and were dropped");
     }

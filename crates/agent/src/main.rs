@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use clawtray_agent::config::{check_ws_url, resolve_gateway, GatewayInputs};
+use clawtray_agent::error::AgentError;
 use clawtray_agent::gateway::{GatewayClient, GatewayConfig, GatewayEvent};
 use clawtray_agent::keys::KeyStore;
 use clawtray_agent::service::{self, ServiceConfig};
@@ -120,7 +121,7 @@ enum KeyCmd {
     Export,
 }
 
-fn state_dir(args: &Args) -> Result<StateDir, String> {
+fn state_dir(args: &Args) -> Result<StateDir, AgentError> {
     args.state_dir
         .clone()
         .or_else(|| {
@@ -128,10 +129,10 @@ fn state_dir(args: &Args) -> Result<StateDir, String> {
                 .map(|d| d.data_dir().to_owned())
         })
         .map(|d| StateDir::new(d).with_key_store(args.key_store))
-        .ok_or_else(|| "no home directory; pass --state-dir".into())
+        .ok_or_else(|| AgentError::Config("no home directory; pass --state-dir".into()))
 }
 
-fn gateway_config(g: &GatewayArgs, state: &StateDir) -> Result<GatewayConfig, String> {
+fn gateway_config(g: &GatewayArgs, state: &StateDir) -> Result<GatewayConfig, AgentError> {
     let from_file = match &g.gateway_token_file {
         Some(path) => Some(read_token_file(path)?),
         None => None,
@@ -155,17 +156,19 @@ fn gateway_config(g: &GatewayArgs, state: &StateDir) -> Result<GatewayConfig, St
 }
 
 /// The first line of `path`, trimmed; an empty or unreadable file is an error that says so.
-fn read_token_file(path: &std::path::Path) -> Result<String, String> {
-    let raw = zeroize::Zeroizing::new(
-        std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read the gateway token file {}: {e}", path.display()))?,
-    );
+fn read_token_file(path: &std::path::Path) -> Result<String, AgentError> {
+    let raw = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        AgentError::Config(format!(
+            "cannot read the gateway token file {}: {e}",
+            path.display()
+        ))
+    })?);
     let token = raw.lines().next().unwrap_or_default().trim().to_owned();
     if token.is_empty() {
-        return Err(format!(
+        return Err(AgentError::Config(format!(
             "the gateway token file {} is empty",
             path.display()
-        ));
+        )));
     }
     Ok(token)
 }
@@ -193,7 +196,7 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn run(args: Args) -> Result<ExitCode, String> {
+async fn run(args: Args) -> Result<ExitCode, AgentError> {
     let state = state_dir(&args)?;
     match args.command {
         Cmd::Pair {
@@ -330,10 +333,10 @@ async fn run(args: Args) -> Result<ExitCode, String> {
 }
 
 /// Revoke the pairing at the relay now (`unpair --now`).
-async fn revoke(p: &clawtray_agent::state::Pairing, token: &str) -> Result<(), String> {
+async fn revoke(p: &clawtray_agent::state::Pairing, token: &str) -> Result<(), AgentError> {
     use futures_util::{SinkExt, StreamExt};
     let mut url = url::Url::parse(&p.relay_url)
-        .map_err(|e| format!("the stored relay URL is not valid: {e}"))?;
+        .map_err(|e| AgentError::Relay(format!("the stored relay URL is not valid: {e}")))?;
     url.set_path("/v1/agent");
     url.query_pairs_mut()
         .append_pair("session", &p.session)
@@ -345,13 +348,13 @@ async fn revoke(p: &clawtray_agent::state::Pairing, token: &str) -> Result<(), S
         Duration::from_secs(10),
     )
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| AgentError::Relay(e.to_string()))?;
     let _ = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
     ws.send(tokio_tungstenite::tungstenite::Message::text(
         clawtray_proto::control::ControlFrame::Revoke.to_json(),
     ))
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| AgentError::Relay(e.to_string()))?;
     let _ = tokio::time::timeout(Duration::from_secs(3), ws.next()).await;
     Ok(())
 }
@@ -394,8 +397,13 @@ mod tests {
         std::fs::write(&path, "  s3cret-token \nignored\n").unwrap();
         assert_eq!(read_token_file(&path).unwrap(), "s3cret-token");
         std::fs::write(&path, "\n").unwrap();
-        assert!(read_token_file(&path).unwrap_err().contains("is empty"));
-        let e = read_token_file(&dir.path().join("missing")).unwrap_err();
+        assert!(read_token_file(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("is empty"));
+        let e = read_token_file(&dir.path().join("missing"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cannot read the gateway token file"), "{e}");
     }
 }

@@ -15,7 +15,15 @@ use clawtray_proto::control::{ControlFrame, ErrorCode};
 use clawtray_proto::pairing::Pairing as Pake;
 use clawtray_proto::Role;
 
+use clawtray_proto::ProtoError;
+
+use crate::error::{AgentError, Result};
 use crate::state::{Pairing, StateDir};
+
+/// The relay connection broke mid-pairing.
+fn lost_relay(e: tokio_tungstenite::tungstenite::Error) -> AgentError {
+    AgentError::Pairing(format!("the connection to the relay broke: {e}"))
+}
 
 type Ws = clawtray_transport::Ws;
 
@@ -24,11 +32,19 @@ enum Step {
     Binary(Vec<u8>),
 }
 
-async fn next(ws: &mut Ws, within: Duration) -> Result<Step, String> {
+async fn next(ws: &mut Ws, within: Duration) -> Result<Step> {
     loop {
         match tokio::time::timeout(within, ws.next()).await {
-            Err(_) => return Err("timed out waiting for the desktop".into()),
-            Ok(None | Some(Err(_))) => return Err("the relay closed the connection".into()),
+            Err(_) => {
+                return Err(AgentError::Pairing(
+                    "timed out waiting for the desktop".into(),
+                ))
+            }
+            Ok(None | Some(Err(_))) => {
+                return Err(AgentError::Pairing(
+                    "the relay closed the connection".into(),
+                ))
+            }
             Ok(Some(Ok(Message::Text(t)))) => match ControlFrame::from_json(t.as_str()) {
                 Ok(f) => return Ok(Step::Control(f)),
                 Err(_) => continue,
@@ -68,10 +84,10 @@ pub async fn pair(
     relay: &str,
     name: &str,
     out: &mut dyn Write,
-) -> Result<Pairing, String> {
+) -> Result<Pairing> {
     let identity = state.static_key()?;
-    let mut url =
-        url::Url::parse(relay).map_err(|e| format!("'{relay}' is not a valid relay URL: {e}"))?;
+    let mut url = url::Url::parse(relay)
+        .map_err(|e| AgentError::Config(format!("'{relay}' is not a valid relay URL: {e}")))?;
     url.set_path("/v1/agent");
     url.query_pairs_mut().append_pair("instance", "pairing");
     loop {
@@ -82,23 +98,28 @@ pub async fn pair(
             Duration::from_secs(15),
         )
         .await
-        .map_err(|e| format!("cannot reach the relay at {relay}: {e}"))?;
+        .map_err(|e| AgentError::Pairing(format!("cannot reach the relay at {relay}: {e}")))?;
         let send = |f: ControlFrame| Message::text(f.to_json());
         ws.send(send(ControlFrame::Claim))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(lost_relay)?;
         let (nameplate, ttl) = match next(&mut ws, Duration::from_secs(15)).await? {
             Step::Control(ControlFrame::Claimed {
                 nameplate,
                 expires_in,
             }) => (nameplate, expires_in),
             Step::Control(ControlFrame::Error { message, .. }) => {
-                return Err(format!("the relay refused to hand out a code: {message}"))
+                return Err(AgentError::Pairing(format!(
+                    "the relay refused to hand out a code: {message}"
+                )))
             }
-            _ => return Err("unexpected answer from the relay".into()),
+            _ => {
+                return Err(AgentError::Pairing(
+                    "unexpected answer from the relay".into(),
+                ))
+            }
         };
-        let code = PairingCode::generate(Nameplate::parse(&nameplate).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+        let code = PairingCode::generate(Nameplate::parse(&nameplate)?)?;
         show_code(out, &code.display_string(), relay);
         match next(&mut ws, Duration::from_secs(ttl + 5)).await? {
             Step::Control(ControlFrame::Linked) => {}
@@ -110,21 +131,22 @@ pub async fn pair(
                 continue;
             }
             _ => {
-                return Err("unexpected answer from the relay while waiting for the desktop".into())
+                return Err(AgentError::Pairing(
+                    "unexpected answer from the relay while waiting for the desktop".into(),
+                ))
             }
         }
         let _ = writeln!(out, "A desktop joined; checking the code…");
-        let (pake, msg) =
-            Pake::start(Role::Agent, &code, identity.clone(), name).map_err(|e| e.to_string())?;
+        let (pake, msg) = Pake::start(Role::Agent, &code, identity.clone(), name)?;
         ws.send(send(ControlFrame::Pake {
             msg: base64::engine::general_purpose::STANDARD.encode(msg),
         }))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(lost_relay)?;
         let peer_msg = match next(&mut ws, Duration::from_secs(60)).await? {
             Step::Control(ControlFrame::Pake { msg }) => base64::engine::general_purpose::STANDARD
                 .decode(msg)
-                .map_err(|_| "malformed pairing message".to_owned())?,
+                .map_err(|_| ProtoError::PakeMalformed)?,
             Step::Control(ControlFrame::Error { message, .. }) => {
                 let _ = writeln!(
                     out,
@@ -132,7 +154,11 @@ pub async fn pair(
                 );
                 continue;
             }
-            _ => return Err("unexpected frame during pairing".into()),
+            _ => {
+                return Err(AgentError::Pairing(
+                    "unexpected frame during pairing".into(),
+                ))
+            }
         };
         let Ok((confirming, confirm)) = pake.receive_pake(&peer_msg) else {
             let _ = ws
@@ -148,7 +174,7 @@ pub async fn pair(
         };
         ws.send(Message::binary(confirm))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(lost_relay)?;
         let peer_confirm = match next(&mut ws, Duration::from_secs(60)).await? {
             Step::Binary(b) => b,
             Step::Control(ControlFrame::Error { .. }) => {
@@ -158,7 +184,11 @@ pub async fn pair(
                 );
                 continue;
             }
-            Step::Control(_) => return Err("unexpected frame during pairing".into()),
+            Step::Control(_) => {
+                return Err(AgentError::Pairing(
+                    "unexpected frame during pairing".into(),
+                ))
+            }
         };
         let peer = match confirming.receive_confirmation(&peer_confirm) {
             Ok(p) => p,
@@ -177,10 +207,14 @@ pub async fn pair(
         };
         ws.send(send(ControlFrame::Confirmed))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(lost_relay)?;
         let (session, token) = match next(&mut ws, Duration::from_secs(30)).await? {
             Step::Control(ControlFrame::Paired { session, token }) => (session, token),
-            _ => return Err("the relay did not confirm the pairing".into()),
+            _ => {
+                return Err(AgentError::Pairing(
+                    "the relay did not confirm the pairing".into(),
+                ))
+            }
         };
         let pairing = Pairing {
             session,

@@ -8,6 +8,7 @@
 //! after a restart the agent sends it again (the gateway dedupes by idempotency key) and asks
 //! `agent.wait` for the outcome of a run that ended while nobody listened.
 
+use crate::error::AgentError;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -467,7 +468,7 @@ impl Hub {
 pub async fn run(
     cfg: ServiceConfig,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), String> {
+) -> Result<(), AgentError> {
     let _lock = cfg.state.lock_for_service()?; // one agent per state dir, held until we return
     cfg.state.static_key()?; // create the key before anything else
     let swept = files::remove_orphan_temps(cfg.state.path());
@@ -537,7 +538,7 @@ pub async fn run(
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => warn!(n, "gateway events were dropped (the agent fell behind)"),
-                Err(broadcast::error::RecvError::Closed) => return Err("the gateway client stopped".into()),
+                Err(broadcast::error::RecvError::Closed) => return Err(GatewayError::Closed.into()),
             },
             Some(ev) = hub_rx.recv() => hub.on_hub_event(ev),
             Some(d) = done_rx.recv() => hub.on_done(d),

@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 use clawtray_proto::secret::{SecretKey, SecretString, StaticKeypair};
 
 use crate::at_rest::{self, Purpose};
+use crate::error::{encode_err, AgentError, Result};
 use crate::files;
 use crate::keys::{self, KeyHome, KeyStore};
 
@@ -54,14 +55,19 @@ pub struct Pairing {
 }
 
 impl Pairing {
+    fn bad_desktop_key(&self) -> AgentError {
+        AgentError::Key(format!(
+            "the pinned key of the desktop {:?} in pairings.json is damaged; pair it again",
+            self.desktop_name
+        ))
+    }
+
     /// The pinned desktop key.
-    pub fn desktop_key(&self) -> Result<[u8; 32], String> {
+    pub fn desktop_key(&self) -> Result<[u8; 32]> {
         let v = b64()
             .decode(&self.desktop_public)
-            .map_err(|e| e.to_string())?;
-        v.as_slice()
-            .try_into()
-            .map_err(|_| "desktop key is not 32 bytes".to_owned())
+            .map_err(|_| self.bad_desktop_key())?;
+        v.as_slice().try_into().map_err(|_| self.bad_desktop_key())
     }
 }
 
@@ -120,20 +126,19 @@ impl StateDir {
     }
 
     /// The agent's static key, created on first use (see [`crate::keys`] for where it lives).
-    pub fn static_key(&self) -> Result<StaticKeypair, String> {
+    pub fn static_key(&self) -> Result<StaticKeypair> {
         Ok(self.located_key()?.0)
     }
 
     /// Where the static key lives.
-    pub fn key_home(&self) -> Result<KeyHome, String> {
+    pub fn key_home(&self) -> Result<KeyHome> {
         Ok(self.located_key()?.1)
     }
 
-    fn located_key(&self) -> Result<(StaticKeypair, KeyHome), String> {
-        let mut cache = self
-            .key
-            .lock()
-            .map_err(|_| "the key cache is poisoned".to_owned())?;
+    fn located_key(&self) -> Result<(StaticKeypair, KeyHome)> {
+        let mut cache = self.key.lock().map_err(|_| {
+            AgentError::Key("the key cache is poisoned (a bug: please report it)".into())
+        })?;
         if let Some(found) = cache.as_ref() {
             return Ok(found.clone());
         }
@@ -145,9 +150,8 @@ impl StateDir {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
-        lock.lock()
-            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+            .map_err(AgentError::io("open", &lock_path))?;
+        lock.lock().map_err(AgentError::io("lock", &lock_path))?;
         self.seal_legacy_tokens()?;
         let has_pairings = !self.pairings()?.is_empty() || self.dir.join(TOKENS_FILE).exists();
         let found = keys::locate(&self.dir, self.key_store, has_pairings)?;
@@ -157,7 +161,7 @@ impl StateDir {
 
     /// Older agents kept the relay tokens in clear in the key file: seal them into
     /// `tokens.sealed` (with the key from that same file) before the key may move elsewhere.
-    fn seal_legacy_tokens(&self) -> Result<(), String> {
+    fn seal_legacy_tokens(&self) -> Result<()> {
         let legacy = keys::legacy_tokens(&self.dir)?;
         if legacy.is_empty() {
             return Ok(());
@@ -177,36 +181,37 @@ impl StateDir {
         Ok(())
     }
 
-    fn read_tokens(&self, key: &StaticKeypair) -> Result<Tokens, String> {
+    fn read_tokens(&self, key: &StaticKeypair) -> Result<Tokens> {
         let path = self.dir.join(TOKENS_FILE);
         let sealed = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Tokens::default()),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => return Err(AgentError::io("read", &path)(e)),
         };
         let opened = at_rest::open(&at_rest::sealing_key(key, Purpose::Tokens), &sealed)
             .and_then(|plain| serde_json::from_slice::<Tokens>(&plain).ok());
-        opened.ok_or_else(|| {
-            let aside = files::set_aside(&path);
-            format!(
-                "the relay tokens could not be opened with this agent's key (another key, or a                  damaged file) and were moved to {aside}; pair again"
-            )
+        opened.ok_or_else(|| AgentError::Damaged {
+            what: "the relay tokens file",
+            detail: "it does not open with this agent's key: another key, or damage".into(),
+            aside: files::set_aside(&path),
+            remedy: "pair again",
         })
     }
 
-    fn write_tokens(&self, key: &StaticKeypair, tokens: &Tokens) -> Result<(), String> {
-        let plain = Zeroizing::new(serde_json::to_vec(tokens).map_err(|e| e.to_string())?);
+    fn write_tokens(&self, key: &StaticKeypair, tokens: &Tokens) -> Result<()> {
+        let plain =
+            Zeroizing::new(serde_json::to_vec(tokens).map_err(encode_err("the relay tokens"))?);
         let sealed = at_rest::seal(&at_rest::sealing_key(key, Purpose::Tokens), &plain)?;
         files::write_private(&self.dir.join(TOKENS_FILE), &sealed)
     }
 
     /// A key for sealing outboxes and pending messages at rest, derived from the static key.
-    pub fn sealing_key(&self) -> Result<SecretKey, String> {
+    pub fn sealing_key(&self) -> Result<SecretKey> {
         Ok(at_rest::sealing_key(&self.static_key()?, Purpose::Outbox))
     }
 
     /// A key for sealing the gateway identity file, derived from the static key.
-    pub fn gateway_identity_key(&self) -> Result<SecretKey, String> {
+    pub fn gateway_identity_key(&self) -> Result<SecretKey> {
         Ok(at_rest::sealing_key(
             &self.static_key()?,
             Purpose::GatewayIdentity,
@@ -214,7 +219,7 @@ impl StateDir {
     }
 
     /// The relay device token of `session`.
-    pub fn token(&self, session: &str) -> Result<Option<SecretString>, String> {
+    pub fn token(&self, session: &str) -> Result<Option<SecretString>> {
         let key = self.static_key()?;
         Ok(self
             .read_tokens(&key)?
@@ -224,21 +229,22 @@ impl StateDir {
     }
 
     /// All pairings.
-    pub fn pairings(&self) -> Result<Vec<Pairing>, String> {
+    pub fn pairings(&self) -> Result<Vec<Pairing>> {
         let path = self.dir.join(PAIRINGS_FILE);
         match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-                let e = clawtray_proto::delivery::json_error_shape(&e);
-                let aside = files::set_aside(&path);
-                format!("the pairings file was damaged ({e}) and was moved to {aside}; pair again")
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| AgentError::Damaged {
+                what: "the pairings file",
+                detail: clawtray_proto::delivery::json_error_shape(&e),
+                aside: files::set_aside(&path),
+                remedy: "pair again",
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => Err(AgentError::io("read", &path)(e)),
         }
     }
 
     /// Add a pairing and its token.
-    pub fn add_pairing(&self, p: Pairing, token: &SecretString) -> Result<(), String> {
+    pub fn add_pairing(&self, p: Pairing, token: &SecretString) -> Result<()> {
         let key = self.static_key()?;
         let mut tokens = self.read_tokens(&key)?;
         tokens
@@ -252,7 +258,7 @@ impl StateDir {
     }
 
     /// Forget a pairing, its token and its outbox.
-    pub fn remove_pairing(&self, session: &str) -> Result<(), String> {
+    pub fn remove_pairing(&self, session: &str) -> Result<()> {
         let key = self.static_key()?;
         let mut tokens = self.read_tokens(&key)?;
         if tokens.0.remove(session).is_some() {
@@ -268,16 +274,16 @@ impl StateDir {
         Ok(())
     }
 
-    fn write_pairings(&self, all: &[Pairing]) -> Result<(), String> {
+    fn write_pairings(&self, all: &[Pairing]) -> Result<()> {
         files::write_private(
             &self.dir.join(PAIRINGS_FILE),
-            &serde_json::to_vec_pretty(all).map_err(|e| e.to_string())?,
+            &serde_json::to_vec_pretty(all).map_err(encode_err("the pairings"))?,
         )
     }
 
     /// Mark `session` to be unpaired by the running agent (see [`Pairing::unpair_requested`]).
     /// False when there is no such pairing.
-    pub fn request_unpair(&self, session: &str) -> Result<bool, String> {
+    pub fn request_unpair(&self, session: &str) -> Result<bool> {
         let mut all = self.pairings()?;
         let Some(p) = all.iter_mut().find(|p| p.session == session) else {
             return Ok(false);
@@ -290,22 +296,19 @@ impl StateDir {
     /// Hold the state dir for one running agent: two agents on one state dir would answer the
     /// same desktops with the same keys and race on every file. The lock goes with the process
     /// (a killed agent releases it).
-    pub fn lock_for_service(&self) -> Result<ServiceLock, String> {
+    pub fn lock_for_service(&self) -> Result<ServiceLock> {
         match self.try_lock()? {
             Some(l) => Ok(l),
-            None => Err(format!(
-                "another clawtray-agent is already running with the state dir {}",
-                self.dir.display()
-            )),
+            None => Err(AgentError::AlreadyRunning(self.dir.clone())),
         }
     }
 
     /// Whether an agent service holds this state dir now.
-    pub fn service_running(&self) -> Result<bool, String> {
+    pub fn service_running(&self) -> Result<bool> {
         Ok(self.try_lock()?.is_none())
     }
 
-    fn try_lock(&self) -> Result<Option<ServiceLock>, String> {
+    fn try_lock(&self) -> Result<Option<ServiceLock>> {
         files::ensure_private_dir(&self.dir)?;
         let path = self.dir.join(LOCK_FILE);
         let f = std::fs::OpenOptions::new()
@@ -313,13 +316,11 @@ impl StateDir {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            .map_err(AgentError::io("open", &path))?;
         match f.try_lock() {
             Ok(()) => Ok(Some(ServiceLock { _file: f })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(format!("cannot lock {}: {e}", path.display()))
-            }
+            Err(std::fs::TryLockError::Error(e)) => Err(AgentError::io("lock", &path)(e)),
         }
     }
 
@@ -340,20 +341,22 @@ impl StateDir {
     }
 
     /// Persist chat messages not yet accepted by the gateway (sealed).
-    pub fn save_pending<T: Serialize>(&self, pending: &T) -> Result<(), String> {
+    pub fn save_pending<T: Serialize>(&self, pending: &T) -> Result<()> {
         let key = self.sealing_key()?;
-        let plain = Zeroizing::new(serde_json::to_vec(pending).map_err(|e| e.to_string())?);
+        let plain = Zeroizing::new(
+            serde_json::to_vec(pending).map_err(encode_err("the pending messages"))?,
+        );
         let sealed = at_rest::seal(&key, &plain)?;
         files::write_private(&self.dir.join(PENDING_FILE), &sealed)
     }
 
     /// Load the sealed pending messages (empty if none; a damaged file is set aside).
-    pub fn load_pending<T: for<'de> Deserialize<'de> + Default>(&self) -> Result<T, String> {
+    pub fn load_pending<T: for<'de> Deserialize<'de> + Default>(&self) -> Result<T> {
         let path = self.dir.join(PENDING_FILE);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(T::default()),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => return Err(AgentError::io("read", &path)(e)),
         };
         let key = self.sealing_key()?;
         let opened = at_rest::open(&key, &bytes).and_then(|p| serde_json::from_slice(&p).ok());
@@ -441,9 +444,9 @@ mod tests {
         let s = StateDir::new(dir.path().to_owned()).with_key_store(KeyStore::File);
         s.static_key().unwrap();
         std::fs::write(dir.path().join(TOKENS_FILE), vec![0u8; 64]).unwrap();
-        let e = s.token("sess").unwrap_err();
+        let e = s.token("sess").unwrap_err().to_string();
         assert!(
-            e.contains("could not be opened") && e.contains("pair again"),
+            e.contains("does not open with this agent's key") && e.contains("pair again"),
             "{e}"
         );
         assert!(
@@ -462,7 +465,7 @@ mod tests {
             br#"{"static_secret": "S3CRET-KEY-MATERIAL", "tokens": "T0KEN-IN-CLEAR"}"#,
         )
         .unwrap();
-        let e = s.static_key().unwrap_err();
+        let e = s.static_key().unwrap_err().to_string();
         assert!(e.contains("damaged") && e.contains("wrong shape"), "{e}");
         assert!(
             !e.contains("T0KEN-IN-CLEAR") && !e.contains("S3CRET"),
@@ -475,7 +478,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = StateDir::new(dir.path().to_owned()).with_key_store(KeyStore::File);
         std::fs::write(dir.path().join(PAIRINGS_FILE), b"{nope").unwrap();
-        let e = s.pairings().unwrap_err();
+        let e = s.pairings().unwrap_err().to_string();
         assert!(e.contains("damaged") && e.contains("pair again"), "{e}");
         assert!(
             s.pairings().unwrap().is_empty(),
@@ -502,7 +505,7 @@ mod race_tests {
         assert!(!s.service_running().unwrap());
         let held = s.lock_for_service().unwrap();
         assert!(s.service_running().unwrap());
-        let e = s.lock_for_service().unwrap_err();
+        let e = s.lock_for_service().unwrap_err().to_string();
         assert!(e.contains("already running"), "{e}");
         drop(held);
         assert!(!s.service_running().unwrap());

@@ -6,6 +6,7 @@
 //! pending request fails at once when the connection drops. Reconnects back off 1 s → 30 s,
 //! honouring the gateway's `retryAfterMs`.
 
+use crate::error::AgentError;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -136,7 +137,7 @@ impl GatewayClient {
     /// Start connecting. The returned receiver is subscribed before the first connection.
     pub fn start(
         config: GatewayConfig,
-    ) -> Result<(Self, broadcast::Receiver<GatewayEvent>), String> {
+    ) -> Result<(Self, broadcast::Receiver<GatewayEvent>), AgentError> {
         let identity =
             DeviceIdentity::load_or_create(&config.identity_path, config.identity_key.clone())?;
         let (tx, rx) = mpsc::channel(256);

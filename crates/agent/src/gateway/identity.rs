@@ -16,6 +16,7 @@ use zeroize::Zeroizing;
 
 use clawtray_proto::secret::SecretKey;
 
+use crate::error::{encode_err, AgentError, Result};
 use crate::{at_rest, files};
 
 /// What is stored in the identity file.
@@ -72,7 +73,7 @@ impl DeviceIdentity {
     /// Load the identity at `path`, or create one; with `seal`, the file is kept sealed under
     /// it. A damaged file (or one sealed under another key) is set aside (with a warning) and
     /// replaced: the gateway then pairs the new device automatically on loopback.
-    pub fn load_or_create(path: &Path, seal: Option<SecretKey>) -> Result<Self, String> {
+    pub fn load_or_create(path: &Path, seal: Option<SecretKey>) -> Result<Self> {
         match std::fs::read(path) {
             Ok(bytes) => match Self::parse(&bytes, path, seal.clone()) {
                 Ok(id) => {
@@ -88,10 +89,10 @@ impl DeviceIdentity {
                 }
             },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(e) => return Err(AgentError::io("read", path)(e)),
         }
         let mut seed = Zeroizing::new([0u8; 32]);
-        clawtray_proto::secret::fill_random(&mut seed[..]).map_err(|e| e.to_string())?;
+        clawtray_proto::secret::fill_random(&mut seed[..])?;
         let id = Self {
             key: SigningKey::from_bytes(&seed),
             device_token: None,
@@ -102,11 +103,22 @@ impl DeviceIdentity {
             Ok(id)
         } else {
             // another process created it first: use that one
-            Self::parse(&std::fs::read(path).map_err(|e| e.to_string())?, path, seal)
+            let bytes = std::fs::read(path).map_err(AgentError::io("read", path))?;
+            Self::parse(&bytes, path, seal).map_err(|detail| AgentError::Damaged {
+                what: "the gateway identity file",
+                detail,
+                aside: files::set_aside(path),
+                remedy: "a new identity is made at the next start",
+            })
         }
     }
 
-    fn parse(bytes: &[u8], path: &Path, seal: Option<SecretKey>) -> Result<Self, String> {
+    /// Read the file's bytes; the error is what is wrong with them (for [`AgentError::Damaged`]).
+    fn parse(
+        bytes: &[u8],
+        path: &Path,
+        seal: Option<SecretKey>,
+    ) -> std::result::Result<Self, String> {
         let plain = if bytes.first() == Some(&b'{') {
             Zeroizing::new(bytes.to_vec())
         } else {
@@ -119,7 +131,7 @@ impl DeviceIdentity {
         let raw = Zeroizing::new(
             b64url()
                 .decode(&stored.private_key)
-                .map_err(|e| e.to_string())?,
+                .map_err(|_| "the private key is not base64url".to_owned())?,
         );
         let seed: [u8; 32] = raw
             .as_slice()
@@ -135,19 +147,21 @@ impl DeviceIdentity {
     }
 
     /// The file's bytes: the JSON, sealed when there is a sealing key.
-    fn encode(&self) -> Result<Zeroizing<Vec<u8>>, String> {
+    fn encode(&self) -> Result<Zeroizing<Vec<u8>>> {
         let stored = Stored {
             private_key: b64url().encode(self.key.to_bytes()),
             device_token: self.device_token.clone(),
         };
-        let json = Zeroizing::new(serde_json::to_vec_pretty(&stored).map_err(|e| e.to_string())?);
+        let json = Zeroizing::new(
+            serde_json::to_vec_pretty(&stored).map_err(encode_err("the gateway identity"))?,
+        );
         match &self.seal {
             Some(k) => Ok(Zeroizing::new(at_rest::seal(k, &json)?)),
             None => Ok(json),
         }
     }
 
-    fn save(&self) -> Result<(), String> {
+    fn save(&self) -> Result<()> {
         files::write_private(&self.path, &self.encode()?)
     }
 
@@ -170,7 +184,7 @@ impl DeviceIdentity {
     }
 
     /// Keep a newly issued device token.
-    pub fn set_device_token(&mut self, token: Option<String>) -> Result<(), String> {
+    pub fn set_device_token(&mut self, token: Option<String>) -> Result<()> {
         if self.device_token != token {
             self.device_token = token;
             self.save()?;
