@@ -22,9 +22,11 @@ use clawtray_proto::chat::{ToAgent, ToDesktop};
 use clawtray_proto::control::ControlFrame;
 use clawtray_proto::delivery::Delivery;
 use clawtray_proto::endpoint::{Endpoint, Event};
-use clawtray_proto::pacer::Outgoing;
-use clawtray_proto::secret::{fill_random, SecretKey, SecretString, StaticKeypair};
+use clawtray_proto::secret::{SecretKey, SecretString, StaticKeypair};
 use clawtray_proto::Role;
+use clawtray_transport::backoff::{unit_random, Backoff};
+use clawtray_transport::heartbeat::{Beat, Heartbeat};
+use clawtray_transport::paced::PacedSender;
 
 use crate::state::Pairing;
 
@@ -32,7 +34,6 @@ use crate::state::Pairing;
 pub const LINK_OUTBOX_CAPACITY: usize = 20_000;
 /// How often an idle link pings the relay by default (a missed pong ends the connection).
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// While the relay refuses the pairing, retries back off up to this (from `refused_retry`).
 const REFUSED_MAX: Duration = Duration::from_secs(3600);
 
@@ -135,30 +136,19 @@ enum Ended {
     Transient(String),
 }
 
-fn jitter(d: Duration) -> Duration {
-    let mut b = [0u8; 2];
-    let r = if fill_random(&mut b).is_ok() {
-        f64::from(u16::from_le_bytes(b)) / 65535.0
-    } else {
-        0.5
-    };
-    d.mul_f64(0.8 + 0.4 * r)
-}
-
 impl Link {
     fn session(&self) -> &str {
         &self.cfg.pairing.session
     }
 
     async fn run(mut self) {
-        let mut backoff = Duration::from_secs(1);
-        let refused_base = self.cfg.refused_retry;
-        let mut refused_backoff = refused_base;
+        let mut backoff = Backoff::default();
+        let mut refused_backoff = Backoff::new(self.cfg.refused_retry, REFUSED_MAX);
         loop {
             let ended = match self.connect().await {
                 Ok(mut ws) => {
-                    backoff = Duration::from_secs(1);
-                    refused_backoff = refused_base;
+                    backoff.reset();
+                    refused_backoff.reset();
                     let e = self.serve(&mut ws).await;
                     self.endpoint.peer_left();
                     e
@@ -179,16 +169,14 @@ impl Link {
                     return;
                 }
                 Ended::Refused(reason) => {
-                    let wait = jitter(refused_backoff);
+                    let wait = refused_backoff.next_delay(unit_random());
                     warn!(session = %self.session(), desktop = %self.cfg.pairing.desktop_name, %reason, retry_in_s = wait.as_secs(),
                         "the relay refuses this pairing; it is kept (a relay cannot end a pairing). If the desktop was unpaired, remove it with `clawtray-agent unpair --now`");
-                    refused_backoff = (refused_backoff * 2).min(REFUSED_MAX);
                     wait
                 }
                 Ended::Transient(reason) => {
-                    let wait = jitter(backoff);
+                    let wait = backoff.next_delay(unit_random());
                     info!(session = %self.session(), %reason, retry_in_ms = wait.as_millis() as u64, "relay link down");
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
                     wait
                 }
             };
@@ -299,20 +287,16 @@ impl Link {
     }
 
     async fn serve(&mut self, ws: &mut Ws) -> Ended {
-        let every = self.cfg.ping_interval;
-        let mut ping = tokio::time::interval_at(Instant::now() + every, every);
-        let mut awaiting_pong = false;
+        // a missed answer within one interval drops the link
+        let mut heartbeat = Heartbeat::new(self.cfg.ping_interval, self.cfg.ping_interval);
         // every frame goes out in order through the pacer (see clawtray_proto::pacer)
-        let mut out = Outgoing::new(std::time::Instant::now());
+        let mut out = PacedSender::new();
         loop {
-            while let Some(f) = out.pop_ready(std::time::Instant::now()) {
-                if ws.send(Message::binary(f)).await.is_err() {
-                    return Ended::Transient("write to the relay failed".into());
-                }
+            if out.send_ready(ws).await.is_err() {
+                return Ended::Transient("write to the relay failed".into());
             }
-            let paced = out.next_at().map(Instant::from_std);
             tokio::select! {
-                () = sleep_until(paced.unwrap_or_else(Instant::now)), if paced.is_some() => {}
+                () = out.due() => {}
                 cmd = self.rx.recv() => match cmd {
                     None | Some(LinkCmd::Stop) => {
                         let _ = ws.close(None).await;
@@ -330,7 +314,7 @@ impl Link {
                     }
                 },
                 msg = ws.next() => {
-                    awaiting_pong = false;
+                    heartbeat.heard();
                     match msg {
                         None | Some(Err(_)) => return Ended::Transient("relay connection lost".into()),
                         Some(Ok(Message::Text(t))) => match ControlFrame::from_json(t.as_str()) {
@@ -358,11 +342,10 @@ impl Link {
                         Some(Ok(_)) => {}
                     }
                 }
-                _ = ping.tick() => {
-                    if awaiting_pong {
+                beat = heartbeat.tick() => {
+                    if beat == Beat::Dead {
                         return Ended::Transient("the relay stopped answering (dead link)".into());
                     }
-                    awaiting_pong = true;
                     if ws.send(Message::Ping(Vec::new().into())).await.is_err() {
                         return Ended::Transient("write to the relay failed".into());
                     }
@@ -379,7 +362,7 @@ impl Link {
     async fn handle(
         &mut self,
         events: Vec<Event<ToAgent>>,
-        out: &mut Outgoing,
+        out: &mut PacedSender,
     ) -> Result<(), Ended> {
         for e in events {
             match e {

@@ -38,12 +38,10 @@ use clawtray_proto::chat::{ToAgent, ToDesktop};
 use clawtray_proto::control::{ControlFrame, ErrorCode};
 use clawtray_proto::delivery::Delivery;
 use clawtray_proto::endpoint::{Endpoint, Event};
-use clawtray_proto::pacer::Outgoing;
 use clawtray_proto::sealed::MAX_PLAINTEXT;
-use clawtray_proto::secret::{fill_random, SecretString};
+use clawtray_proto::secret::SecretString;
 use clawtray_proto::{ProtoError, Role};
 
-use crate::backoff::Backoff;
 use crate::error::{ClientError, PairError};
 use crate::pairing_flow;
 use crate::relay_url::RelayUrl;
@@ -51,6 +49,9 @@ use crate::session_store::{SessionInfo, SessionStore, StoreError, StoredSession}
 use crate::state::{ClientEvent, ConnectionState, MessageState, PeerPresence};
 use crate::wire::{self, Inbound, Ws};
 use clawtray_outbox::{Durability, Outbox, OUTBOX_FILE};
+use clawtray_transport::backoff::{unit_random, Backoff};
+use clawtray_transport::heartbeat::{Beat, Heartbeat};
+use clawtray_transport::paced::PacedSender;
 
 /// Messages that may wait for the agent at once.
 pub const OUTBOX_CAPACITY: usize = 10_000;
@@ -318,14 +319,6 @@ enum Waiting {
     Retry(String),
     /// The relay refuses the pairing: keep it and try again slowly.
     Refused(String),
-}
-
-fn unit_random() -> f64 {
-    let mut b = [0u8; 8];
-    if fill_random(&mut b).is_err() {
-        return 0.5;
-    }
-    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn unix_ms_in(d: Duration) -> u64 {
@@ -786,12 +779,11 @@ impl Actor {
         let mut conn = Conn {
             handshake_deadline: None,
             handshake_failures: 0,
-            awaiting_pong: None,
             rejected: 0,
             resync_at: None,
             ack_wait_since: None,
             rekey_at: None,
-            out: Outgoing::new(std::time::Instant::now()),
+            out: PacedSender::new(),
         };
         if peer_online {
             if let Err(o) = self.start_meeting(&mut ws, &mut conn).await {
@@ -802,24 +794,17 @@ impl Actor {
                 peer: PeerPresence::Away,
             });
         }
-        let mut ping = tokio::time::interval_at(
-            Instant::now() + self.config.ping_interval,
-            self.config.ping_interval,
-        );
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heartbeat = Heartbeat::new(self.config.ping_interval, self.config.pong_timeout);
         loop {
-            while let Some(f) = conn.out.pop_ready(std::time::Instant::now()) {
-                if let Err(e) = wire::send_binary(&mut ws, f).await {
-                    return Outcome::Transient(e.to_string());
-                }
+            if let Err(e) = conn.out.send_ready(&mut ws).await {
+                return Outcome::Transient(format!("connection lost: {e}"));
             }
-            let paced = conn.out.next_at().map(Instant::from_std);
             let hs_deadline = conn.handshake_deadline;
             let resync_at = conn.resync_at;
             let ack_deadline = conn.ack_wait_since.map(|t| t + self.config.ack_timeout);
             let rekey_at = conn.rekey_at;
             tokio::select! {
-                () = sleep_until(paced.unwrap_or_else(Instant::now)), if paced.is_some() => {}
+                () = conn.out.due() => {}
                 cmd = self.rx.recv() => {
                     let Some(cmd) = cmd else { return Outcome::Shutdown };
                     if let Some(o) = self.online_command(cmd, &mut ws, &mut conn).await {
@@ -828,7 +813,7 @@ impl Actor {
                     self.watch_acks(&mut conn, false);
                 }
                 inbound = wire::recv(&mut ws) => {
-                    conn.awaiting_pong = None;
+                    heartbeat.heard();
                     if let Err(o) = self.on_inbound(inbound, &mut ws, &mut conn).await {
                         return o;
                     }
@@ -843,13 +828,9 @@ impl Actor {
                         return o;
                     }
                 }
-                _ = ping.tick() => {
-                    if let Some(since) = conn.awaiting_pong {
-                        if since.elapsed() >= self.config.pong_timeout {
-                            return Outcome::Transient("the relay stopped answering (dead link)".into());
-                        }
-                    } else {
-                        conn.awaiting_pong = Some(Instant::now());
+                beat = heartbeat.tick() => {
+                    if beat == Beat::Dead {
+                        return Outcome::Transient("the relay stopped answering (dead link)".into());
                     }
                     if wire::send_ping(&mut ws).await.is_err() {
                         return Outcome::Transient("connection lost".into());
@@ -1173,17 +1154,8 @@ impl Actor {
         }
         let deadline = Instant::now() + UNPAIR_ACK_WAIT;
         // the pacer may hold frames back: wait for their turn, within the deadline
-        loop {
-            while let Some(f) = conn.out.pop_ready(std::time::Instant::now()) {
-                if wire::send_binary(ws, f).await.is_err() {
-                    return;
-                }
-            }
-            match conn.out.next_at().map(Instant::from_std) {
-                None => break,
-                Some(at) if at > deadline => return,
-                Some(at) => sleep_until(at).await,
-            }
+        if !matches!(conn.out.drain_until(ws, deadline).await, Ok(true)) {
+            return;
         }
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             let b = match wire::recv_within(ws, left).await {
@@ -1211,7 +1183,6 @@ impl Actor {
 struct Conn {
     handshake_deadline: Option<Instant>,
     handshake_failures: u32,
-    awaiting_pong: Option<Instant>,
     /// Frames refused on this connection (the first one is reported).
     rejected: u32,
     /// A new meeting is due then (after refused frames).
@@ -1221,7 +1192,7 @@ struct Conn {
     /// When the live meeting's keys retire.
     rekey_at: Option<Instant>,
     /// Frames waiting to go out, paced so a backlog never trips the relay's flood limits.
-    out: Outgoing,
+    out: PacedSender,
 }
 
 fn relay_error(code: ErrorCode, message: String) -> Outcome {

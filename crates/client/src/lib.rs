@@ -11,12 +11,12 @@
 //! - [`links`]: what the chat window may load and what opens in the system browser. Pure.
 //! - [`wire`]: WebSocket connect and frame helpers.
 //! - [`relay_url`]: relay URL validation (`ws://` only to loopback unless explicitly allowed).
-//! - [`backoff`]: reconnect delays with jitter. Pure.
+//! - `clawtray_transport` (re-exported as [`transport`]): opening the relay WebSocket, paced
+//!   sending, the heartbeat and reconnect backoff — the same code the agent's links run.
 // Nothing from the network, the disk or the person may panic the program: no unwrap/expect
 // outside tests (tests may: a panic is how a test fails).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod backoff;
 pub mod chat_model;
 pub mod client;
 pub mod error;
@@ -28,6 +28,7 @@ pub mod state;
 pub mod wire;
 
 pub use clawtray_outbox as outbox;
+pub use clawtray_transport as transport;
 pub use client::{ClientConfig, RelayClient};
 pub use error::{ClientError, PairError};
 pub use state::{ClientEvent, ConnectionState, MessageState};

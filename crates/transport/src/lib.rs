@@ -2,10 +2,15 @@
 //! agent's relay links, its pairing and revoke connections, and its gateway connection — so they
 //! cannot drift apart: TLS 1.2/1.3 with rustls (ring) and the OS trust store (which honours
 //! `SSL_CERT_FILE` / `SSL_CERT_DIR`), an optional `Authorization: Bearer`, a message size limit,
-//! Nagle off, and a deadline for the whole opening.
+//! Nagle off, and a deadline for the whole opening. And what both ends do on a relay connection
+//! once it is open: [`paced`] sending, the [`heartbeat`], and reconnect [`backoff`].
 // Nothing from the network, the disk or the person may panic the program: no unwrap/expect
 // outside tests (tests may: a panic is how a test fails).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod backoff;
+pub mod heartbeat;
+pub mod paced;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

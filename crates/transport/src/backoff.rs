@@ -1,5 +1,6 @@
-//! Reconnect delays: 1 s doubling to 30 s, with ±20 % jitter, reset after a success. Pure: the
-//! caller passes the random number, so the policy is testable without sleeping.
+//! Reconnect delays for both ends' relay connections: by default 1 s doubling to 30 s, with
+//! ±20 % jitter, reset after a success. Pure: the caller passes the random number
+//! ([`unit_random`] in production), so the policy is testable without sleeping.
 
 use std::time::Duration;
 
@@ -9,20 +10,48 @@ pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// Consecutive failures and the delay they earn.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Backoff {
     failures: u32,
+    base: Duration,
+    max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new(BACKOFF_BASE, BACKOFF_MAX)
+    }
+}
+
+/// A number uniform in `[0, 1)` from the OS random source (0.5 if it fails).
+#[must_use]
+pub fn unit_random() -> f64 {
+    let mut b = [0u8; 4];
+    match clawtray_proto::secret::fill_random(&mut b) {
+        Ok(()) => f64::from(u32::from_le_bytes(b)) / (f64::from(u32::MAX) + 1.0),
+        Err(_) => 0.5,
+    }
 }
 
 impl Backoff {
+    /// Delays from `base` doubling to `max`.
+    #[must_use]
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Self {
+            failures: 0,
+            base,
+            max,
+        }
+    }
+
     /// Record a failure; returns how long to wait. `unit_random` is uniform in `[0, 1)`.
     pub fn next_delay(&mut self, unit_random: f64) -> Duration {
         let exp = self.failures.min(16);
         self.failures = self.failures.saturating_add(1);
-        let raw = BACKOFF_BASE.as_secs_f64() * f64::from(1u32 << exp);
-        let capped = raw.min(BACKOFF_MAX.as_secs_f64());
+        let raw = self.base.as_secs_f64() * f64::from(1u32 << exp);
+        let capped = raw.min(self.max.as_secs_f64());
         let jitter = 0.8 + 0.4 * unit_random.clamp(0.0, 1.0);
-        Duration::from_secs_f64((capped * jitter).min(BACKOFF_MAX.as_secs_f64()))
+        Duration::from_secs_f64((capped * jitter).min(self.max.as_secs_f64()))
     }
 
     /// A connection succeeded.
@@ -60,5 +89,9 @@ mod tests {
         for _ in 0..100 {
             assert!(b.next_delay(1.0) <= BACKOFF_MAX);
         }
+        let mut slow = Backoff::new(Duration::from_secs(60), Duration::from_secs(3600));
+        let mids: Vec<u64> = (0..8).map(|_| slow.next_delay(0.5).as_secs()).collect();
+        assert_eq!(mids, vec![60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert!((0.0..1.0).contains(&unit_random()));
     }
 }
