@@ -142,15 +142,8 @@ impl StateDir {
         if let Some(found) = cache.as_ref() {
             return Ok(found.clone());
         }
-        files::ensure_private_dir(&self.dir)?;
         // one process at a time finds, creates or moves the key (`pair` next to `run`)
-        let lock_path = self.dir.join(KEY_LOCK_FILE);
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(AgentError::io("open", &lock_path))?;
+        let (lock, lock_path) = self.lock_file(KEY_LOCK_FILE)?;
         lock.lock().map_err(AgentError::io("lock", &lock_path))?;
         self.seal_legacy_tokens()?;
         let has_pairings = !self.pairings()?.is_empty() || self.dir.join(TOKENS_FILE).exists();
@@ -308,15 +301,21 @@ impl StateDir {
         Ok(self.try_lock()?.is_none())
     }
 
-    fn try_lock(&self) -> Result<Option<ServiceLock>> {
+    /// Open (creating) the lock file `name` in the state dir.
+    fn lock_file(&self, name: &str) -> Result<(std::fs::File, PathBuf)> {
         files::ensure_private_dir(&self.dir)?;
-        let path = self.dir.join(LOCK_FILE);
+        let path = self.dir.join(name);
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
             .map_err(AgentError::io("open", &path))?;
+        Ok((f, path))
+    }
+
+    fn try_lock(&self) -> Result<Option<ServiceLock>> {
+        let (f, path) = self.lock_file(LOCK_FILE)?;
         match f.try_lock() {
             Ok(()) => Ok(Some(ServiceLock { _file: f })),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),

@@ -245,18 +245,23 @@ async fn a_request_the_real_gateway_never_answers_times_out_and_the_next_works()
             serde_json::json!({"sessionKey": "e2e-timeout", "limit": 1}),
         )
     };
-    // the shared gateway may still be starting ("UNAVAILABLE"): ask until it answers
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if client.link() == GatewayLink::Connected && history().await.is_ok() {
-            break;
+    /// Ask until the gateway answers over a live connection.
+    async fn answering(client: &GatewayClient, what: &str) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let asked = client.request(
+                "chat.history",
+                serde_json::json!({"sessionKey": "e2e-timeout", "limit": 1}),
+            );
+            if client.link() == GatewayLink::Connected && asked.await.is_ok() {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the gateway answers"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // the shared gateway may still be starting ("UNAVAILABLE"): ask until it answers
+    answering(&client, "the gateway answers").await;
     // the connection stalls (a sleeping NAT): the gateway never sees the request
     link.stall_current();
     assert_eq!(
@@ -266,15 +271,5 @@ async fn a_request_the_real_gateway_never_answers_times_out_and_the_next_works()
     );
     // the stalled connection is dropped; the client reconnects and the next request works
     link.drop_current();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if client.link() == GatewayLink::Connected && history().await.is_ok() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "answers again after the reconnect"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    answering(&client, "answers again after the reconnect").await;
 }

@@ -58,14 +58,7 @@ fn key_where(state: &Path, env: &[(&str, &str)]) -> String {
 }
 
 fn export(state: &Path) -> StaticKeypair {
-    let (ok, out, err) = agent(state, &["key", "export"], &[]);
-    assert!(ok, "key export failed: {err}");
-    let raw: [u8; 32] = b64()
-        .decode(out.trim())
-        .expect("base64")
-        .try_into()
-        .expect("32 bytes");
-    StaticKeypair::from_secret(SecretKey::from_bytes(raw))
+    export_with(state, &[])
 }
 
 /// What `secret-tool` finds for the agent of `state` (an independent look at the keyring).
@@ -212,11 +205,7 @@ fn an_older_agents_key_file_moves_into_the_keyring_with_its_tokens_sealed() {
         "tokens": {"sess-1": "TOKEN-legacy-marker"},
     });
     std::fs::write(state.join("agent-key.json"), legacy.to_string()).unwrap();
-    let pairing = serde_json::json!([{
-        "session": "sess-1", "relay_url": "ws://127.0.0.1:1",
-        "desktop_public": b64().encode([7u8; 32]), "desktop_name": "laptop", "paired_at_ms": 1,
-    }]);
-    std::fs::write(state.join("pairings.json"), pairing.to_string()).unwrap();
+    write_one_pairing(&state);
 
     assert!(key_where(&state, &[]).contains("OS keyring"));
     assert!(
@@ -261,8 +250,21 @@ fn a_systemd_credential_wins_and_the_other_copies_go() {
 fn export_with(state: &Path, env: &[(&str, &str)]) -> StaticKeypair {
     let (ok, out, err) = agent(state, &["key", "export"], env);
     assert!(ok, "key export failed: {err}");
-    let raw: [u8; 32] = b64().decode(out.trim()).unwrap().try_into().unwrap();
+    let raw: [u8; 32] = b64()
+        .decode(out.trim())
+        .expect("base64")
+        .try_into()
+        .expect("32 bytes");
     StaticKeypair::from_secret(SecretKey::from_bytes(raw))
+}
+
+/// A `pairings.json` with one desktop (session `sess-1`), as the agent writes it.
+fn write_one_pairing(state: &Path) {
+    let pairing = serde_json::json!([{
+        "session": "sess-1", "relay_url": "ws://127.0.0.1:1",
+        "desktop_public": b64().encode([7u8; 32]), "desktop_name": "laptop", "paired_at_ms": 1,
+    }]);
+    std::fs::write(state.join("pairings.json"), pairing.to_string()).unwrap();
 }
 
 #[test]
@@ -272,11 +274,7 @@ fn an_emptied_keyring_never_costs_the_pairings_a_new_key_and_two_keys_are_an_err
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("agent");
     assert!(key_where(&state, &[]).contains("OS keyring"));
-    let pairing = serde_json::json!([{
-        "session": "sess-1", "relay_url": "ws://127.0.0.1:1",
-        "desktop_public": b64().encode([7u8; 32]), "desktop_name": "laptop", "paired_at_ms": 1,
-    }]);
-    std::fs::write(state.join("pairings.json"), pairing.to_string()).unwrap();
+    write_one_pairing(&state);
 
     // a second, different key beside the keyring's: refused, nothing chosen silently
     let other = StaticKeypair::generate().unwrap();
