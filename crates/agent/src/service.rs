@@ -8,11 +8,10 @@
 //! after a restart the agent sends it again (the gateway dedupes by idempotency key) and asks
 //! `agent.wait` for the outcome of a run that ended while nobody listened.
 
-use crate::error::AgentError;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -21,7 +20,9 @@ use clawtray_proto::chat::{GatewayStatus, ToAgent, ToDesktop};
 use clawtray_proto::secret::fill_random;
 
 use crate::bridge::{history_messages, Bridge};
+use crate::error::AgentError;
 use crate::files;
+use crate::gateway::calls::{AgentWait, ChatAbort, ChatHistory, ChatSend, WaitAnswer};
 use crate::gateway::{GatewayClient, GatewayConfig, GatewayError, GatewayEvent, GatewayLink};
 use crate::link::{self, HubEvent, LinkCmd, LinkConfig};
 use crate::state::StateDir;
@@ -254,19 +255,17 @@ impl Hub {
         );
         tokio::spawn(async move {
             let r = gw
-                .request(
-                    "chat.send",
-                    json!({ "sessionKey": key, "message": text, "idempotencyKey": id, "queueMode": "followup" }),
-                )
+                .chat_send(&ChatSend {
+                    session_key: &key,
+                    message: &text,
+                    idempotency_key: &id,
+                    queue_mode: "followup",
+                })
                 .await;
             let _ = done
                 .send(match r {
-                    Ok(v) => Done::Sent {
-                        run_id: v
-                            .get("runId")
-                            .and_then(|r| r.as_str())
-                            .unwrap_or(&id)
-                            .to_owned(),
+                    Ok(sent) => Done::Sent {
+                        run_id: sent.run_id.unwrap_or_else(|| id.clone()),
                         id,
                     },
                     Err(error) => Done::SendFailed { desktop, id, error },
@@ -285,10 +284,11 @@ impl Hub {
                 r.borrow().as_deref() == Some(run_id.as_str())
             };
             while still_ours(&running) {
-                let asked = gw.request(
-                    "agent.wait",
-                    json!({ "runId": run_id, "timeoutMs": WAIT_SLICE_MS }),
-                );
+                let params = AgentWait {
+                    run_id: &run_id,
+                    timeout_ms: WAIT_SLICE_MS,
+                };
+                let asked = gw.agent_wait(&params);
                 let answer = tokio::select! {
                     a = asked => a,
                     _ = running.changed() => continue,
@@ -318,25 +318,40 @@ impl Hub {
         });
     }
 
-    fn request_then_reply(&self, desktop: String, method: &'static str, params: serde_json::Value) {
+    /// Carry out a desktop's `ask` at the gateway; answer the desktop with the history, or with a
+    /// sentence when it failed.
+    fn ask_then_reply(&self, desktop: String, ask: DesktopAsk) {
         let (gw, done) = (self.gw.clone(), self.done_tx.clone());
+        let key = self.bridge.session_key().to_owned();
         tokio::spawn(async move {
-            let msg = match gw.request(method, params).await {
-                Ok(v) if method == "chat.history" => ToDesktop::History {
-                    messages: history_messages(&v),
-                },
-                Ok(_) => return,
-                Err(e) => ToDesktop::ChatError {
-                    run_id: None,
-                    message: format!(
-                        "the agent could not {}: {e}",
-                        if method == "chat.abort" {
-                            "stop the reply"
-                        } else {
-                            "load the history"
-                        }
-                    ),
-                },
+            let failed = |what: &str, e: GatewayError| ToDesktop::ChatError {
+                run_id: None,
+                message: format!("the agent could not {what}: {e}"),
+            };
+            let msg = match ask {
+                DesktopAsk::Abort { run_id } => {
+                    let asked = ChatAbort {
+                        session_key: &key,
+                        run_id: &run_id,
+                    };
+                    match gw.chat_abort(&asked).await {
+                        // the run's ending comes as a gateway event
+                        Ok(()) => return,
+                        Err(e) => failed("stop the reply", e),
+                    }
+                }
+                DesktopAsk::History { limit } => {
+                    let asked = ChatHistory {
+                        session_key: &key,
+                        limit,
+                    };
+                    match gw.chat_history(&asked).await {
+                        Ok(v) => ToDesktop::History {
+                            messages: history_messages(&v),
+                        },
+                        Err(e) => failed("load the history", e),
+                    }
+                }
             };
             let _ = done.send(Done::Reply { desktop, msg }).await;
         });
@@ -366,21 +381,12 @@ impl Hub {
                 }
                 ToAgent::ChatAbort { run_id } => {
                     let _ = stored.send(());
-                    let key = self.bridge.session_key().to_owned();
-                    self.request_then_reply(
-                        session,
-                        "chat.abort",
-                        json!({ "sessionKey": key, "runId": run_id }),
-                    );
+                    self.ask_then_reply(session, DesktopAsk::Abort { run_id });
                 }
                 ToAgent::ChatHistory { limit, .. } => {
                     let _ = stored.send(());
-                    let key = self.bridge.session_key().to_owned();
-                    self.request_then_reply(
-                        session,
-                        "chat.history",
-                        json!({ "sessionKey": key, "limit": limit.clamp(1, 500) }),
-                    );
+                    let limit = limit.clamp(1, 500);
+                    self.ask_then_reply(session, DesktopAsk::History { limit });
                 }
                 ToAgent::Unpair => {
                     // sealed with the pinned desktop key: the desktop itself ended the pairing
@@ -564,10 +570,10 @@ const HISTORY_LOOKBACK: u32 = 50;
 /// The reply run `run_id` left in the session's transcript, if it finished.
 async fn reply_in_history(gw: &GatewayClient, key: &str, run_id: &str) -> Option<ToDesktop> {
     let h = gw
-        .request(
-            "chat.history",
-            json!({ "sessionKey": key, "limit": HISTORY_LOOKBACK }),
-        )
+        .chat_history(&ChatHistory {
+            session_key: key,
+            limit: HISTORY_LOOKBACK,
+        })
         .await
         .ok()?;
     reply_of_run(&h, run_id)
@@ -591,32 +597,39 @@ fn reply_of_run(history: &Value, run_id: &str) -> Option<ToDesktop> {
 }
 
 /// The desktops' view of an `agent.wait` answer, or `None` while the run goes on.
-fn wait_outcome(run_id: &str, v: &Value) -> Option<ToDesktop> {
+fn wait_outcome(run_id: &str, v: &WaitAnswer) -> Option<ToDesktop> {
     let run_id = run_id.to_owned();
-    match v.get("status").and_then(Value::as_str) {
+    match v.status.as_deref() {
         Some("ok") => Some(ToDesktop::ChatReply {
             run_id,
             text: v
-                .pointer("/terminalReply/text")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
+                .terminal_reply
+                .as_ref()
+                .and_then(|t| t.text.clone())
+                .unwrap_or_default(),
         }),
         Some("aborted" | "cancelled" | "killed") => Some(ToDesktop::ChatAborted { run_id }),
         Some("timeout" | "pending") | None => None,
         Some(other) => Some(ToDesktop::ChatError {
             run_id: Some(run_id),
             message: v
-                .get("error")
-                .and_then(Value::as_str)
-                .map_or_else(|| format!("the agent's run ended: {other}"), str::to_owned),
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("the agent's run ended: {other}")),
         }),
     }
+}
+
+/// What a desktop asked of the gateway besides a chat message.
+enum DesktopAsk {
+    Abort { run_id: String },
+    History { limit: u32 },
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_runs_reply_is_found_in_the_transcript() {
@@ -637,6 +650,9 @@ mod tests {
 
     #[test]
     fn wait_answers_become_endings() {
+        let wait_outcome = |run: &str, v: &Value| {
+            super::wait_outcome(run, &serde_json::from_value(v.clone()).unwrap())
+        };
         let ok = json!({"runId":"r","status":"ok","terminalReply":{"disposition":"visible","text":"ok A: w1"}});
         assert_eq!(
             wait_outcome("r", &ok),

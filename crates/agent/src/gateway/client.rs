@@ -89,6 +89,11 @@ pub enum GatewayError {
     NotConnected,
     #[error("gateway handshake failed: {0}")]
     Handshake(String),
+    #[error("the gateway's answer to {method} could not be read ({detail}); update clawtray-agent or OpenClaw so they speak the same protocol")]
+    Malformed {
+        method: &'static str,
+        detail: String,
+    },
 }
 
 /// What subscribers hear.
