@@ -45,6 +45,15 @@ fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     Ok(tmp)
 }
 
+/// The bytes of `path`, or `None` when there is no such file.
+pub fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(AgentError::io("read", path)(e)),
+    }
+}
+
 /// Write `bytes` to `path` atomically with mode 0600 (temp file, fsync, rename).
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = write_temp(path, bytes)?;

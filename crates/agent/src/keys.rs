@@ -132,58 +132,45 @@ pub fn export(k: &StaticKeypair) -> Zeroizing<String> {
 }
 
 fn read_key_file(path: &Path) -> Result<Option<KeyFile>> {
-    match std::fs::read(path) {
-        Ok(b) => {
-            let b = Zeroizing::new(b);
-            match serde_json::from_slice::<KeyFile>(&b) {
-                Ok(k) => Ok(Some(k)),
-                Err(e) => {
-                    // the shape of the damage only: serde would quote the file's values
-                    let e = clawtray_proto::delivery::json_error_shape(&e);
-                    let aside = files::set_aside(path);
-                    Err(AgentError::Damaged {
-                        what: "the agent key file",
-                        detail: e,
-                        aside,
-                        remedy: "existing pairings cannot be used — pair again",
-                    })
-                }
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(AgentError::io("read", path)(e)),
-    }
-}
-
-/// Relay tokens an older agent kept in clear in the key file (session → token).
-pub(crate) fn legacy_tokens(dir: &Path) -> Result<BTreeMap<String, Zeroizing<String>>> {
-    Ok(read_key_file(&dir.join(KEY_FILE))?
-        .map(|k| {
-            k.tokens
-                .iter()
-                .map(|(s, t)| (s.clone(), Zeroizing::new(t.clone())))
-                .collect()
+    let Some(b) = files::read_if_exists(path)? else {
+        return Ok(None);
+    };
+    let b = Zeroizing::new(b);
+    serde_json::from_slice::<KeyFile>(&b)
+        .map(Some)
+        .map_err(|e| AgentError::Damaged {
+            what: "the agent key file",
+            // the shape of the damage only: serde would quote the file's values
+            detail: clawtray_proto::delivery::json_error_shape(&e),
+            aside: files::set_aside(path),
+            remedy: "existing pairings cannot be used — pair again",
         })
-        .unwrap_or_default())
 }
 
-/// The key in the key file, if there is one (to seal legacy tokens before the key may move).
-pub(crate) fn file_key(dir: &Path) -> Result<Option<StaticKeypair>> {
-    read_key_file(&dir.join(KEY_FILE))?
-        .map(|k| key_from_b64(&k.static_secret, "the agent key file"))
-        .transpose()
-}
+/// Session → relay token, as an older agent kept them.
+pub(crate) type LegacyTokens = BTreeMap<String, Zeroizing<String>>;
 
-/// Rewrite the key file without its legacy tokens (once they are sealed elsewhere).
-pub(crate) fn drop_legacy_tokens(dir: &Path) -> Result<()> {
-    let path = dir.join(KEY_FILE);
-    if let Some(mut k) = read_key_file(&path)? {
-        if !k.tokens.is_empty() {
-            k.tokens.clear();
-            write_key_file(&path, &k.static_secret)?;
-        }
+/// Relay tokens an older agent kept in clear in the key file (session → token), with the key
+/// from that same file to seal them under before the key may move; `None` when there are none.
+pub(crate) fn legacy_tokens(dir: &Path) -> Result<Option<(StaticKeypair, LegacyTokens)>> {
+    let Some(k) = read_key_file(&dir.join(KEY_FILE))? else {
+        return Ok(None);
+    };
+    if k.tokens.is_empty() {
+        return Ok(None);
     }
-    Ok(())
+    let key = key_from_b64(&k.static_secret, "the agent key file")?;
+    let tokens = k
+        .tokens
+        .iter()
+        .map(|(s, t)| (s.clone(), Zeroizing::new(t.clone())))
+        .collect();
+    Ok(Some((key, tokens)))
+}
+
+/// Rewrite the key file with `key` alone (its legacy tokens are sealed elsewhere now).
+pub(crate) fn drop_legacy_tokens(dir: &Path, key: &StaticKeypair) -> Result<()> {
+    write_key_file(&dir.join(KEY_FILE), &key_to_b64(key))
 }
 
 fn write_key_file(path: &Path, static_secret: &str) -> Result<()> {
@@ -331,26 +318,26 @@ pub(crate) fn locate(dir: &Path, store: KeyStore, has_pairings: bool) -> Result<
         None => StaticKeypair::generate()?,
     };
     // put it where it is wanted (if it is not there yet), then remove the other copies
-    let home = match &wanted {
-        KeyHome::Credential(_) => wanted.clone(),
-        KeyHome::Keyring if copies.iter().any(|(h, _)| *h == KeyHome::Keyring) => wanted.clone(),
+    let kept_in = |home: &KeyHome| copies.iter().any(|(h, _)| h == home);
+    let file_home = KeyHome::File(file.clone());
+    let in_file = || -> Result<KeyHome> {
+        if !kept_in(&file_home) {
+            write_key_file(&file, &key_to_b64(&key))?;
+        }
+        Ok(file_home.clone())
+    };
+    let home = match wanted {
+        KeyHome::Credential(_) => wanted,
+        KeyHome::Keyring if kept_in(&KeyHome::Keyring) => wanted,
         KeyHome::Keyring => match entry.write(&key) {
-            Ok(()) => wanted.clone(),
+            Ok(()) => wanted,
             Err(e) if store == KeyStore::Keyring => return Err(e),
             Err(e) => {
                 tracing::warn!("{e}; the agent key stays in {}", file.display());
-                if !copies.iter().any(|(h, _)| matches!(h, KeyHome::File(_))) {
-                    write_key_file(&file, &key_to_b64(&key))?;
-                }
-                KeyHome::File(file.clone())
+                in_file()?
             }
         },
-        KeyHome::File(_) => {
-            if !copies.iter().any(|(h, _)| matches!(h, KeyHome::File(_))) {
-                write_key_file(&file, &key_to_b64(&key))?;
-            }
-            wanted.clone()
-        }
+        KeyHome::File(_) => in_file()?,
     };
     for (old, _) in &copies {
         if *old == home {

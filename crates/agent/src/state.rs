@@ -155,11 +155,7 @@ impl StateDir {
     /// Older agents kept the relay tokens in clear in the key file: seal them into
     /// `tokens.sealed` (with the key from that same file) before the key may move elsewhere.
     fn seal_legacy_tokens(&self) -> Result<()> {
-        let legacy = keys::legacy_tokens(&self.dir)?;
-        if legacy.is_empty() {
-            return Ok(());
-        }
-        let Some(key) = keys::file_key(&self.dir)? else {
+        let Some((key, legacy)) = keys::legacy_tokens(&self.dir)? else {
             return Ok(());
         };
         let mut tokens = self.read_tokens(&key)?;
@@ -167,7 +163,7 @@ impl StateDir {
             tokens.0.entry(session).or_insert_with(|| token.to_string());
         }
         self.write_tokens(&key, &tokens)?;
-        keys::drop_legacy_tokens(&self.dir)?;
+        keys::drop_legacy_tokens(&self.dir, &key)?;
         tracing::info!(
             "the relay tokens were moved out of the key file into {TOKENS_FILE} (sealed)"
         );
@@ -176,10 +172,8 @@ impl StateDir {
 
     fn read_tokens(&self, key: &StaticKeypair) -> Result<Tokens> {
         let path = self.dir.join(TOKENS_FILE);
-        let sealed = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Tokens::default()),
-            Err(e) => return Err(AgentError::io("read", &path)(e)),
+        let Some(sealed) = files::read_if_exists(&path)? else {
+            return Ok(Tokens::default());
         };
         let opened = at_rest::open(&at_rest::sealing_key(key, Purpose::Tokens), &sealed)
             .and_then(|plain| serde_json::from_slice::<Tokens>(&plain).ok());
@@ -224,16 +218,15 @@ impl StateDir {
     /// All pairings.
     pub fn pairings(&self) -> Result<Vec<Pairing>> {
         let path = self.dir.join(PAIRINGS_FILE);
-        match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| AgentError::Damaged {
-                what: "the pairings file",
-                detail: clawtray_proto::delivery::json_error_shape(&e),
-                aside: files::set_aside(&path),
-                remedy: "pair again",
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(AgentError::io("read", &path)(e)),
-        }
+        let Some(b) = files::read_if_exists(&path)? else {
+            return Ok(Vec::new());
+        };
+        serde_json::from_slice(&b).map_err(|e| AgentError::Damaged {
+            what: "the pairings file",
+            detail: clawtray_proto::delivery::json_error_shape(&e),
+            aside: files::set_aside(&path),
+            remedy: "pair again",
+        })
     }
 
     /// Add a pairing and its token.
@@ -352,10 +345,8 @@ impl StateDir {
     /// Load the sealed pending messages (empty if none; a damaged file is set aside).
     pub fn load_pending<T: for<'de> Deserialize<'de> + Default>(&self) -> Result<T> {
         let path = self.dir.join(PENDING_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(T::default()),
-            Err(e) => return Err(AgentError::io("read", &path)(e)),
+        let Some(bytes) = files::read_if_exists(&path)? else {
+            return Ok(T::default());
         };
         let key = self.sealing_key()?;
         let opened = at_rest::open(&key, &bytes).and_then(|p| serde_json::from_slice(&p).ok());

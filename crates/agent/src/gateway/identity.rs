@@ -74,8 +74,8 @@ impl DeviceIdentity {
     /// it. A damaged file (or one sealed under another key) is set aside (with a warning) and
     /// replaced: the gateway then pairs the new device automatically on loopback.
     pub fn load_or_create(path: &Path, seal: Option<SecretKey>) -> Result<Self> {
-        match std::fs::read(path) {
-            Ok(bytes) => match Self::parse(&bytes, path, seal.clone()) {
+        if let Some(bytes) = files::read_if_exists(path)? {
+            match Self::parse(&bytes, path, seal.clone()) {
                 Ok(id) => {
                     if id.seal.is_some() && bytes.first() == Some(&b'{') {
                         // written in clear by an older agent: seal it now
@@ -87,9 +87,7 @@ impl DeviceIdentity {
                     let aside = files::set_aside(path);
                     tracing::warn!("the gateway identity file {} is damaged ({e}); moved to {aside} and a new identity was made", path.display());
                 }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(AgentError::io("read", path)(e)),
+            }
         }
         let mut seed = Zeroizing::new([0u8; 32]);
         clawtray_proto::secret::fill_random(&mut seed[..])?;
