@@ -67,22 +67,7 @@ fn keyring_entry(state: &Path) -> String {
         "static-key:{}",
         state.canonicalize().unwrap_or(state.to_owned()).display()
     );
-    let out = std::process::Command::new("secret-tool")
-        .args([
-            "search",
-            "--all",
-            "service",
-            KEYRING_SERVICE,
-            "username",
-            &who,
-        ])
-        .output()
-        .expect("secret-tool runs");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    clawtray_testkit::scan::secret_tool_search(KEYRING_SERVICE, &who)
 }
 
 fn tokens_in(state: &Path, key: &StaticKeypair) -> serde_json::Map<String, serde_json::Value> {

@@ -23,22 +23,7 @@ const NEEDS: &str =
     "needs a Secret Service: run under scripts/with-secret-service (scripts/test does)";
 
 fn secret_tool_search(session_id: &str) -> String {
-    let out = std::process::Command::new("secret-tool")
-        .args([
-            "search",
-            "--all",
-            "service",
-            "clawtray",
-            "username",
-            &format!("session:{session_id}"),
-        ])
-        .output()
-        .expect("secret-tool runs");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    clawtray_testkit::scan::secret_tool_search("clawtray", &format!("session:{session_id}"))
 }
 
 #[test]

@@ -35,3 +35,18 @@ pub fn files_containing(files: &[PathBuf], needle: &[u8]) -> Vec<PathBuf> {
         .cloned()
         .collect()
 }
+
+/// What `secret-tool search --all` (libsecret's own CLI: an independent look at the Secret
+/// Service) finds for `service` / `username`, stdout and stderr together.
+#[must_use]
+pub fn secret_tool_search(service: &str, username: &str) -> String {
+    let out = std::process::Command::new("secret-tool")
+        .args(["search", "--all", "service", service, "username", username])
+        .output()
+        .expect("secret-tool runs");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
