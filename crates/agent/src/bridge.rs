@@ -11,9 +11,11 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-
 use clawtray_proto::chat::{HistoryMessage, ToDesktop};
+
+use crate::gateway::events::{
+    AgentEvent, ChatEvent, ChatState, HistoryAnswer, Phase, SessionEvent,
+};
 
 #[derive(Debug, Default)]
 struct Run {
@@ -40,62 +42,29 @@ pub struct Bridge {
     aliases: HashMap<String, String>,
 }
 
-/// The text of a gateway message: a string, `{content: string}`, or `{content: [{type, text}]}`.
-#[must_use]
-pub fn message_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Object(o) => match o.get("content")? {
-            Value::String(s) => Some(s.clone()),
-            Value::Array(parts) => Some(
-                parts
-                    .iter()
-                    .filter(|p| {
-                        p.get("type")
-                            .and_then(Value::as_str)
-                            .is_none_or(|t| t == "text")
-                    })
-                    .filter_map(|p| p.get("text").and_then(Value::as_str))
-                    .collect::<Vec<_>>()
-                    .join(""),
-            ),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
 /// `completionSource` of a run the gateway started from its queue of followup messages.
 const QUEUE_DISPATCH: &str = "reply-dispatch";
 
 /// A `final` with neither a message nor a stop reason: the gateway queued the message behind an
 /// active run and will answer it later under another run id.
-fn is_queue_marker(p: &Value) -> bool {
-    p.get("state").and_then(Value::as_str) == Some("final")
-        && p.get("message").is_none()
-        && p.get("stopReason").is_none()
+fn is_queue_marker(e: &ChatEvent) -> bool {
+    e.state == Some(ChatState::Final) && e.message.is_none() && e.stop_reason.is_none()
 }
 
 /// Map a `chat.history` answer to the simple list desktops get.
 #[must_use]
-pub fn history_messages(payload: &Value) -> Vec<HistoryMessage> {
-    payload
-        .get("messages")
-        .and_then(Value::as_array)
-        .map(|msgs| {
-            msgs.iter()
-                .filter_map(|m| {
-                    let role = m.get("role").and_then(Value::as_str)?.to_owned();
-                    let text = message_text(m)?;
-                    Some(HistoryMessage {
-                        role,
-                        text,
-                        timestamp: m.get("timestamp").and_then(Value::as_i64),
-                    })
-                })
-                .collect()
+pub fn history_messages(answer: &HistoryAnswer) -> Vec<HistoryMessage> {
+    answer
+        .messages
+        .iter()
+        .filter_map(|m| {
+            Some(HistoryMessage {
+                role: m.role.clone()?,
+                text: m.text()?,
+                timestamp: m.timestamp.as_ref().and_then(serde_json::Number::as_i64),
+            })
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 impl Bridge {
@@ -139,27 +108,25 @@ impl Bridge {
     }
 
     /// Feed one gateway event.
-    pub fn on_event(&mut self, name: &str, payload: &Value) -> Vec<ToDesktop> {
-        if !self.is_ours(payload.get("sessionKey").and_then(Value::as_str)) {
+    pub fn on_event(&mut self, ev: &SessionEvent) -> Vec<ToDesktop> {
+        if !self.is_ours(ev.session_key()) {
             return Vec::new();
         }
-        match name {
-            "chat" => self.on_chat(payload),
-            "agent" => self.on_agent(payload),
-            _ => Vec::new(),
+        match ev {
+            SessionEvent::Chat(e) => self.on_chat(e),
+            SessionEvent::Agent(e) => self.on_agent(e),
         }
     }
 
-    fn on_agent(&mut self, p: &Value) -> Vec<ToDesktop> {
+    fn on_agent(&mut self, e: &AgentEvent) -> Vec<ToDesktop> {
         let mut out = Vec::new();
-        if p.get("stream").and_then(Value::as_str) != Some("lifecycle") {
+        let Some(life) = &e.lifecycle else {
             return out;
-        }
+        };
         // A run the gateway dispatches from its queue answers the oldest message it queued.
-        let dispatched =
-            p.pointer("/data/completionSource").and_then(Value::as_str) == Some(QUEUE_DISPATCH);
-        if dispatched && p.pointer("/data/phase").and_then(Value::as_str) == Some("start") {
-            if let Some(run) = p.get("runId").and_then(Value::as_str) {
+        let dispatched = life.completion_source.as_deref() == Some(QUEUE_DISPATCH);
+        if dispatched && life.phase == Some(Phase::Start) {
+            if let Some(run) = e.run_id.as_deref() {
                 if !self.aliases.contains_key(run) && !self.runs.contains_key(run) {
                     if let Some(ours) = self.queued.pop_front() {
                         self.aliases.insert(run.to_owned(), ours);
@@ -167,28 +134,27 @@ impl Bridge {
                 }
             }
         }
-        match p.pointer("/data/phase").and_then(Value::as_str) {
-            Some("start") => self.set_typing(true, &mut out),
-            Some("end" | "error") => self.set_typing(false, &mut out),
+        match life.phase {
+            Some(Phase::Start) => self.set_typing(true, &mut out),
+            Some(Phase::End | Phase::Error) => self.set_typing(false, &mut out),
             _ => {}
         }
         out
     }
 
-    fn on_chat(&mut self, p: &Value) -> Vec<ToDesktop> {
+    fn on_chat(&mut self, e: &ChatEvent) -> Vec<ToDesktop> {
         let mut out = Vec::new();
-        let Some(gateway_run) = p.get("runId").and_then(Value::as_str).map(str::to_owned) else {
+        let Some(gateway_run) = e.run_id.clone() else {
             return out;
         };
-        let seq = p.get("seq").and_then(Value::as_u64);
-        let state = p.get("state").and_then(Value::as_str);
+        let seq = e.seq;
         let run_id = self
             .aliases
             .get(&gateway_run)
             .cloned()
             .unwrap_or_else(|| gateway_run.clone());
-        match state {
-            Some("delta") => {
+        match e.state {
+            Some(ChatState::Delta) => {
                 let run = self.runs.entry(run_id.clone()).or_default();
                 if let (Some(s), Some(last)) = (seq, run.last_seq) {
                     if s <= last {
@@ -198,9 +164,9 @@ impl Bridge {
                 if seq.is_some() {
                     run.last_seq = seq;
                 }
-                let delta = p.get("deltaText").and_then(Value::as_str);
-                let snapshot = p.get("message").and_then(message_text);
-                let replace = p.get("replace").and_then(Value::as_bool).unwrap_or(false);
+                let delta = e.delta_text.as_deref();
+                let snapshot = e.message.as_ref().and_then(|m| m.text());
+                let replace = e.replace;
                 let target = if replace {
                     match delta.map(str::to_owned).or(snapshot) {
                         Some(t) => t,
@@ -236,25 +202,26 @@ impl Bridge {
                 run.started = true;
                 run.forwarded = target;
             }
-            Some("final")
-                if is_queue_marker(p) && !self.runs.get(&run_id).is_some_and(|r| r.started) =>
+            Some(ChatState::Final)
+                if is_queue_marker(e) && !self.runs.get(&run_id).is_some_and(|r| r.started) =>
             {
                 self.runs.remove(&run_id);
                 self.queued.push_back(run_id);
             }
-            Some("final") => {
+            Some(ChatState::Final) => {
                 self.aliases.remove(&gateway_run);
                 let run = self.runs.remove(&run_id).unwrap_or_default();
-                let text = p
-                    .get("message")
-                    .and_then(message_text)
+                let text = e
+                    .message
+                    .as_ref()
+                    .and_then(|m| m.text())
                     .unwrap_or(run.forwarded);
                 out.push(ToDesktop::ChatReply { run_id, text });
                 if self.runs.is_empty() {
                     self.set_typing(false, &mut out);
                 }
             }
-            Some("aborted") => {
+            Some(ChatState::Aborted) => {
                 self.aliases.remove(&gateway_run);
                 self.queued.retain(|q| q != &run_id);
                 self.runs.remove(&run_id);
@@ -263,16 +230,15 @@ impl Bridge {
                     self.set_typing(false, &mut out);
                 }
             }
-            Some("error") => {
+            Some(ChatState::Error) => {
                 self.aliases.remove(&gateway_run);
                 self.queued.retain(|q| q != &run_id);
                 self.runs.remove(&run_id);
-                let message = p
-                    .get("errorMessage")
-                    .and_then(Value::as_str)
+                let message = e
+                    .error_message
+                    .as_deref()
                     .unwrap_or("the agent's run failed");
-                let kind = p.get("errorKind").and_then(Value::as_str);
-                let message = match kind {
+                let message = match e.error_kind.as_deref() {
                     Some(k) => format!("{message} ({k})"),
                     None => message.to_owned(),
                 };
@@ -284,7 +250,7 @@ impl Bridge {
                     self.set_typing(false, &mut out);
                 }
             }
-            _ => {}
+            Some(ChatState::Other) | None => {}
         }
         out
     }
@@ -324,7 +290,20 @@ impl Bridge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    fn history(v: Value) -> HistoryAnswer {
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// Feed `name` with `payload` as the service does: parsed, then bridged.
+    fn feed(b: &mut Bridge, name: &str, payload: &Value) -> Vec<ToDesktop> {
+        match SessionEvent::parse(name, payload.clone()) {
+            Ok(Some(ev)) => b.on_event(&ev),
+            Ok(None) => Vec::new(),
+            Err(e) => panic!("{e}"),
+        }
+    }
 
     fn delta(seq: u64, delta: &str, snapshot: &str) -> Value {
         json!({"runId":"r","seq":seq,"sessionKey":"agent:main:main","state":"delta","deltaText":delta,
@@ -349,12 +328,16 @@ mod tests {
     #[test]
     fn a_recorded_stream_becomes_increments_then_the_final_text() {
         let mut b = Bridge::new("main");
-        let mut out = b.on_event("agent", &json!({"runId":"r","seq":3,"sessionKey":"agent:main:main","stream":"lifecycle","data":{"phase":"start"}}));
-        out.extend(b.on_event("chat", &delta(6, "ok:", "ok:")));
-        out.extend(b.on_event("chat", &delta(7, " w1", "ok: w1")));
-        out.extend(b.on_event("chat", &delta(8, " w2", "ok: w1 w2")));
-        out.extend(b.on_event("chat", &json!({"runId":"r","seq":15,"sessionKey":"agent:main:main","state":"final","message":{"content":[{"text":"ok: w1 w2","type":"text"}],"role":"assistant"}})));
-        out.extend(b.on_event("agent", &json!({"runId":"r","seq":16,"sessionKey":"agent:main:main","stream":"lifecycle","data":{"phase":"end"}})));
+        let mut out = feed(
+            &mut b,
+            "agent",
+            &json!({"runId":"r","seq":3,"sessionKey":"agent:main:main","stream":"lifecycle","data":{"phase":"start"}}),
+        );
+        out.extend(feed(&mut b, "chat", &delta(6, "ok:", "ok:")));
+        out.extend(feed(&mut b, "chat", &delta(7, " w1", "ok: w1")));
+        out.extend(feed(&mut b, "chat", &delta(8, " w2", "ok: w1 w2")));
+        out.extend(feed(&mut b, "chat", &json!({"runId":"r","seq":15,"sessionKey":"agent:main:main","state":"final","message":{"content":[{"text":"ok: w1 w2","type":"text"}],"role":"assistant"}})));
+        out.extend(feed(&mut b, "agent", &json!({"runId":"r","seq":16,"sessionKey":"agent:main:main","stream":"lifecycle","data":{"phase":"end"}})));
         assert_eq!(out.first(), Some(&ToDesktop::ChatTyping { on: true }));
         assert_eq!(texts(&out), vec!["=ok:", " w1", " w2", "final:ok: w1 w2"]);
         assert_eq!(out.last(), Some(&ToDesktop::ChatTyping { on: false }));
@@ -378,21 +361,25 @@ mod tests {
     #[test]
     fn merged_bursts_gaps_and_duplicates_reconcile_by_snapshot() {
         let mut b = Bridge::new("main");
-        let mut out = b.on_event("chat", &delta(2, "ok:", "ok:"));
+        let mut out = feed(&mut b, "chat", &delta(2, "ok:", "ok:"));
         // a merged burst: the increment covers two chunks; seq jumps
-        out.extend(b.on_event("chat", &delta(9, " w1 w2", "ok: w1 w2")));
+        out.extend(feed(&mut b, "chat", &delta(9, " w1 w2", "ok: w1 w2")));
         // a repeated and a backward seq are duplicates
-        out.extend(b.on_event("chat", &delta(9, " w1 w2", "ok: w1 w2")));
-        out.extend(b.on_event("chat", &delta(5, " w1", "ok: w1")));
+        out.extend(feed(&mut b, "chat", &delta(9, " w1 w2", "ok: w1 w2")));
+        out.extend(feed(&mut b, "chat", &delta(5, " w1", "ok: w1")));
         // a missed delta: the snapshot carries what was missed
-        out.extend(b.on_event("chat", &delta(12, " w4", "ok: w1 w2 w3 w4")));
+        out.extend(feed(&mut b, "chat", &delta(12, " w4", "ok: w1 w2 w3 w4")));
         assert_eq!(texts(&out), vec!["=ok:", " w1 w2", " w3 w4"]);
     }
 
     #[test]
     fn a_restarted_agent_joining_mid_run_replaces_the_text_and_continues_the_seq() {
         let mut b = Bridge::new("main");
-        let out = b.on_event("chat", &delta(40, " w7", "ok: w1 w2 w3 w4 w5 w6 w7"));
+        let out = feed(
+            &mut b,
+            "chat",
+            &delta(40, " w7", "ok: w1 w2 w3 w4 w5 w6 w7"),
+        );
         assert_eq!(
             out,
             vec![ToDesktop::ChatDelta {
@@ -402,7 +389,11 @@ mod tests {
                 replace: true
             }]
         );
-        let out = b.on_event("chat", &delta(41, " w8", "ok: w1 w2 w3 w4 w5 w6 w7 w8"));
+        let out = feed(
+            &mut b,
+            "chat",
+            &delta(41, " w8", "ok: w1 w2 w3 w4 w5 w6 w7 w8"),
+        );
         assert_eq!(texts(&out), vec![" w8"]);
     }
 
@@ -413,9 +404,10 @@ mod tests {
         let mut b = Bridge::new("main");
         // an active run the desktop did not start (e.g. the gateway's own recovery turn)
         let busy = json!({"runId":"busy","seq":5,"sessionKey":"agent:main:main","state":"delta","deltaText":"x","message":{"content":[{"text":"x","type":"text"}]}});
-        b.on_event("chat", &busy);
+        feed(&mut b, "chat", &busy);
         // our message is queued: an empty final for our run id — no reply yet
-        let marker = b.on_event(
+        let marker = feed(
+            &mut b,
             "chat",
             &json!({"runId":"ours","seq":1,"sessionKey":"agent:main:main","state":"final"}),
         );
@@ -426,20 +418,36 @@ mod tests {
             "{marker:?}"
         );
         // the busy run goes on and ends under its own id
-        let out = b.on_event("chat", &json!({"runId":"busy","seq":6,"sessionKey":"agent:main:main","state":"final","stopReason":"stop","message":{"content":[{"text":"x!","type":"text"}]}}));
+        let out = feed(
+            &mut b,
+            "chat",
+            &json!({"runId":"busy","seq":6,"sessionKey":"agent:main:main","state":"final","stopReason":"stop","message":{"content":[{"text":"x!","type":"text"}]}}),
+        );
         assert!(out.contains(&ToDesktop::ChatReply {
             run_id: "busy".into(),
             text: "x!".into()
         }));
         // a new run that is not a queue dispatch (e.g. a recovery turn) is not our answer
-        let other = b.on_event("chat", &json!({"runId":"recovery","seq":2,"sessionKey":"agent:main:main","state":"delta","deltaText":"r","message":{"content":[{"text":"r","type":"text"}]}}));
+        let other = feed(
+            &mut b,
+            "chat",
+            &json!({"runId":"recovery","seq":2,"sessionKey":"agent:main:main","state":"delta","deltaText":"r","message":{"content":[{"text":"r","type":"text"}]}}),
+        );
         assert!(other
             .iter()
             .all(|m| !matches!(m, ToDesktop::ChatDelta { run_id, .. } if run_id == "ours")));
         // then the gateway dispatches our queued message: it comes out under our run id
-        b.on_event("agent", &json!({"runId":"new","seq":3,"sessionKey":"agent:main:main","stream":"lifecycle","data":{"phase":"start","completionSource":"reply-dispatch"}}));
-        let mut out = b.on_event("chat", &json!({"runId":"new","seq":12,"sessionKey":"agent:main:main","state":"delta","deltaText":"ok","message":{"content":[{"text":"ok","type":"text"}]}}));
-        out.extend(b.on_event("chat", &json!({"runId":"new","seq":14,"sessionKey":"agent:main:main","state":"final","stopReason":"stop","message":{"content":[{"text":"ok!","type":"text"}]}})));
+        feed(
+            &mut b,
+            "agent",
+            &json!({"runId":"new","seq":3,"sessionKey":"agent:main:main","stream":"lifecycle","data":{"phase":"start","completionSource":"reply-dispatch"}}),
+        );
+        let mut out = feed(
+            &mut b,
+            "chat",
+            &json!({"runId":"new","seq":12,"sessionKey":"agent:main:main","state":"delta","deltaText":"ok","message":{"content":[{"text":"ok","type":"text"}]}}),
+        );
+        out.extend(feed(&mut b, "chat", &json!({"runId":"new","seq":14,"sessionKey":"agent:main:main","state":"final","stopReason":"stop","message":{"content":[{"text":"ok!","type":"text"}]}})));
         assert!(
             out.contains(&ToDesktop::ChatDelta {
                 run_id: "ours".into(),
@@ -457,7 +465,8 @@ mod tests {
             "{out:?}"
         );
         // a reset reports still-queued runs too
-        b.on_event(
+        feed(
+            &mut b,
             "chat",
             &json!({"runId":"q2","seq":1,"sessionKey":"agent:main:main","state":"final"}),
         );
@@ -470,10 +479,11 @@ mod tests {
     #[test]
     fn replace_sends_the_whole_text_and_final_without_message_uses_what_was_accumulated() {
         let mut b = Bridge::new("main");
-        let mut out = b.on_event("chat", &delta(1, "draft", "draft"));
-        out.extend(b.on_event("chat", &json!({"runId":"r","seq":2,"sessionKey":"agent:main:main","state":"delta","deltaText":"Better","replace":true,"message":{"content":[{"text":"Better","type":"text"}]}})));
-        out.extend(b.on_event("chat", &json!({"runId":"r","seq":3,"sessionKey":"agent:main:main","state":"delta","deltaText":" text"})));
-        out.extend(b.on_event(
+        let mut out = feed(&mut b, "chat", &delta(1, "draft", "draft"));
+        out.extend(feed(&mut b, "chat", &json!({"runId":"r","seq":2,"sessionKey":"agent:main:main","state":"delta","deltaText":"Better","replace":true,"message":{"content":[{"text":"Better","type":"text"}]}})));
+        out.extend(feed(&mut b, "chat", &json!({"runId":"r","seq":3,"sessionKey":"agent:main:main","state":"delta","deltaText":" text"})));
+        out.extend(feed(
+            &mut b,
             "chat",
             &json!({"runId":"r","seq":4,"sessionKey":"agent:main:main","state":"final"}),
         ));
@@ -486,16 +496,29 @@ mod tests {
     #[test]
     fn aborts_errors_and_resets_end_runs_and_typing() {
         let mut b = Bridge::new("main");
-        b.on_event("agent", &json!({"runId":"r","sessionKey":"agent:main:main","stream":"lifecycle","data":{"phase":"start"}}));
-        b.on_event("chat", &delta(1, "x", "x"));
-        let out = b.on_event(
+        feed(
+            &mut b,
+            "agent",
+            &json!({"runId":"r","sessionKey":"agent:main:main","stream":"lifecycle","data":{"phase":"start"}}),
+        );
+        feed(&mut b, "chat", &delta(1, "x", "x"));
+        let out = feed(
+            &mut b,
             "chat",
             &json!({"runId":"r","seq":2,"sessionKey":"agent:main:main","state":"aborted"}),
         );
         assert!(out.contains(&ToDesktop::ChatAborted { run_id: "r".into() }));
         assert!(out.contains(&ToDesktop::ChatTyping { on: false }));
-        b.on_event("chat", &json!({"runId":"e","seq":1,"sessionKey":"agent:main:main","state":"delta","deltaText":"y"}));
-        let out = b.on_event("chat", &json!({"runId":"e","seq":2,"sessionKey":"agent:main:main","state":"error","errorMessage":"model failed","errorKind":"provider"}));
+        feed(
+            &mut b,
+            "chat",
+            &json!({"runId":"e","seq":1,"sessionKey":"agent:main:main","state":"delta","deltaText":"y"}),
+        );
+        let out = feed(
+            &mut b,
+            "chat",
+            &json!({"runId":"e","seq":2,"sessionKey":"agent:main:main","state":"error","errorMessage":"model failed","errorKind":"provider"}),
+        );
         assert_eq!(
             out[0],
             ToDesktop::ChatError {
@@ -503,8 +526,12 @@ mod tests {
                 message: "model failed (provider)".into()
             }
         );
-        b.on_event("agent", &json!({"runId":"z","sessionKey":"agent:main:main","stream":"lifecycle","data":{"phase":"start"}}));
-        b.on_event("chat", &delta(1, "z", "z"));
+        feed(
+            &mut b,
+            "agent",
+            &json!({"runId":"z","sessionKey":"agent:main:main","stream":"lifecycle","data":{"phase":"start"}}),
+        );
+        feed(&mut b, "chat", &delta(1, "z", "z"));
         let out = b.reset("the gateway restarted");
         assert!(
             matches!(&out[0], ToDesktop::ChatError { run_id: Some(r), message } if r == "r" && message.contains("restarted"))
@@ -517,13 +544,13 @@ mod tests {
     fn other_sessions_are_ignored_and_history_maps_simply() {
         let mut b = Bridge::new("main");
         let other = json!({"runId":"r","seq":1,"sessionKey":"agent:main:other","state":"delta","deltaText":"x"});
-        assert!(b.on_event("chat", &other).is_empty());
+        assert!(feed(&mut b, "chat", &other).is_empty());
         assert!(b.is_ours(Some("main")) && b.is_ours(Some("agent:main:main")) && !b.is_ours(None));
-        let h = history_messages(&json!({"messages":[
+        let h = history_messages(&history(json!({"messages":[
             {"role":"user","content":"hi","timestamp":5},
             {"role":"assistant","content":[{"type":"text","text":"hello"},{"type":"tool_use","text":"ignored"},{"type":"text","text":"!"}]},
             {"no":"role"}
-        ]}));
+        ]})));
         assert_eq!(
             h,
             vec![

@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -23,6 +22,7 @@ use crate::bridge::{history_messages, Bridge};
 use crate::error::AgentError;
 use crate::files;
 use crate::gateway::calls::{AgentWait, ChatAbort, ChatHistory, ChatSend, WaitAnswer};
+use crate::gateway::events::{HistoryAnswer, SessionEvent};
 use crate::gateway::{GatewayClient, GatewayConfig, GatewayError, GatewayEvent, GatewayLink};
 use crate::link::{self, HubEvent, LinkCmd, LinkConfig};
 use crate::state::StateDir;
@@ -93,9 +93,53 @@ struct Hub {
     instance: String,
     ping_interval: Duration,
     refused_retry: Duration,
+    /// When the bridge last had something for desktops (the typing indicator's watchdog).
+    last_news: Instant,
 }
 
 impl Hub {
+    /// One event from the gateway client: a (re)connection, a loss, or a session event.
+    fn on_gateway_event(&mut self, ev: GatewayEvent) {
+        match ev {
+            GatewayEvent::Connected { .. } => {
+                let mut out = self.bridge.reset("the agent reconnected to its gateway");
+                out.extend(self.gateway_status());
+                self.forward(out);
+                self.drive();
+            }
+            GatewayEvent::Disconnected { reason } => {
+                let why = format!("the agent lost its gateway ({reason})");
+                let mut out = self.bridge.reset(&why);
+                if let Some(run) = self.turns.gateway_lost() {
+                    if !out.iter().any(|m| m.ended_run() == Some(run.as_str())) {
+                        out.push(ToDesktop::ChatError {
+                            run_id: Some(run),
+                            message: format!("the reply was interrupted: {why}"),
+                        });
+                    }
+                    self.save_pending();
+                    self.set_running();
+                }
+                out.push(ToDesktop::AgentStatus {
+                    gateway: GatewayStatus::Disconnected,
+                });
+                // the run's ending is already remembered: pass everything as is
+                self.to_all(out);
+            }
+            GatewayEvent::Event { name, payload } => match SessionEvent::parse(&name, payload) {
+                Ok(Some(ev)) => {
+                    let out = self.bridge.on_event(&ev);
+                    if !out.is_empty() {
+                        self.last_news = Instant::now();
+                        self.forward(out);
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => warn!(%error, "a gateway event was skipped"),
+            },
+        }
+    }
+
     fn to_all(&self, msgs: Vec<ToDesktop>) {
         for m in msgs {
             for tx in self.links.values() {
@@ -506,43 +550,17 @@ pub async fn run(
         instance: instance_id(),
         ping_interval: cfg.ping_interval,
         refused_retry: cfg.refused_retry,
+        last_news: Instant::now(),
     };
     hub.reconcile_links();
     info!(desktops = hub.links.len(), "clawtray-agent running");
     let mut poll = tokio::time::interval(PAIRINGS_POLL);
-    let mut last_news = Instant::now();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             ev = gw_events.recv() => match ev {
-                Ok(GatewayEvent::Connected { .. }) => {
-                    let mut out = hub.bridge.reset("the agent reconnected to its gateway");
-                    out.extend(hub.gateway_status());
-                    hub.forward(out);
-                    hub.drive();
-                }
-                Ok(GatewayEvent::Disconnected { reason }) => {
-                    let why = format!("the agent lost its gateway ({reason})");
-                    let mut out = hub.bridge.reset(&why);
-                    if let Some(run) = hub.turns.gateway_lost() {
-                        if !out.iter().any(|m| m.ended_run() == Some(run.as_str())) {
-                            out.push(ToDesktop::ChatError { run_id: Some(run), message: format!("the reply was interrupted: {why}") });
-                        }
-                        hub.save_pending();
-                        hub.set_running();
-                    }
-                    out.push(ToDesktop::AgentStatus { gateway: GatewayStatus::Disconnected });
-                    // the run's ending is already remembered: pass everything as is
-                    hub.to_all(out);
-                }
-                Ok(GatewayEvent::Event { name, payload }) => {
-                    let out = hub.bridge.on_event(&name, &payload);
-                    if !out.is_empty() {
-                        last_news = Instant::now();
-                        hub.forward(out);
-                    }
-                }
+                    Ok(ev) => hub.on_gateway_event(ev),
                 Err(broadcast::error::RecvError::Lagged(n)) => warn!(n, "gateway events were dropped (the agent fell behind)"),
                 Err(broadcast::error::RecvError::Closed) => return Err(GatewayError::Closed.into()),
             },
@@ -550,7 +568,7 @@ pub async fn run(
             Some(d) = done_rx.recv() => hub.on_done(d),
             _ = poll.tick() => {
                 hub.reconcile_links();
-                if hub.bridge.typing() && last_news.elapsed() > TYPING_TIMEOUT {
+                if hub.bridge.typing() && hub.last_news.elapsed() > TYPING_TIMEOUT {
                     let out = hub.bridge.typing_timed_out();
                     hub.to_all(out);
                 }
@@ -580,19 +598,15 @@ async fn reply_in_history(gw: &GatewayClient, key: &str, run_id: &str) -> Option
 }
 
 /// The assistant message of `run_id` in a `chat.history` answer (`__openclaw.runId`).
-fn reply_of_run(history: &Value, run_id: &str) -> Option<ToDesktop> {
+fn reply_of_run(history: &HistoryAnswer, run_id: &str) -> Option<ToDesktop> {
     let m = history
-        .get("messages")?
-        .as_array()?
+        .messages
         .iter()
         .rev()
-        .find(|m| {
-            m.get("role").and_then(Value::as_str) == Some("assistant")
-                && m.pointer("/__openclaw/runId").and_then(Value::as_str) == Some(run_id)
-        })?;
+        .find(|m| m.role.as_deref() == Some("assistant") && m.run_id() == Some(run_id))?;
     Some(ToDesktop::ChatReply {
         run_id: run_id.to_owned(),
-        text: crate::bridge::message_text(m)?,
+        text: m.text()?,
     })
 }
 
@@ -629,7 +643,7 @@ enum DesktopAsk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     #[test]
     fn a_runs_reply_is_found_in_the_transcript() {
@@ -638,6 +652,7 @@ mod tests {
             {"role": "assistant", "__openclaw": {"runId": "r"}, "content": [{"type": "text", "text": "ok: w1"}]},
             {"role": "assistant", "__openclaw": {"runId": "other"}, "content": [{"type": "text", "text": "no"}]}
         ]});
+        let h = serde_json::from_value(h).unwrap();
         assert_eq!(
             reply_of_run(&h, "r"),
             Some(ToDesktop::ChatReply {

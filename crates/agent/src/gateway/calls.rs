@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::client::{GatewayClient, GatewayError};
+use super::events::HistoryAnswer;
 
 /// `chat.send`: start a run (or, with an idempotency key seen before, start none).
 pub const CHAT_SEND: &str = "chat.send";
@@ -105,8 +106,8 @@ impl GatewayClient {
         self.call::<_, Value>(CHAT_ABORT, p).await.map(|_| ())
     }
 
-    /// `chat.history`: the transcript as the gateway gives it (see `bridge::history_messages`).
-    pub async fn chat_history(&self, p: &ChatHistory<'_>) -> Result<Value, GatewayError> {
+    /// `chat.history`: the transcript (see `bridge::history_messages`).
+    pub async fn chat_history(&self, p: &ChatHistory<'_>) -> Result<HistoryAnswer, GatewayError> {
         self.call(CHAT_HISTORY, p).await
     }
 

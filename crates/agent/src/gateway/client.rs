@@ -94,6 +94,8 @@ pub enum GatewayError {
         method: &'static str,
         detail: String,
     },
+    #[error("the gateway's {event} event could not be read ({detail}); update clawtray-agent or OpenClaw so they speak the same protocol")]
+    MalformedEvent { event: &'static str, detail: String },
 }
 
 /// What subscribers hear.
