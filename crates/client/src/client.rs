@@ -46,7 +46,7 @@ use crate::error::{ClientError, PairError};
 use crate::pairing_flow;
 use crate::relay_url::RelayUrl;
 use crate::session_store::{SessionInfo, SessionStore, StoreError, StoredSession};
-use crate::state::{ClientEvent, ConnectionState, MessageState, PeerPresence};
+use crate::state::{ClientEvent, ConnectionState, MessageState, PeerPresence, Sent};
 use crate::wire::{self, Inbound, Ws};
 use clawtray_outbox::{Durability, Outbox, OUTBOX_FILE};
 use clawtray_transport::backoff::{unit_random, Backoff};
@@ -122,7 +122,7 @@ enum Command {
     },
     Send {
         text: String,
-        reply: oneshot::Sender<Result<String, ClientError>>,
+        reply: oneshot::Sender<Result<Sent, ClientError>>,
     },
     Abort {
         run_id: String,
@@ -205,6 +205,12 @@ impl RelayClient {
 
     /// Send a chat message; returns its id. It is queued if the agent is away.
     pub async fn send(&self, text: &str) -> Result<String, ClientError> {
+        self.send_message(text).await.map(|s| s.id)
+    }
+
+    /// Send a chat message; returns its id and where it is (sealed and sent, or queued): the
+    /// core decides, so no UI has to guess from the connection state.
+    pub async fn send_message(&self, text: &str) -> Result<Sent, ClientError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Send {
@@ -640,8 +646,8 @@ impl Actor {
     fn queue_command(&mut self, cmd: Command) -> Vec<Event<ToDesktop>> {
         match cmd {
             Command::Send { text, reply } => match self.enqueue_chat(text) {
-                Ok((id, events)) => {
-                    let _ = reply.send(Ok(id));
+                Ok((sent, events)) => {
+                    let _ = reply.send(Ok(sent));
                     events
                 }
                 Err(e) => {
@@ -693,10 +699,7 @@ impl Actor {
         }
     }
 
-    fn enqueue_chat(
-        &mut self,
-        text: String,
-    ) -> Result<(String, Vec<Event<ToDesktop>>), ClientError> {
+    fn enqueue_chat(&mut self, text: String) -> Result<(Sent, Vec<Event<ToDesktop>>), ClientError> {
         if text.len() > MAX_PLAINTEXT - 1024 {
             return Err(ClientError::MessageTooLong(text.len()));
         }
@@ -706,7 +709,12 @@ impl Actor {
             text,
             session: None,
         })?;
-        Ok((id, events))
+        let state = if events.iter().any(|e| matches!(e, Event::Transmit(_))) {
+            MessageState::Sent
+        } else {
+            MessageState::Queued
+        };
+        Ok((Sent { id, state }, events))
     }
 
     /// Persist, then hand to the endpoint (which transmits at once when a meeting is live).

@@ -8,6 +8,8 @@
 //!   until the agent acknowledges them.
 //! - [`chat_model`]: the conversation as the UI shows it, built from chat events. Pure.
 //! - [`pairing_flow`]: the first pairing over one relay connection.
+//! - [`ipc`]: the local channel between the tray host (which runs the [`RelayClient`]) and the
+//!   chat window process.
 //! - [`links`]: what the chat window may load and what opens in the system browser. Pure.
 //! - [`wire`]: WebSocket connect and frame helpers.
 //! - [`relay_url`]: relay URL validation (`ws://` only to loopback unless explicitly allowed).
@@ -20,6 +22,8 @@
 pub mod chat_model;
 pub mod client;
 pub mod error;
+#[cfg(unix)]
+pub mod ipc;
 pub mod links;
 pub mod pairing_flow;
 pub mod relay_url;
@@ -31,4 +35,4 @@ pub use clawtray_outbox as outbox;
 pub use clawtray_transport as transport;
 pub use client::{ClientConfig, RelayClient};
 pub use error::{ClientError, PairError};
-pub use state::{ClientEvent, ConnectionState, MessageState};
+pub use state::{ClientEvent, ConnectionState, MessageState, Sent};

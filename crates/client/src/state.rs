@@ -72,6 +72,14 @@ pub enum MessageState {
     Answered,
 }
 
+/// A message the person sent: its id, and where it is now (the core decides: sealed and sent
+/// when a meeting with the agent is live, queued otherwise).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct Sent {
+    pub id: String,
+    pub state: MessageState,
+}
+
 /// What a [`crate::RelayClient`] tells its subscribers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "kind", rename_all = "snake_case")]
