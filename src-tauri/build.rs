@@ -10,6 +10,7 @@ const COMMANDS: &[&str] = &[
     "history",
     "unpair",
     "reconnect",
+    "take_pair_link",
 ];
 
 fn main() {

@@ -1,50 +1,75 @@
-//! Forwards the core's events to the web view (`clawtray://event`), keeps the tray in step with
-//! the connection state, and notifies when a reply finishes while the chat is not in view.
+//! The host link's events, turned into what the web view sees (`clawtray://event`): the core's
+//! events as they are; a lost host as a notice and, when it is back, the state again (the UI
+//! redraws from it); the host's requests carried out — close the window, bring it to the front,
+//! hand a pairing link to the dialog (`clawtray://pair-link`, kept until the UI takes it).
 
-use tauri::{AppHandle, Emitter};
-use tauri_plugin_notification::NotificationExt;
-use tokio::sync::{broadcast, watch};
+use serde::Serialize;
+use tauri::{AppHandle, Emitter, Manager};
+use tokio::sync::mpsc;
 
-use clawtray_client::{ClientEvent, ConnectionState};
-use clawtray_proto::chat::ToDesktop;
+use clawtray_client::ipc::link::LinkEvent;
+use clawtray_client::ipc::wire::{Call, FromHost, Status};
+use clawtray_client::ClientEvent;
 
-use crate::{tray, windows};
+use crate::{windows, Core};
 
 pub const EVENT: &str = "clawtray://event";
+pub const PAIR_LINK_EVENT: &str = "clawtray://pair-link";
 
-pub fn forward(
-    app: AppHandle,
-    mut events: broadcast::Receiver<ClientEvent>,
-    state: watch::Receiver<ConnectionState>,
-) {
-    tray::update(&app, &state.borrow().clone());
+/// A pairing link for the dialog: the person confirms before anything happens.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct PairLink {
+    pub code: String,
+    pub relay: Option<String>,
+}
+
+pub fn forward(app: AppHandle, mut events: mpsc::Receiver<LinkEvent>) {
     tauri::async_runtime::spawn(async move {
-        loop {
-            let ev = match events.recv().await {
-                Ok(ev) => ev,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(n, "the UI missed events; it reloads its state");
-                    let _ = app.emit(EVENT, ClientEvent::Notice { message: "Some updates were skipped; reopen the chat if something looks stale.".into() });
-                    continue;
+        let mut lost = false;
+        while let Some(ev) = events.recv().await {
+            match ev {
+                LinkEvent::Host(FromHost::Event { event }) => {
+                    let _ = app.emit(EVENT, &event);
                 }
-                Err(broadcast::error::RecvError::Closed) => return,
-            };
-            match &ev {
-                ClientEvent::State { state } => tray::update(&app, state),
-                ClientEvent::Chat {
-                    message: ToDesktop::ChatReply { text, .. },
-                } if !windows::main_visible(&app) => {
-                    let preview: String = text.chars().take(120).collect();
-                    let _ = app
-                        .notification()
-                        .builder()
-                        .title("Your agent replied")
-                        .body(preview)
-                        .show();
+                LinkEvent::Host(FromHost::Close) => app.exit(0),
+                LinkEvent::Host(FromHost::Raise) => windows::show_main(&app),
+                LinkEvent::Host(FromHost::PairLink { code, relay }) => {
+                    let link = PairLink { code, relay };
+                    if let Ok(mut l) = app.state::<Core>().pair_link.lock() {
+                        *l = Some(link.clone());
+                    }
+                    windows::show_main(&app);
+                    let _ = app.emit(PAIR_LINK_EVENT, &link);
                 }
-                _ => {}
+                LinkEvent::Host(FromHost::Reply { .. }) => {}
+                LinkEvent::Lost { reason } => {
+                    tracing::warn!("lost the tray host: {reason}");
+                    if !lost {
+                        lost = true;
+                        let _ = app.emit(
+                            EVENT,
+                            ClientEvent::Notice {
+                                message: "clawtray's tray host is not running; reconnecting…"
+                                    .into(),
+                            },
+                        );
+                    }
+                }
+                LinkEvent::Connected => {
+                    if std::mem::take(&mut lost) {
+                        let host = app.state::<Core>().host.clone();
+                        if let Ok(s) = host.call_as::<Status>(Call::Status).await {
+                            let _ = app.emit(EVENT, ClientEvent::State { state: s.state });
+                        }
+                        let _ = app.emit(
+                            EVENT,
+                            ClientEvent::Notice {
+                                message: "Reconnected to clawtray's tray host.".into(),
+                            },
+                        );
+                    }
+                }
             }
-            let _ = app.emit(EVENT, &ev);
         }
     });
 }

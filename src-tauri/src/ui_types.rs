@@ -9,11 +9,12 @@ mod tests {
 
     use ts_rs::{Config, TS};
 
+    use clawtray_client::ipc::wire::{CallError, Queued, Status};
     use clawtray_client::session_store::SessionInfo;
-    use clawtray_client::state::{ClientEvent, ConnectionState, MessageState, PeerPresence};
+    use clawtray_client::state::{ClientEvent, ConnectionState, MessageState, PeerPresence, Sent};
     use clawtray_proto::chat::{GatewayStatus, HistoryMessage, ToDesktop};
 
-    use crate::commands::{CmdError, Queued, Status};
+    use crate::events::PairLink;
 
     fn declaration<T: TS + 'static + ?Sized>(cfg: &Config) -> String {
         let docs = T::docs().unwrap_or_default();
@@ -37,7 +38,9 @@ mod tests {
             declaration::<SessionInfo>(&cfg),
             declaration::<Queued>(&cfg),
             declaration::<Status>(&cfg),
-            declaration::<CmdError>(&cfg),
+            declaration::<CallError>(&cfg),
+            declaration::<Sent>(&cfg),
+            declaration::<PairLink>(&cfg),
         ] {
             out.push_str(&decl);
             out.push('\n');

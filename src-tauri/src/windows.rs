@@ -1,5 +1,5 @@
-//! The one window (pairing dialog or chat, the UI decides from the state). Created on demand and
-//! destroyed on close, so the tray-only process keeps no web view alive. Its web view stays on the
+//! The one window (pairing dialog or chat, the UI decides from the state); closing it ends the
+//! chat process. Its web view stays on the
 //! app's own pages: links in replies open in the system browser, anything else is refused
 //! ([`clawtray_client::links`]).
 
@@ -54,28 +54,4 @@ fn follow(app: &AppHandle, url: &Url) -> bool {
             false
         }
     }
-}
-
-/// Benchmark baseline only (`scripts/bench`): hide the window instead of destroying it, as a
-/// stock Tauri tray app does, so its web view stays alive.
-pub const KEEP_WEBVIEW_ENV: &str = "CLAWTRAY_BENCH_KEEP_WEBVIEW";
-
-/// Toggle: hide (destroy) when shown, show when not.
-pub fn toggle_main(app: &AppHandle) {
-    match app.get_webview_window(MAIN) {
-        Some(w) if w.is_visible().unwrap_or(false) => {
-            if std::env::var_os(KEEP_WEBVIEW_ENV).is_some() {
-                let _ = w.hide();
-            } else {
-                let _ = w.destroy();
-            }
-        }
-        _ => show_main(app),
-    }
-}
-
-/// Whether the chat is on screen (for notifications).
-pub fn main_visible(app: &AppHandle) -> bool {
-    app.get_webview_window(MAIN)
-        .is_some_and(|w| w.is_visible().unwrap_or(false) && w.is_focused().unwrap_or(false))
 }

@@ -1,33 +1,37 @@
-//! The real app, driven through WebDriver (`tauri-driver` + Debian's `WebKitWebDriver`) under a
-//! private Xvfb: pair with a code printed by a real `clawtray-agent pair`, send a message and watch
-//! the reply stream in from the real OpenClaw gateway, abort a second one, restart the agent and
-//! carry on; then quit and start the app again (dark theme) — it resumes from the keyring without
-//! asking to pair, shows the history, and streams again; the global hotkey hides and shows it,
-//! and a second launch hands over to the first and brings the chat back. Screenshots go to `target/screenshots/`.
+//! The real app — the tray host (`clawtray`) and the chat window (`clawtray-chat`) it starts —
+//! under a private Xvfb, the window driven through Debian's `WebKitWebDriver` attached to it: pair
+//! with a code printed by a real `clawtray-agent pair`, send a message and watch the reply stream
+//! in from the real OpenClaw gateway, abort a second one, restart the agent and carry on; then
+//! log out (SIGTERM) and log in again (`--autostart`, dark theme) — the host resumes from the
+//! keyring with no window and no pairing dialog, a second launch opens the chat with the history,
+//! and it streams again; the global hotkey closes and reopens the chat. Screenshots go to
+//! `target/screenshots/`.
 //!
-//! Needs Xvfb, tauri-driver, WebKitWebDriver, a Secret Service and the pinned gateway, which
-//! `scripts/test` provides; hence `#[ignore]` for a bare `cargo test`.
+//! Needs Xvfb, WebKitWebDriver, a Secret Service and the pinned gateway, which `scripts/test`
+//! provides; hence `#[ignore]` for a bare `cargo test`.
 
+use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use clawtray_client::ipc::link::HostLink;
+use clawtray_client::ipc::wire::{Call, Role, Status};
+use clawtray_client::state::PeerPresence;
+use clawtray_client::ConnectionState;
 use clawtray_testkit::agent::{agent_bin, AgentRun, Pairing};
-use clawtray_testkit::display::{TauriDriver, Xvfb};
+use clawtray_testkit::chat_ui::{
+    bubbles_with, chat_window_shown, pair_in_dialog, press, send, wait_reply, wait_streaming, STEP,
+};
+use clawtray_testkit::desktop::{host_bin, DesktopEnv, Host, WindowDriver};
+use clawtray_testkit::display::Xvfb;
 use clawtray_testkit::fake_model::{self, reply_for};
 use clawtray_testkit::gateway::Gateway;
 use clawtray_testkit::relay::Relay;
 use clawtray_testkit::scan::{files_containing, files_under};
-use clawtray_testkit::webdriver::{Session, ENTER};
-
-/// One step of the scenario (the app, the relay and the gateway all answer well within it).
-const STEP: Duration = Duration::from_secs(60);
-
-fn app_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_clawtray"))
-}
+use clawtray_testkit::webdriver::Session;
 
 fn screenshots_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
@@ -41,99 +45,18 @@ async fn screenshot(app: &Session, name: &str) {
     std::fs::write(screenshots_dir().join(name), png).expect("write the screenshot");
 }
 
-/// Start the app through the driver; WebKitWebDriver is known to miss its first start on a busy
-/// machine, so one retry.
-async fn start_app(driver: &TauriDriver, application: &Path) -> Session {
-    match Session::start(driver.addr, application, &[]).await {
-        Ok(s) => s,
-        Err(first) => {
-            eprintln!("the first app start failed ({first}); trying once more");
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            Session::start(driver.addr, application, &[])
-                .await
-                .expect("start the app through tauri-driver")
-        }
-    }
+async fn wait_until(what: &str, ok: impl FnMut() -> bool) {
+    clawtray_testkit::desktop::wait_until(what, STEP, ok).await;
 }
 
-/// Type a message into the composer and press Enter.
-async fn send(app: &Session, text: &str) {
-    let input = app.wait_for("#message", STEP).await.expect("the composer");
-    app.send_keys(&input, text).await.expect("type the message");
-    app.send_keys(&input, ENTER).await.expect("press Enter");
-}
-
-/// Wait until a finished (not streaming) agent bubble shows exactly `expected`.
-async fn wait_reply(app: &Session, what: &str, expected: &str) {
-    app.wait_js(
-        what,
-        "return [...document.querySelectorAll('.msg.agent:not(.streaming) .body')]
-            .some(b => b.innerText.trim() === arguments[0])",
-        json!([expected]),
-        STEP,
-    )
-    .await
-    .expect("the reply");
-}
-
-/// How many agent bubbles show exactly `text`.
-async fn bubbles_with(app: &Session, text: &str) -> u64 {
-    app.exec(
-        "return [...document.querySelectorAll('.msg.agent .body')]
-            .filter(b => b.innerText.trim() === arguments[0]).length",
-        json!([text]),
-    )
-    .await
-    .expect("count bubbles")
-    .as_u64()
-    .unwrap_or(0)
-}
-
-/// Wait until the streaming bubble's text contains `needle`.
-async fn wait_streaming(app: &Session, what: &str, needle: &str) {
-    app.wait_js(
-        what,
-        "const b = document.querySelector('.msg.agent.streaming .body');
-         return !!b && b.innerText.includes(arguments[0])",
-        json!([needle]),
-        STEP,
-    )
-    .await
-    .expect("a streaming reply");
-}
-
-/// Press a key combination on the test display (`xdotool key`).
-fn press(x: &Xvfb, combo: &str) {
-    let status = std::process::Command::new("xdotool")
-        .env("DISPLAY", &x.display)
-        .args(["key", "--clearmodifiers", combo])
-        .status()
-        .expect("run xdotool (apt package xdotool)");
-    assert!(status.success(), "xdotool key {combo}");
-}
-
-/// Whether a window titled "clawtray" is mapped on the test display.
-fn chat_window_shown(x: &Xvfb) -> bool {
-    std::process::Command::new("xdotool")
-        .env("DISPLAY", &x.display)
-        .args(["search", "--onlyvisible", "--name", "^clawtray$"])
-        .output()
-        .is_ok_and(|o| !o.stdout.is_empty())
-}
-
-async fn wait_until(what: &str, ok: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + STEP;
-    while !ok() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// The host's status, asked over its local socket as a second launch would.
+async fn host_status(env: &DesktopEnv) -> Status {
+    let (link, _ev) = HostLink::start(env.runtime.join("clawtray/host.sock"), Role::Launch);
+    link.call_as(Call::Status).await.expect("the host's status")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Xvfb, tauri-driver, WebKitWebDriver, a Secret Service and the pinned gateway: scripts/test runs it"]
+#[ignore = "needs Xvfb, WebKitWebDriver, a Secret Service and the pinned gateway: scripts/test runs it"]
 async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes() {
     // kept on failure (logs of the relay, agent, driver and app), removed on success
     let work = tempfile::Builder::new()
@@ -153,16 +76,6 @@ async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes
     let pairing_code = pairing.code.clone();
 
     let x = Xvfb::start();
-    let home = work.join("home");
-    let (config, data, cache) = (
-        home.join(".config"),
-        home.join(".local/share"),
-        home.join(".cache"),
-    );
-    for d in [&config, &data, &cache] {
-        std::fs::create_dir_all(d).expect("create the app's home");
-    }
-    let display = PathBuf::from(&x.display);
     // the system browser: an `xdg-open` that writes down what it was asked to open
     let fake_bin = work.join("bin");
     std::fs::create_dir_all(&fake_bin).expect("create the fake bin dir");
@@ -177,53 +90,23 @@ async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes
         std::fs::Permissions::from_mode(0o755),
     )
     .expect("make it executable");
-    let path = PathBuf::from(format!(
+    let path = OsString::from(format!(
         "{}:{}",
         fake_bin.display(),
         std::env::var("PATH").unwrap_or_default()
     ));
-    let env: [(&str, &Path); 6] = [
-        ("DISPLAY", &display),
-        ("PATH", &path),
-        ("HOME", &home),
-        ("XDG_CONFIG_HOME", &config),
-        ("XDG_DATA_HOME", &data),
-        ("XDG_CACHE_HOME", &cache),
-    ];
-    let driver = TauriDriver::start(&env, &work.join("tauri-driver.log"));
+    let env = DesktopEnv::new(&work, &x, &[("PATH", path)]);
+    let host_log = work.join("host.log");
+    let driver_log = work.join("webdriver.log");
 
-    // ── first run: the pairing dialog ───────────────────────────────────────────────────────
-    let app = start_app(&driver, app_bin()).await;
-    let code = app
-        .wait_for("#code", STEP)
+    // ── first run: the host opens the pairing dialog ────────────────────────────────────────
+    let host = Host::start(&env, &[], &host_log);
+    let (driver, app) = WindowDriver::attach(env.inspector, &driver_log).await;
+    app.wait_for("#code", STEP)
         .await
         .expect("the pairing dialog");
-    let summary = app.find("details summary").await.expect("the relay fold");
-    app.click(&summary).await.expect("open the relay fold");
-    let relay_input = app.find("#relay").await.expect("the relay field");
-    app.clear(&relay_input)
-        .await
-        .expect("clear the relay field");
-    app.send_keys(&relay_input, &base)
-        .await
-        .expect("type the relay");
-    app.send_keys(&code, &pairing.code)
-        .await
-        .expect("type the code");
-    app.wait_js(
-        "the code to be accepted as typed",
-        "return !document.querySelector('#pair').disabled",
-        json!([]),
-        STEP,
-    )
-    .await
-    .expect("a valid code enables Pair");
     screenshot(&app, "real-app-pairing-light.png").await;
-    let pair = app.find("#pair").await.expect("the Pair button");
-    app.click(&pair).await.expect("click Pair");
-    app.wait_for("#message", STEP)
-        .await
-        .expect("the chat after pairing");
+    pair_in_dialog(&app, &base, &pairing.code).await;
     let said = pairing.finish().await;
     assert!(said.contains("Paired with"), "the agent confirms: {said}");
     app.wait_js(
@@ -234,7 +117,7 @@ async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes
     )
     .await
     .expect("online");
-    let autostart = config.join("autostart");
+    let autostart = env.config.join("autostart");
     let entries: Vec<String> = std::fs::read_dir(&autostart)
         .map(|d| {
             d.flatten()
@@ -243,8 +126,10 @@ async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes
         })
         .unwrap_or_default();
     assert!(
-        entries.iter().any(|e| e.contains("--autostart")),
-        "pairing turns on start at login (an autostart entry that starts in the tray): {entries:?}"
+        entries
+            .iter()
+            .any(|e| e.contains("--autostart") && e.contains(&*host_bin().to_string_lossy())),
+        "pairing turns on start at login (an entry that starts the host in the tray): {entries:?}"
     );
 
     // ── a streamed reply from the real gateway ──────────────────────────────────────────────
@@ -303,8 +188,8 @@ async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes
     // notifications (both are the Rust side's), not window management
     for cmd in [
         "plugin:opener|open_url",
-        "plugin:notification|notify",
         "plugin:window|close",
+        "plugin:event|emit",
     ] {
         app.exec(
             "window.__acl = undefined;
@@ -376,21 +261,57 @@ async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes
     for text in [reply_for(first), reply_for(after)] {
         assert_eq!(bubbles_with(&app, &text).await, 1, "exactly once: {text}");
     }
-    app.quit().await.expect("quit the app");
 
-    // ── started again (dark theme): resumes from the keyring, history, streams ──────────────
+    // ── log out (SIGTERM to the host): the window goes with it ──────────────────────────────
+    assert_eq!(host.chat_pids().len(), 1, "one window process");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &host.pid().to_string()])
+        .status();
+    let mut host = host;
+    wait_until("the host to quit on SIGTERM", || host.exited().is_some()).await;
+    wait_until("the window to close with it", || !chat_window_shown(&x)).await;
+    drop(app);
+    drop(driver);
+
+    // ── log in again (dark theme): resumes from the keyring, in the tray, no window ─────────
     let dark = work.join("clawtray-dark");
     std::fs::write(
         &dark,
         format!(
             "#!/bin/sh\nGTK_THEME=Adwaita:dark exec '{}' \"$@\"\n",
-            app_bin().display()
+            host_bin().display()
         ),
     )
     .expect("write the dark launcher");
     std::fs::set_permissions(&dark, std::fs::Permissions::from_mode(0o755))
         .expect("make the dark launcher executable");
-    let app = start_app(&driver, &dark).await;
+    let host = Host::start_bin(&env, &dark, &["--autostart"], &host_log);
+    let online = ConnectionState::Online {
+        peer: PeerPresence::Online,
+    };
+    let deadline = std::time::Instant::now() + STEP;
+    loop {
+        if host_status(&env).await.state == online {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session did not resume at login"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(host.chat_pids().is_empty(), "no window at login");
+    assert!(!chat_window_shown(&x));
+    // a second launch (as from the desktop's menu) hands over and exits; the chat opens
+    let status = env
+        .command(&host_bin())
+        .status()
+        .expect("launch the app a second time");
+    assert!(
+        status.success(),
+        "the second instance hands over and exits: {status:?}"
+    );
+    let (driver, app) = WindowDriver::attach(env.inspector, &driver_log).await;
     app.wait_for("#message", STEP)
         .await
         .expect("the chat straight away: the session resumed from the keyring");
@@ -418,48 +339,31 @@ async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes
     wait_reply(&app, "the dark reply", &reply_for(again)).await;
 
     // ── the global hotkey (settings.json, default Ctrl+Shift+Space) toggles the chat ───────
-    let settings = std::fs::read_to_string(config.join("clawtray/settings.json"))
-        .expect("the app writes its settings file with the defaults");
+    let settings = std::fs::read_to_string(env.config.join("clawtray/settings.json"))
+        .expect("the host writes its settings file with the defaults");
     assert!(
         settings.contains("CommandOrControl+Shift+Space"),
         "{settings}"
     );
     assert!(chat_window_shown(&x), "the chat is on screen");
     press(&x, "ctrl+shift+space");
-    wait_until("the hotkey to hide the chat", || !chat_window_shown(&x)).await;
+    wait_until("the hotkey to close the chat", || {
+        !chat_window_shown(&x) && host.chat_pids().is_empty()
+    })
+    .await;
+    drop(app);
+    drop(driver);
     press(&x, "ctrl+shift+space");
     wait_until("the hotkey to bring the chat back", || {
         chat_window_shown(&x)
     })
     .await;
-    // a second launch (as from the desktop's menu) exits at once and brings the chat back
-    press(&x, "ctrl+shift+space");
-    wait_until("the hotkey to hide the chat again", || {
-        !chat_window_shown(&x)
-    })
-    .await;
-    let mut second = std::process::Command::new(app_bin());
-    second.env("DISPLAY", &x.display);
-    for (k, v) in &env[1..] {
-        second.env(k, v);
-    }
-    let status = second.status().expect("launch the app a second time");
-    assert!(
-        status.success(),
-        "the second instance hands over and exits: {status:?}"
-    );
-    wait_until("the first instance to show the chat", || {
-        chat_window_shown(&x)
-    })
-    .await;
-    // the session's first window is gone with its web view; the driver still ends the app
-    let _ = app.quit().await;
-    drop(driver);
+    drop(host);
     drop(x);
 
     // ── nothing secret or private in clear in the app's files ───────────────────────────────
     for needle in [pairing_code.as_bytes(), b"hello from the real app"] {
-        let found = files_containing(&files_under(&home), needle);
+        let found = files_containing(&files_under(&env.home), needle);
         assert!(
             found.is_empty(),
             "{:?} found in clear in {found:?}",

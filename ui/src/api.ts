@@ -2,18 +2,22 @@
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 
-import type { ClientEvent, CommandError, SessionInfo, Status } from "./types";
+import type { ClientEvent, CommandError, PairLink, Sent, SessionInfo, Status } from "./types";
 
 export const EVENT = "clawtray://event";
+export const PAIR_LINK_EVENT = "clawtray://pair-link";
 
 export const api = {
   status: () => invoke<Status>("status"),
   pair: (code: string, relay: string) => invoke<SessionInfo>("pair", { code, relay }),
-  send: (text: string) => invoke<string>("send", { text }),
+  send: (text: string) => invoke<Sent>("send", { text }),
   abort: (runId: string) => invoke<void>("abort", { runId }),
   history: (limit: number) => invoke<void>("history", { limit }),
   unpair: () => invoke<void>("unpair"),
   reconnect: () => invoke<void>("reconnect"),
+  /** A `clawtray://pair?…` link the tray host handed over, once (null when none). */
+  takePairLink: () => invoke<PairLink | null>("take_pair_link"),
+  onPairLink: (f: (l: PairLink) => void): Promise<UnlistenFn> => listen<PairLink>(PAIR_LINK_EVENT, (e) => f(e.payload)),
   onEvent: (f: (e: ClientEvent) => void): Promise<UnlistenFn> => listen<ClientEvent>(EVENT, (e) => f(e.payload)),
 };
 

@@ -87,8 +87,9 @@ export class ChatView {
     this.input.value = "";
     this.autosize();
     try {
-      const id = await api.send(text);
-      this.addUser(id, text, this.peerOnline() ? "sent" : "queued");
+      // the core says where the message is (sealed and sent, or queued): nothing is guessed here
+      const sent = await api.send(text);
+      this.addUser(sent.id, text, sent.state);
     } catch (e) {
       this.input.value = text;
       this.showBanner(asCommandError(e).message, "error");

@@ -3,7 +3,7 @@ import "./styles.css";
 import { api } from "./api";
 import { ChatView } from "./chat";
 import { pairingView } from "./pairing";
-import type { ConnectionState, Status } from "./types";
+import type { ConnectionState, PairLink, Status } from "./types";
 
 const app = document.getElementById("app")!;
 let chat: ChatView | null = null;
@@ -12,19 +12,23 @@ function needsPairing(s: ConnectionState): boolean {
   return s.state === "unpaired" || s.state === "needs_repairing" || s.state === "refused" || s.state === "pairing";
 }
 
-function prefillFromLink(): string | undefined {
-  // clawtray://pair?code=… arrives as ?code=… on the window URL
-  return new URLSearchParams(location.search).get("code") ?? undefined;
-}
-
-async function show(): Promise<void> {
+async function show(link?: PairLink | null): Promise<void> {
   const status: Status = await api.status();
-  if (needsPairing(status.state)) {
+  if (needsPairing(status.state) || link) {
     chat = null;
     const st = status.state;
     const reason = st.state === "needs_repairing" || st.state === "refused" ? st.reason : undefined;
     const refused = st.state === "refused" ? { queued: status.queued.length } : undefined;
-    app.replaceChildren(pairingView({ reason, refused, prefill: prefillFromLink(), onPaired: () => void show() }));
+    app.replaceChildren(
+      pairingView({
+        reason,
+        refused,
+        prefill: link?.code,
+        relay: link?.relay ?? undefined,
+        fromLink: !!link,
+        onPaired: () => void show(),
+      }),
+    );
     return;
   }
   chat = new ChatView(status.session, () => void show());
@@ -37,9 +41,15 @@ async function show(): Promise<void> {
 
 void api.onEvent((e) => {
   if (e.kind === "state" && needsPairing(e.state) !== (chat === null)) {
-    void show();
+    // a pairing link opened while the app runs (or the one that started it) fills in the dialog;
+// the person still presses Pair
+void api.onPairLink((l) => void show(l));
+void api.takePairLink().then((l) => show(l), () => show());
     return;
   }
   chat?.onEvent(e);
 });
-void show();
+// a pairing link opened while the app runs (or the one that started it) fills in the dialog;
+// the person still presses Pair
+void api.onPairLink((l) => void show(l));
+void api.takePairLink().then((l) => show(l), () => show());

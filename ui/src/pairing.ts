@@ -12,6 +12,8 @@ export function pairingView(opts: {
   refused?: { queued: number };
   prefill?: string;
   relay?: string;
+  /** Filled in from a `clawtray://pair` link: say so, and say plainly when its relay is not the default. */
+  fromLink?: boolean;
   onPaired: () => void;
 }): HTMLElement {
   const input = el("input", {
@@ -42,12 +44,17 @@ export function pairingView(opts: {
     refresh();
   });
 
+  if (opts.fromLink && opts.relay && opts.relay !== DEFAULT_RELAY) {
+    // the relay is part of what the person confirms: show it, not folded away
+    setTimeout(() => form.querySelector("details")?.setAttribute("open", ""), 0);
+  }
   const form = el(
     "form",
     { class: "card pairing", novalidate: "" },
     el("h1", {}, "Pair with your agent"),
     opts.reason ? el("p", { class: "notice", id: "repair-reason" }, opts.reason) : "",
     opts.refused ? refusedActions(opts.refused.queued) : "",
+    opts.fromLink ? linkNotice(opts.relay) : "",
     el("p", {}, "On the machine running OpenClaw, run ", el("code", {}, "clawtray-agent pair"), " and type the code it shows. It works once, for 10 minutes."),
     el("label", { for: "code" }, "Pairing code"),
     input,
@@ -87,6 +94,15 @@ export function pairingView(opts: {
   refresh();
   setTimeout(() => input.focus(), 0);
   return form;
+}
+
+/** A link filled the dialog in: nothing happens until the person presses Pair. */
+function linkNotice(relay: string | undefined): HTMLElement {
+  const other =
+    relay && relay !== DEFAULT_RELAY
+      ? ` It uses the relay ${relay}, not the default one — pair only if you expected that.`
+      : "";
+  return el("p", { class: "notice", id: "link-notice" }, `Filled in from a pairing link. Check the code, then press Pair.${other}`);
 }
 
 /** What a person can do with a pairing the relay refuses: nothing is deleted until they say so. */

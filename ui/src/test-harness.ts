@@ -36,7 +36,12 @@ mockIPC(
     const a = h.answers[cmd];
     if (a && typeof a === "object" && "reject" in (a as object)) throw (a as { reject: unknown }).reject;
     if (a !== undefined) return a;
-    if (cmd === "send") return `msg-${++nextId}`;
+    if (cmd === "send") {
+      // the harness plays the core, which knows whether the message went out
+      const st = h.status.state;
+      const live = st.state === "online" && st.peer === "online";
+      return { id: `msg-${++nextId}`, state: live ? "sent" : "queued" };
+    }
     return null;
   },
   { shouldMockEvents: true },
@@ -64,5 +69,8 @@ if (preset === "refused") {
     session: { relay_url: "ws://127.0.0.1:8765", session_id: "s", agent_name: "Molty on homelab", paired_at_ms: 0 },
     queued: [{ id: "q1", text: "kept while refused" }],
   };
+}
+if (params.get("link")) {
+  h.answers.take_pair_link = { code: params.get("link"), relay: params.get("relay") };
 }
 await import("./main");

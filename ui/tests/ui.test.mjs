@@ -224,6 +224,23 @@ test("a pairing the relay refuses is kept until the person decides", async () =>
   assert.deepEqual(page.errors, []);
 });
 
+test("a pairing link fills the dialog in, says where it points, and pairs only when the person presses Pair", async () => {
+  const page = await open("unpaired&link=73514062-K4Q7-2MXD&relay=wss://relay.example.net");
+  await page.waitForSelector("#link-notice");
+  assert.equal(await page.inputValue("#code"), "73514062-K4Q7-2MXD");
+  assert.equal(await page.inputValue("#relay"), "wss://relay.example.net");
+  assert.match(await page.textContent("#link-notice"), /relay wss:\/\/relay\.example\.net, not the default/);
+  assert.equal(await page.isVisible("#relay"), true, "a relay other than the default is shown, not folded away");
+  await page.waitForTimeout(300);
+  assert.equal((await calls(page, "pair")).length, 0, "a link never pairs by itself");
+  await page.screenshot({ path: join(shots, "pairing-from-link-light.png") });
+  await page.click("#pair");
+  await page.waitForFunction(() => window.__clawtray.calls.some((c) => c.cmd === "pair"), null, { polling: 100 });
+  const [pair] = await calls(page, "pair");
+  assert.deepEqual(pair.args, { code: "73514062-K4Q7-2MXD", relay: "wss://relay.example.net" });
+  assert.deepEqual(page.errors, []);
+});
+
 test("hostile markdown is rendered inert", async () => {
   const page = await open("paired");
   await page.waitForSelector("#message");

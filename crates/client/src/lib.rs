@@ -10,6 +10,7 @@
 //! - [`pairing_flow`]: the first pairing over one relay connection.
 //! - [`ipc`]: the local channel between the tray host (which runs the [`RelayClient`]) and the
 //!   chat window process.
+//! - [`logging`]: each desktop process's rolling log file.
 //! - [`links`]: what the chat window may load and what opens in the system browser. Pure.
 //! - [`wire`]: WebSocket connect and frame helpers.
 //! - [`relay_url`]: relay URL validation (`ws://` only to loopback unless explicitly allowed).
@@ -25,6 +26,7 @@ pub mod error;
 #[cfg(unix)]
 pub mod ipc;
 pub mod links;
+pub mod logging;
 pub mod pairing_flow;
 pub mod relay_url;
 pub mod session_store;

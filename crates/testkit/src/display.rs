@@ -1,10 +1,8 @@
-//! A private X display (`Xvfb`) and `tauri-driver` (with Debian's `WebKitWebDriver`) for driving
-//! the real app in tests. Both run in their own process groups and are killed with everything
-//! they started (web driver, app, web processes) when dropped.
+//! A private X display (`Xvfb`) for running the real app in tests, in its own process group and
+//! killed with everything it started when dropped.
 
-use std::net::SocketAddr;
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,7 +10,7 @@ use std::time::{Duration, Instant};
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A child in its own process group, killed as a group on drop.
-struct Group(Child);
+pub(crate) struct Group(pub(crate) Child);
 
 impl Drop for Group {
     fn drop(&mut self) {
@@ -60,71 +58,6 @@ impl Xvfb {
         }
     }
 }
-
-/// Where `tauri-driver` is: `$CLAWTRAY_TAURI_DRIVER`, then `$PATH`, then where
-/// `scripts/setup-tauri-driver` installs it.
-#[must_use]
-pub fn tauri_driver_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("CLAWTRAY_TAURI_DRIVER") {
-        return PathBuf::from(p);
-    }
-    crate::on_path("tauri-driver").unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").unwrap_or_default();
-        Path::new(&home).join(".cache/clawtray/tools/bin/tauri-driver")
-    })
-}
-
-/// A running `tauri-driver`: a W3C WebDriver endpoint that starts the app under test.
-pub struct TauriDriver {
-    _child: Group,
-    /// Its WebDriver endpoint.
-    pub addr: SocketAddr,
-}
-
-impl TauriDriver {
-    /// Start it on free loopback ports. `env` is the environment the app will see (on top of
-    /// this process's: DISPLAY, HOME, XDG dirs…); its output goes to `log`.
-    #[must_use]
-    pub fn start(env: &[(&str, &Path)], log: &Path) -> TauriDriver {
-        let bin = tauri_driver_bin();
-        assert!(
-            bin.exists(),
-            "tauri-driver not found at {} (scripts/setup-tauri-driver installs it)",
-            bin.display()
-        );
-        let port = free_port();
-        let native = free_port();
-        let log = std::fs::File::create(log).expect("create tauri-driver's log");
-        let mut cmd = Command::new(&bin);
-        cmd.args([
-            "--port",
-            &port.to_string(),
-            "--native-port",
-            &native.to_string(),
-        ])
-        .stdout(log.try_clone().expect("log handle"))
-        .stderr(log)
-        .process_group(0);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = Group(cmd.spawn().expect("start tauri-driver"));
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        // tauri-driver answers at once but forwards to WebKitWebDriver, which comes up later;
-        // a session asked for before then gets an empty answer
-        let native = SocketAddr::from(([127, 0, 0, 1], native));
-        wait_until("tauri-driver and WebKitWebDriver to listen", || {
-            std::net::TcpStream::connect(addr).is_ok()
-                && std::net::TcpStream::connect(native).is_ok()
-        });
-        TauriDriver {
-            _child: child,
-            addr,
-        }
-    }
-}
-
-use crate::free_port;
 
 fn wait_until(what: &str, ok: impl Fn() -> bool) {
     let deadline = Instant::now() + START_TIMEOUT;

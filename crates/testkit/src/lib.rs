@@ -2,7 +2,9 @@
 //!
 //! - [`bins`]: the workspace's binaries next to the test executable (built on first use).
 //! - [`agent`]: real `clawtray-agent run` and `pair` processes.
-//! - [`display`]: a private X display (Xvfb) and `tauri-driver` for driving the real app.
+//! - [`chat_ui`]: a person's actions in the real chat window, through WebDriver.
+//! - [`desktop`]: the desktop app's tray host and its chat window (attached to by WebKitWebDriver).
+//! - [`display`]: a private X display (Xvfb).
 //! - [`webdriver`]: a minimal W3C WebDriver client.
 //! - [`faulty_link`]: a TCP proxy that stalls or resets the links it carries, on command.
 //! - [`mitm`]: a hostile relay (WebSocket man-in-the-middle) that tampers with what it carries.
@@ -18,6 +20,8 @@
 pub mod agent;
 pub mod agent_end;
 pub mod bins;
+pub mod chat_ui;
+pub mod desktop;
 pub mod display;
 pub mod fake_model;
 pub mod faulty_link;

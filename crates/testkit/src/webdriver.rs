@@ -121,6 +121,18 @@ impl Session {
         Ok(Session { addr, id })
     }
 
+    /// A session with the browser the driver at `addr` is attached to (`WebKitWebDriver
+    /// --target`: the app was started by someone else).
+    pub async fn attach(addr: SocketAddr) -> Result<Session, WdError> {
+        let caps = json!({"capabilities": {"alwaysMatch": {}}});
+        let v = call(addr, "POST", "/session", Some(&caps)).await?;
+        let id = v["sessionId"]
+            .as_str()
+            .ok_or_else(|| WdError(format!("no session id in {v}")))?
+            .to_owned();
+        Ok(Session { addr, id })
+    }
+
     async fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, WdError> {
         call(
             self.addr,

@@ -164,6 +164,17 @@ export type Queued = { id: string, text: string, };
 export type Status = { state: ConnectionState, session: SessionInfo | null, queued: Array<Queued>, };
 
 /**
- * An error for the UI.
+ * A failed call, for the UI: `code` to branch on, `message` to show.
  */
 export type CommandError = { code: string, message: string, };
+
+/**
+ * A message the person sent: its id, and where it is now (the core decides: sealed and sent
+ * when a meeting with the agent is live, queued otherwise).
+ */
+export type Sent = { id: string, state: MessageState, };
+
+/**
+ * A pairing link for the dialog: the person confirms before anything happens.
+ */
+export type PairLink = { code: string, relay: string | null, };

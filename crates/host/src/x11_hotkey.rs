@@ -3,7 +3,7 @@
 //! largest cost of the tray app at rest); this grabs the key on the root window of a connection
 //! of its own and blocks on that connection until the key is pressed.
 
-use tauri_plugin_global_shortcut::{Code, Modifiers, Shortcut};
+use global_hotkey::hotkey::{Code, HotKey as Shortcut, Modifiers};
 use x11rb::connection::Connection;
 use x11rb::protocol::xkb::{self, ConnectionExt as _};
 use x11rb::protocol::xproto::{ConnectionExt as _, GrabMode, ModMask};

@@ -1,5 +1,6 @@
-//! Logs to a daily-rolling file in the platform's local data dir (`…/clawtray/logs`), via tracing.
-//! Never message text, tokens or keys: the core logs none of them.
+//! Logs of the desktop app's two processes: a daily-rolling file per process in the platform's
+//! local data dir (`…/clawtray/logs/<program>.<date>.log`), via tracing, the last seven kept. Never
+//! message text, tokens or keys: the core logs none of them.
 
 use std::path::Path;
 
@@ -8,21 +9,22 @@ pub struct Guard {
     _worker: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
-/// Start logging to the rolling file; keep the returned guard alive.
-pub fn init(dir: &Path) -> Guard {
+/// Start logging to the rolling file `program`; keep the returned guard alive.
+#[must_use]
+pub fn init(dir: &Path, program: &str) -> Guard {
     Guard {
-        _worker: start(dir),
+        _worker: start(dir, program),
     }
 }
 
-fn start(dir: &Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+fn start(dir: &Path, program: &str) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let logs = dir.join("logs");
     // private before the first line is written (the files inherit the umask, the dir guards them)
-    clawtray_client::outbox::create_private_dir(dir).ok()?;
-    clawtray_client::outbox::create_private_dir(&logs).ok()?;
+    crate::outbox::create_private_dir(dir).ok()?;
+    crate::outbox::create_private_dir(&logs).ok()?;
     let appender = tracing_appender::rolling::Builder::new()
         .rotation(tracing_appender::rolling::Rotation::DAILY)
-        .filename_prefix("clawtray")
+        .filename_prefix(program)
         .filename_suffix("log")
         .max_log_files(7)
         .build(&logs)

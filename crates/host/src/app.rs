@@ -1,0 +1,237 @@
+//! The tray host's one actor: owns the desktop core ([`RelayClient`]), the local channel's server,
+//! the tray icon, notifications, start at login and the chat window process, and turns what the
+//! person asks for ([`Intent`]s from the tray, hotkey and notifications; [`HostRequest`]s from
+//! windows and second launches) into actions. Nothing here draws: the window process does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use clawtray_client::ipc::endpoint;
+use clawtray_client::ipc::server::{self, HostRequest};
+use clawtray_client::ipc::wire::{parse_pair_link, FromHost};
+use clawtray_client::session_store::KeyringSessionStore;
+use clawtray_client::{ClientConfig, ClientEvent, RelayClient};
+use clawtray_proto::chat::ToDesktop;
+
+use crate::autostart::XdgAutostart;
+use crate::chat::{chat_bin, ChatProcess, CLOSE_GRACE};
+use crate::notify::DesktopNotifier;
+use crate::platform::{Autostart, Intent, Notifier, TrayBackend};
+use crate::tray::SniTray;
+use crate::{hotkey, instance, settings};
+
+/// How the host was started.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Started at login: stay in the tray, no window.
+    pub autostarted: bool,
+    /// A `clawtray://pair?…` link to open.
+    pub link: Option<String>,
+}
+
+/// Run the host until Quit, SIGTERM or SIGINT (or hand over to a running one and return).
+///
+/// # Errors
+/// A sentence saying what stopped it from starting.
+pub async fn run(opts: Options) -> Result<(), String> {
+    let dir = endpoint::dir();
+    endpoint::private_dir(&dir).map_err(|e| format!("cannot use {}: {e}", dir.display()))?;
+    let socket = dir.join(endpoint::SOCKET);
+    let started = Instant::now();
+    let _lock = loop {
+        match instance::try_lock(&dir).map_err(|e| format!("cannot take the instance lock: {e}"))? {
+            Some(l) => break l,
+            None => match instance::hand_over(&socket, opts.link.clone()).await {
+                Ok(()) => return Ok(()),
+                // the running one may be quitting: its lock goes with it
+                Err(e) if started.elapsed() < instance::HANDOVER_WAIT => {
+                    tracing::debug!("hand-over failed ({e}); trying again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            },
+        }
+    };
+    let dirs = directories::ProjectDirs::from("", "", "clawtray").ok_or("no home directory")?;
+    let _log = clawtray_client::logging::init(dirs.data_local_dir(), "clawtray");
+    let listener = endpoint::listen(&socket)
+        .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+    let device = std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "desktop".into());
+    let client = Arc::new(RelayClient::start(
+        ClientConfig::new(dirs.data_dir().to_owned(), device),
+        Arc::new(KeyringSessionStore::new(dirs.config_dir().to_owned())),
+    ));
+    let (server, mut requests) = server::spawn(listener, client.clone());
+    let (intents_tx, mut intents) = mpsc::unbounded_channel();
+    let (settings, problem) = settings::load(dirs.config_dir());
+    if let Some(problem) = problem {
+        warn!("{problem}");
+    }
+    let hotkey = hotkey::register(settings.hotkey.as_deref(), intents_tx.clone());
+    let autostart = XdgAutostart::new();
+    let tray = match SniTray::start(
+        intents_tx.clone(),
+        hotkey.as_deref(),
+        autostart.is_enabled(),
+        dir.join("icons"),
+    )
+    .await
+    {
+        Ok(t) => Some(t),
+        Err(e) => {
+            warn!("{e}; running without a tray icon (launch clawtray again to open the chat)");
+            None
+        }
+    };
+    let notifier = match zbus::Connection::session().await {
+        Ok(conn) => DesktopNotifier::start(&conn, intents_tx.clone()).await.ok(),
+        Err(e) => {
+            warn!("no session bus for notifications: {e}");
+            None
+        }
+    };
+    let mut chat = ChatProcess::new(chat_bin());
+    let mut events = client.subscribe();
+    let mut state = client.state();
+    let mut windows = server.windows();
+    let mut pending_link = opts.link.as_deref().and_then(parse_pair_link);
+    if let Some(t) = &tray {
+        t.show_state(&state.borrow().clone()).await;
+    }
+    info!(autostarted = opts.autostarted, "clawtray tray host running");
+    if !opts.autostarted || pending_link.is_some() {
+        open(&mut chat);
+    }
+    let mut closing: Option<Instant> = None;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            Some(i) = intents.recv() => {
+                debug!(intent = ?i, "asked");
+                match i {
+                    Intent::ToggleChat if chat.is_running() => {
+                        server.tell_windows(FromHost::Close);
+                        closing = Some(Instant::now() + CLOSE_GRACE);
+                    }
+                    Intent::ToggleChat | Intent::OpenChat => show(&mut chat, &server),
+                    Intent::Unpair => {
+                        let c = client.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = c.unpair().await {
+                                warn!("unpair failed: {e}");
+                            }
+                        });
+                    }
+                    Intent::Reconnect => client.reconnect_now().await,
+                    Intent::SetAutostart(on) => {
+                        if let Err(e) = autostart.set(on) {
+                            warn!("{e}");
+                        }
+                        if let Some(t) = &tray {
+                            t.show_autostart(autostart.is_enabled()).await;
+                        }
+                    }
+                    Intent::Quit => break,
+                }
+            }
+            Some(r) = requests.recv() => match r {
+                HostRequest::Show { link } => {
+                    if let Some(l) = link.as_deref().and_then(parse_pair_link) {
+                        pending_link = Some(l);
+                    }
+                    show(&mut chat, &server);
+                    if *windows.borrow() > 0 {
+                        if let Some((code, relay)) = pending_link.take() {
+                            server.tell_windows(FromHost::PairLink { code, relay });
+                        }
+                    }
+                }
+                HostRequest::Paired => {
+                    // start at login is on by default once paired (the tray menu turns it off)
+                    if let Err(e) = autostart.set(true) {
+                        warn!("{e}");
+                    }
+                    if let Some(t) = &tray {
+                        t.show_autostart(autostart.is_enabled()).await;
+                    }
+                }
+            },
+            ev = events.recv() => match ev {
+                Ok(ClientEvent::Chat { message: ToDesktop::ChatReply { text, .. } }) if *windows.borrow() == 0 => {
+                    if let Some(n) = &notifier {
+                        let preview: String = text.chars().take(120).collect();
+                        n.notify("Your agent replied", &preview).await;
+                    }
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            changed = state.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let s = state.borrow_and_update().clone();
+                if let Some(t) = &tray {
+                    t.show_state(&s).await;
+                }
+            }
+            _ = windows.changed() => {
+                if *windows.borrow_and_update() > 0 {
+                    if let Some((code, relay)) = pending_link.take() {
+                        server.tell_windows(FromHost::PairLink { code, relay });
+                    }
+                }
+            }
+            () = chat.exited() => closing = None,
+            () = sleep_until(closing) => {
+                chat.kill_if_running().await;
+                closing = None;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    info!("clawtray is quitting");
+    server.tell_windows(FromHost::Close);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    chat.kill_if_running().await;
+    if let Some(t) = &tray {
+        t.shutdown().await;
+    }
+    drop(server);
+    if let Ok(c) = Arc::try_unwrap(client) {
+        c.shutdown().await;
+    }
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+fn open(chat: &mut ChatProcess) {
+    if let Err(e) = chat.open() {
+        warn!("{e}");
+    }
+}
+
+/// Open the chat, or bring an open one to the front.
+fn show(chat: &mut ChatProcess, server: &server::ServerHandle) {
+    if chat.is_running() {
+        server.tell_windows(FromHost::Raise);
+    } else {
+        open(chat);
+    }
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

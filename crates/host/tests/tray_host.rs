@@ -1,0 +1,506 @@
+//! The tray host as the desktop sees it. On the test's private session bus the test plays the
+//! panel (a StatusNotifierWatcher the host registers with) and runs a real notification server
+//! (`dunst`) on a private Xvfb; the chat window is driven through WebKitWebDriver attached to the
+//! window the host starts. With the real relay, a real `clawtray-agent` and the real OpenClaw
+//! gateway:
+//!
+//! - `Activate` (a left click) opens the chat; pairing and a streamed reply work through it;
+//! - the icon name and tooltip follow the state while the real agent is killed and restarted;
+//! - `Activate` again ends the window process; a reply that lands meanwhile raises a notification
+//!   on dunst, and a click on it opens the chat, which shows the reply once;
+//! - the window process killed (SIGKILL) mid-stream and reopened shows the whole reply once;
+//! - the dbusmenu items Reconnect now, Open chat, Unpair and Quit do what they say.
+//!
+//! Needs Xvfb, dunst, WebKitWebDriver, a Secret Service and the pinned gateway (`scripts/test`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use zbus::zvariant::{OwnedValue, Value};
+
+use clawtray_client::ipc::link::HostLink;
+use clawtray_client::ipc::wire::{Call, Role, Status};
+use clawtray_client::ConnectionState;
+use clawtray_testkit::agent::{agent_bin, AgentRun, Pairing};
+use clawtray_testkit::chat_ui::{
+    bubbles_with, chat_window_shown, pair_in_dialog, send, wait_reply, wait_streaming, STEP,
+};
+use clawtray_testkit::desktop::{wait_until, DesktopEnv, Host, WindowDriver};
+use clawtray_testkit::display::Xvfb;
+use clawtray_testkit::fake_model::{self, reply_for};
+use clawtray_testkit::gateway::Gateway;
+use clawtray_testkit::relay::Relay;
+
+/// The panel's half of StatusNotifierItem: items register here.
+struct Watcher {
+    items: Arc<Mutex<Vec<String>>>,
+}
+
+#[zbus::interface(name = "org.kde.StatusNotifierWatcher")]
+impl Watcher {
+    fn register_status_notifier_item(
+        &self,
+        service: &str,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) {
+        // an item may give its bus name or its object path (then the sender is the name)
+        let name = if service.starts_with('/') {
+            hdr.sender().map(ToString::to_string).unwrap_or_default()
+        } else {
+            service.to_owned()
+        };
+        self.items.lock().unwrap().push(name);
+    }
+    fn register_status_notifier_host(&self, _service: &str) {}
+    #[zbus(property)]
+    fn registered_status_notifier_items(&self) -> Vec<String> {
+        self.items.lock().unwrap().clone()
+    }
+    #[zbus(property)]
+    fn is_status_notifier_host_registered(&self) -> bool {
+        true
+    }
+    #[zbus(property)]
+    fn protocol_version(&self) -> i32 {
+        0
+    }
+}
+
+/// StatusNotifierItem's `ToolTip`: icon name, pixmaps, title, text.
+type ToolTip = (String, Vec<(i32, i32, Vec<u8>)>, String, String);
+/// A dbusmenu node: id, properties, children.
+type MenuNode = (i32, HashMap<String, OwnedValue>, Vec<OwnedValue>);
+
+/// The host's item, as the panel reaches it.
+struct Item {
+    conn: zbus::Connection,
+    name: String,
+}
+
+impl Item {
+    async fn prop(&self, name: &str) -> OwnedValue {
+        let p = zbus::fdo::PropertiesProxy::builder(&self.conn)
+            .destination(self.name.as_str())
+            .unwrap()
+            .path("/StatusNotifierItem")
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        p.get(
+            zbus::names::InterfaceName::from_static_str_unchecked("org.kde.StatusNotifierItem"),
+            name,
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn icon(&self) -> String {
+        String::try_from(self.prop("IconName").await).unwrap()
+    }
+
+    async fn tooltip(&self) -> String {
+        let (_icon, _pixmaps, title, _text): ToolTip =
+            self.prop("ToolTip").await.try_into().unwrap();
+        title
+    }
+
+    async fn activate(&self) {
+        self.conn
+            .call_method(
+                Some(self.name.as_str()),
+                "/StatusNotifierItem",
+                Some("org.kde.StatusNotifierItem"),
+                "Activate",
+                &(0i32, 0i32),
+            )
+            .await
+            .expect("Activate");
+    }
+
+    /// The menu's items: label → id (dbusmenu `GetLayout`).
+    async fn menu(&self) -> HashMap<String, (i32, bool)> {
+        let reply = self
+            .conn
+            .call_method(
+                Some(self.name.as_str()),
+                "/MenuBar",
+                Some("com.canonical.dbusmenu"),
+                "GetLayout",
+                &(0i32, -1i32, Vec::<String>::new()),
+            )
+            .await
+            .expect("GetLayout");
+        let (_rev, (_root, _props, children)): (u32, MenuNode) =
+            reply.body().deserialize().expect("a dbusmenu layout");
+        let mut out = HashMap::new();
+        for child in children {
+            let (id, props, _): MenuNode = child.try_into().expect("a menu item");
+            if let Some(label) = props.get("label") {
+                let label = String::try_from(label.try_clone().unwrap()).unwrap();
+                let enabled = props
+                    .get("enabled")
+                    .map(|v| bool::try_from(v.try_clone().unwrap()).unwrap())
+                    .unwrap_or(true);
+                out.insert(label, (id, enabled));
+            }
+        }
+        out
+    }
+
+    /// Click the menu item labelled `label` (dbusmenu `Event … clicked`).
+    async fn click(&self, label: &str) {
+        let menu = self.menu().await;
+        let (id, enabled) = *menu
+            .iter()
+            .find(|(l, _)| l.starts_with(label))
+            .map(|(_, v)| v)
+            .unwrap_or_else(|| panic!("no menu item {label:?} in {menu:?}"));
+        assert!(enabled, "{label} is enabled");
+        self.conn
+            .call_method(
+                Some(self.name.as_str()),
+                "/MenuBar",
+                Some("com.canonical.dbusmenu"),
+                "Event",
+                &(id, "clicked", Value::from(""), 0u32),
+            )
+            .await
+            .expect("Event clicked");
+    }
+
+    async fn wait_state(&self, what: &str, icon: &str) {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let now = self.icon().await;
+            if now == icon {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: the icon is {now}, tooltip {:?}",
+                self.tooltip().await
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// `dunst` on the test display and bus.
+struct Dunst(std::process::Child);
+
+impl Drop for Dunst {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn dunstctl(env: &DesktopEnv, args: &[&str]) -> String {
+    let out = env
+        .command(std::path::Path::new("dunstctl"))
+        .args(args)
+        .output()
+        .expect("run dunstctl (apt package dunst)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Watch the bus for `Notify` calls (a D-Bus monitor connection); returns their bodies' text.
+async fn notify_monitor() -> Arc<Mutex<Vec<String>>> {
+    use futures_util::StreamExt;
+    let conn = zbus::Connection::session().await.unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    conn.call_method(
+        Some("org.freedesktop.DBus"),
+        "/org/freedesktop/DBus",
+        Some("org.freedesktop.DBus.Monitoring"),
+        "BecomeMonitor",
+        &(
+            vec!["type='method_call',interface='org.freedesktop.Notifications',member='Notify'"],
+            0u32,
+        ),
+    )
+    .await
+    .expect("become a bus monitor");
+    let s = seen.clone();
+    tokio::spawn(async move {
+        let mut stream = zbus::MessageStream::from(&conn);
+        while let Some(Ok(m)) = stream.next().await {
+            type Notify<'a> = (
+                String,
+                u32,
+                String,
+                String,
+                String,
+                Vec<String>,
+                HashMap<String, OwnedValue>,
+                i32,
+            );
+            if let Ok(b) = m.body().deserialize::<Notify>() {
+                s.lock()
+                    .unwrap()
+                    .push(format!("{} | {} | actions {:?}", b.3, b.4, b.5));
+            }
+        }
+    });
+    seen
+}
+
+async fn status(env: &DesktopEnv) -> Status {
+    let (link, _ev) = HostLink::start(env.runtime.join("clawtray/host.sock"), Role::Launch);
+    link.call_as(Call::Status).await.expect("the host's status")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Xvfb, dunst, WebKitWebDriver, a Secret Service and the pinned gateway: scripts/test runs it"]
+async fn the_tray_host_opens_the_chat_on_click_follows_the_state_and_notifies() {
+    let work = tempfile::Builder::new()
+        .prefix("clawtray-tray-host.")
+        .tempdir()
+        .expect("tempdir")
+        .keep();
+    eprintln!("tray-host test: work dir {}", work.display());
+    let gateway = Gateway::start(fake_model::start());
+    let mut relay = Relay::start(&[]).await;
+    let base = format!("ws://{}", relay.addr);
+    let agent_bin = agent_bin();
+    let agent_state = work.join("agent");
+    let mut agent = AgentRun::start(&agent_bin, &agent_state, &gateway, "tray-host");
+    let pairing = Pairing::start(&agent_bin, &agent_state, &base, "Home agent").await;
+
+    let x = Xvfb::start();
+    let env = DesktopEnv::new(&work, &x, &[]);
+    // the panel and the notification server, on the session bus
+    let items = Arc::new(Mutex::new(Vec::new()));
+    let _panel = zbus::connection::Builder::session()
+        .unwrap()
+        .serve_at(
+            "/StatusNotifierWatcher",
+            Watcher {
+                items: items.clone(),
+            },
+        )
+        .unwrap()
+        .name("org.kde.StatusNotifierWatcher")
+        .unwrap()
+        .build()
+        .await
+        .expect("play the panel on the session bus");
+    let dunst = Dunst(
+        env.command(std::path::Path::new("dunst"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start dunst (apt package dunst)"),
+    );
+    let bus = zbus::Connection::session().await.unwrap();
+    let dbus = zbus::fdo::DBusProxy::new(&bus).await.unwrap();
+    let deadline = Instant::now() + STEP;
+    while !dbus
+        .name_has_owner("org.freedesktop.Notifications".try_into().unwrap())
+        .await
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "dunst never took the bus name");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let notified = notify_monitor().await;
+
+    // ── started at login: no window, the icon registers with the panel ──────────────────────
+    let mut host = Host::start(&env, &["--autostart"], &work.join("host.log"));
+    let prefix = format!("org.kde.StatusNotifierItem-{}-", host.pid());
+    let items2 = items.clone();
+    wait_until("the host's item to register with the panel", STEP, || {
+        items2
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|i| i.starts_with(&prefix))
+    })
+    .await;
+    let name = items
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|i| i.starts_with(&prefix))
+        .cloned()
+        .unwrap();
+    let item = Item {
+        conn: bus.clone(),
+        name,
+    };
+    assert_eq!(item.icon().await, "clawtray-unpaired");
+    assert_eq!(item.tooltip().await, "clawtray — not paired");
+    assert!(host.chat_pids().is_empty(), "no window at login");
+    let menu = item.menu().await;
+    for label in [
+        "Open chat",
+        "Pair…",
+        "Unpair",
+        "Reconnect now",
+        "Start at login",
+        "Quit",
+    ] {
+        assert!(
+            menu.keys().any(|l| l.starts_with(label)),
+            "{label} in {menu:?}"
+        );
+    }
+
+    // ── a left click opens the chat: pair and stream through it ─────────────────────────────
+    item.activate().await;
+    let (driver, app) = WindowDriver::attach(env.inspector, &work.join("webdriver.log")).await;
+    assert_eq!(host.chat_pids().len(), 1, "one window process");
+    pair_in_dialog(&app, &base, &pairing.code).await;
+    let said = pairing.finish().await;
+    assert!(said.contains("Paired with"), "{said}");
+    item.wait_state("online", "clawtray-online").await;
+    assert_eq!(item.tooltip().await, "clawtray — online");
+    let first = "hello from the tray #id=t1# #words=6# #delay=50#";
+    send(&app, first).await;
+    wait_reply(&app, "the first reply", &reply_for(first)).await;
+
+    // ── the icon follows the agent: killed → away, restarted → online ───────────────────────
+    agent.kill().await;
+    item.wait_state("the agent shown away", "clawtray-away")
+        .await;
+    assert!(item.tooltip().await.contains("offline"));
+    agent = AgentRun::start(&agent_bin, &agent_state, &gateway, "tray-host");
+    item.wait_state("the agent back online", "clawtray-online")
+        .await;
+
+    // ── a click closes the chat (the process ends); a reply lands meanwhile → notification ──
+    let meanwhile = "while the chat is closed #id=t2# #words=30# #delay=150#";
+    send(&app, meanwhile).await;
+    wait_streaming(&app, "the reply to start", " w2").await;
+    item.activate().await;
+    let h = &host;
+    wait_until("the window process to end", STEP, || {
+        h.chat_pids().is_empty()
+    })
+    .await;
+    let xs = &x;
+    wait_until("no chat window on screen", STEP, || !chat_window_shown(xs)).await;
+    drop(app);
+    drop(driver);
+    let expected = reply_for(meanwhile);
+    let n = notified.clone();
+    let preview: String = expected.chars().take(40).collect();
+    wait_until("a notification for the reply", STEP, || {
+        n.lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.starts_with("Your agent replied") && m.contains(&preview))
+    })
+    .await;
+    assert!(
+        notified
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.contains("\"default\"")),
+        "dunst supports actions, so the notification carries a click action: {:?}",
+        notified.lock().unwrap()
+    );
+    let shown: u32 = dunstctl(&env, &["count", "displayed"])
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(shown >= 1, "dunst shows the notification");
+    // a click on it opens the chat, with the reply that arrived meanwhile, once
+    dunstctl(&env, &["action", "0"]);
+    let (driver, app) = WindowDriver::attach(env.inspector, &work.join("webdriver.log")).await;
+    wait_reply(&app, "the reply that arrived while closed", &expected).await;
+    assert_eq!(bubbles_with(&app, &expected).await, 1, "once");
+
+    // ── the window process killed mid-stream: reopened, the whole reply, once ───────────────
+    let long = "survive a crashed window #id=t3# #words=60# #delay=100#";
+    send(&app, long).await;
+    wait_streaming(&app, "the long reply to stream", " w5").await;
+    for pid in host.chat_pids() {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    drop(app);
+    drop(driver);
+    wait_until("the killed window to be gone", STEP, || {
+        h.chat_pids().is_empty()
+    })
+    .await;
+    item.click("Open chat").await;
+    let (driver, app) = WindowDriver::attach(env.inspector, &work.join("webdriver.log")).await;
+    let whole = reply_for(long);
+    wait_reply(&app, "the whole reply after the crash", &whole).await;
+    assert_eq!(bubbles_with(&app, &whole).await, 1, "once");
+    assert_eq!(bubbles_with(&app, &reply_for(first)).await, 1, "once");
+    let shot = app.screenshot().await.expect("a screenshot");
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    std::fs::write(shots.join("tray-host-chat-reopened.png"), shot).unwrap();
+
+    // ── Reconnect now: the relay comes back, the host connects before its next retry ───────
+    relay.kill().await;
+    item.wait_state("offline after the relay died", "clawtray-offline")
+        .await;
+    // let the backoff grow past a few seconds, so the effect of the click is plain
+    let next_try = loop {
+        let s = status(&env).await;
+        if let ConnectionState::WaitingToRetry { next_try_at_ms, .. } = s.state {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            if next_try_at_ms > now + 4_000 {
+                break next_try_at_ms;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    relay.start_again().await;
+    item.click("Reconnect now").await;
+    item.wait_state("online after Reconnect now", "clawtray-online")
+        .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        now < next_try,
+        "connected at once, not at the scheduled retry ({} ms later)",
+        next_try - now
+    );
+
+    // ── Unpair from the menu: the pairing ends on both ends; the icon says so ──────────────
+    item.click("Unpair").await;
+    item.wait_state("not paired", "clawtray-unpaired").await;
+    app.wait_for("#code", STEP)
+        .await
+        .expect("the open chat turns into the pairing dialog");
+    let s = status(&env).await;
+    assert!(s.session.is_none(), "the pairing is gone");
+
+    // ── Quit: the host and its window end ───────────────────────────────────────────────────
+    item.click("Quit").await;
+    let deadline = Instant::now() + STEP;
+    let code = loop {
+        if let Some(c) = host.exited() {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "the host did not quit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(code.success(), "quit cleanly: {code:?}");
+    wait_until("the window to close with it", STEP, || {
+        !chat_window_shown(&x)
+    })
+    .await;
+    drop(app);
+    drop(driver);
+    drop(dunst);
+    drop(agent);
+    drop(relay);
+    drop(gateway);
+    let _ = std::fs::remove_dir_all(&work);
+}
