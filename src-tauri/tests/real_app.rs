@@ -17,8 +17,6 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use clawtray_client::ipc::link::HostLink;
-use clawtray_client::ipc::wire::{Call, Role, Status};
 use clawtray_client::state::PeerPresence;
 use clawtray_client::ConnectionState;
 use clawtray_testkit::agent::{agent_bin, AgentRun, Pairing};
@@ -47,12 +45,6 @@ async fn screenshot(app: &Session, name: &str) {
 
 async fn wait_until(what: &str, ok: impl FnMut() -> bool) {
     clawtray_testkit::desktop::wait_until(what, STEP, ok).await;
-}
-
-/// The host's status, asked over its local socket as a second launch would.
-async fn host_status(env: &DesktopEnv) -> Status {
-    let (link, _ev) = HostLink::start(env.runtime.join("clawtray/host.sock"), Role::Launch);
-    link.call_as(Call::Status).await.expect("the host's status")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -291,7 +283,7 @@ async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes
     };
     let deadline = std::time::Instant::now() + STEP;
     loop {
-        if host_status(&env).await.state == online {
+        if env.host_status().await["state"] == serde_json::to_value(&online).unwrap() {
             break;
         }
         assert!(

@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use zbus::zvariant::{OwnedValue, Value};
 
-use clawtray_client::ipc::link::HostLink;
-use clawtray_client::ipc::wire::{Call, Role, Status};
+use clawtray_client::ipc::wire::Status;
 use clawtray_client::ConnectionState;
 use clawtray_testkit::agent::{agent_bin, AgentRun, Pairing};
 use clawtray_testkit::chat_ui::{
@@ -248,8 +247,7 @@ async fn notify_monitor() -> Arc<Mutex<Vec<String>>> {
 }
 
 async fn status(env: &DesktopEnv) -> Status {
-    let (link, _ev) = HostLink::start(env.runtime.join("clawtray/host.sock"), Role::Launch);
-    link.call_as(Call::Status).await.expect("the host's status")
+    serde_json::from_value::<Status>(env.host_status().await).expect("a status")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -95,6 +95,28 @@ impl DesktopEnv {
     }
 }
 
+impl DesktopEnv {
+    /// The running host's `status`, asked over its local socket as a second launch would (the
+    /// wire format of `clawtray_client::ipc`: a hello, then one call; the answer's `ok` value).
+    pub async fn host_status(&self) -> serde_json::Value {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let path = self.runtime.join("clawtray/host.sock");
+        let mut s = tokio::net::UnixStream::connect(&path)
+            .await
+            .unwrap_or_else(|e| panic!("connect to the host at {}: {e}", path.display()));
+        s.write_all(b"{\"role\":\"launch\",\"pid\":1}\n{\"id\":1,\"call\":\"status\"}\n")
+            .await
+            .expect("ask the host");
+        let mut line = String::new();
+        BufReader::new(s)
+            .read_line(&mut line)
+            .await
+            .expect("the host answers");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON answer");
+        v["outcome"]["ok"].clone()
+    }
+}
+
 /// The tray host as a child process (in its own process group, killed with what it started).
 pub struct Host {
     group: Group,

@@ -113,7 +113,11 @@ impl Session {
         let caps = json!({"capabilities": {"alwaysMatch": {"tauri:options": {
             "application": application, "args": args
         }}}});
-        let v = call(addr, "POST", "/session", Some(&caps)).await?;
+        Self::open(addr, &caps).await
+    }
+
+    async fn open(addr: SocketAddr, caps: &Value) -> Result<Session, WdError> {
+        let v = call(addr, "POST", "/session", Some(caps)).await?;
         let id = v["sessionId"]
             .as_str()
             .ok_or_else(|| WdError(format!("no session id in {v}")))?
@@ -124,13 +128,7 @@ impl Session {
     /// A session with the browser the driver at `addr` is attached to (`WebKitWebDriver
     /// --target`: the app was started by someone else).
     pub async fn attach(addr: SocketAddr) -> Result<Session, WdError> {
-        let caps = json!({"capabilities": {"alwaysMatch": {}}});
-        let v = call(addr, "POST", "/session", Some(&caps)).await?;
-        let id = v["sessionId"]
-            .as_str()
-            .ok_or_else(|| WdError(format!("no session id in {v}")))?
-            .to_owned();
-        Ok(Session { addr, id })
+        Self::open(addr, &json!({"capabilities": {"alwaysMatch": {}}})).await
     }
 
     async fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, WdError> {
