@@ -145,7 +145,7 @@ const OPENINGS: usize = 5;
 async fn wakeups(pid: u32, over: Duration) -> f64 {
     let before = tree_switches(pid);
     tokio::time::sleep(over).await;
-    (tree_switches(pid) - before) as f64 * 60.0 / over.as_secs_f64()
+    tree_switches(pid).saturating_sub(before) as f64 * 60.0 / over.as_secs_f64()
 }
 
 async fn measure(host_bin: &Path, chat_bin: &Path) -> Result<Measured, String> {

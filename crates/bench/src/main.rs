@@ -104,7 +104,7 @@ async fn main() {
         scale::run(&mut rows).await;
     }
     if want("app") {
-        println!("bench: the tray app at rest (two runs of 90 s under Xvfb)");
+        println!("bench: the tray host at rest and on click (about 3 minutes under Xvfb)");
         app_idle::run(&mut rows).await;
     }
     if let Err(e) = report::write(&rows, &args.out, &report::machine()) {
