@@ -110,6 +110,8 @@ pub async fn run(opts: Options) -> Result<(), String> {
         open(&mut chat);
     }
     let mut closing: Option<Instant> = None;
+    // the chat was asked for while its window was closing: open a new one once it is gone
+    let mut reopen = false;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     loop {
@@ -121,7 +123,10 @@ pub async fn run(opts: Options) -> Result<(), String> {
                         server.tell_windows(FromHost::Close);
                         closing = Some(Instant::now() + CLOSE_GRACE);
                     }
-                    Intent::ToggleChat | Intent::OpenChat => show(&mut chat, &server),
+                    Intent::OpenChat if closing.is_some() => reopen = true,
+                    Intent::ToggleChat | Intent::OpenChat => {
+                        reopen |= show(&mut chat, &server, *windows.borrow());
+                    }
                     Intent::Unpair => {
                         let c = client.clone();
                         tokio::spawn(async move {
@@ -147,7 +152,11 @@ pub async fn run(opts: Options) -> Result<(), String> {
                     if let Some(l) = link.as_deref().and_then(parse_pair_link) {
                         pending_link = Some(l);
                     }
-                    show(&mut chat, &server);
+                    if closing.is_some() {
+                        reopen = true;
+                    } else {
+                        reopen |= show(&mut chat, &server, *windows.borrow());
+                    }
                     if *windows.borrow() > 0 {
                         if let Some((code, relay)) = pending_link.take() {
                             server.tell_windows(FromHost::PairLink { code, relay });
@@ -185,15 +194,25 @@ pub async fn run(opts: Options) -> Result<(), String> {
             }
             _ = windows.changed() => {
                 if *windows.borrow_and_update() > 0 {
+                    // the window that was starting is here: nothing to reopen
+                    reopen = false;
                     if let Some((code, relay)) = pending_link.take() {
                         server.tell_windows(FromHost::PairLink { code, relay });
                     }
                 }
             }
-            () = chat.exited() => closing = None,
+            () = chat.exited() => {
+                closing = None;
+                if std::mem::take(&mut reopen) {
+                    open(&mut chat);
+                }
+            }
             () = sleep_until(closing) => {
                 chat.kill_if_running().await;
                 closing = None;
+                if std::mem::take(&mut reopen) {
+                    open(&mut chat);
+                }
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -220,12 +239,18 @@ fn open(chat: &mut ChatProcess) {
     }
 }
 
-/// Open the chat, or bring an open one to the front.
-fn show(chat: &mut ChatProcess, server: &server::ServerHandle) {
-    if chat.is_running() {
-        server.tell_windows(FromHost::Raise);
-    } else {
+/// Open the chat, or bring an open one to the front. Returns whether the chat must be opened
+/// once the running window process ends: it runs but has no connection (starting, or dying — a
+/// window that never connects is reopened when it is gone).
+fn show(chat: &mut ChatProcess, server: &server::ServerHandle, windows: usize) -> bool {
+    if !chat.is_running() {
         open(chat);
+        false
+    } else if windows > 0 {
+        server.tell_windows(FromHost::Raise);
+        false
+    } else {
+        true
     }
 }
 
