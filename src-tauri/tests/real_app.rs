@@ -142,7 +142,11 @@ async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes
     let with_link = format!("a link please #id=[the docs]({link})# #words=2# #delay=60#");
     send(&app, &with_link).await;
     let anchor = app
-        .wait_for(&format!(".msg.agent a[href='{link}']"), STEP)
+        .wait_for(
+            // the finished reply's link: a streaming reply's blocks are re-rendered
+            &format!(".msg.agent:not(.streaming) a[href='{link}']"),
+            STEP,
+        )
         .await
         .expect("the reply's link, rendered");
     let page = app
