@@ -96,14 +96,22 @@ impl DesktopEnv {
 }
 
 impl DesktopEnv {
-    /// The running host's `status`, asked over its local socket as a second launch would (the
+    /// The host's `status` (waiting for it to listen), asked over its local socket as a second launch would (the
     /// wire format of `clawtray_client::ipc`: a hello, then one call; the answer's `ok` value).
     pub async fn host_status(&self) -> serde_json::Value {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
         let path = self.runtime.join("clawtray/host.sock");
-        let mut s = tokio::net::UnixStream::connect(&path)
-            .await
-            .unwrap_or_else(|e| panic!("connect to the host at {}: {e}", path.display()));
+        // a host just started may not listen yet
+        let deadline = Instant::now() + WINDOW_TIMEOUT;
+        let mut s = loop {
+            match tokio::net::UnixStream::connect(&path).await {
+                Ok(s) => break s,
+                Err(e) if Instant::now() > deadline => {
+                    panic!("connect to the host at {}: {e}", path.display())
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
         s.write_all(b"{\"role\":\"launch\",\"pid\":1}\n{\"id\":1,\"call\":\"status\"}\n")
             .await
             .expect("ask the host");
