@@ -136,14 +136,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
                         });
                     }
                     Intent::Reconnect => client.reconnect_now().await,
-                    Intent::SetAutostart(on) => {
-                        if let Err(e) = autostart.set(on) {
-                            warn!("{e}");
-                        }
-                        if let Some(t) = &tray {
-                            t.show_autostart(autostart.is_enabled()).await;
-                        }
-                    }
+                    Intent::SetAutostart(on) => set_autostart(&autostart, tray.as_ref(), on).await,
                     Intent::Quit => break,
                 }
             }
@@ -158,20 +151,11 @@ pub async fn run(opts: Options) -> Result<(), String> {
                         reopen |= show(&mut chat, &server, *windows.borrow());
                     }
                     if *windows.borrow() > 0 {
-                        if let Some((code, relay)) = pending_link.take() {
-                            server.tell_windows(FromHost::PairLink { code, relay });
-                        }
+                        hand_link(&server, &mut pending_link);
                     }
                 }
-                HostRequest::Paired => {
-                    // start at login is on by default once paired (the tray menu turns it off)
-                    if let Err(e) = autostart.set(true) {
-                        warn!("{e}");
-                    }
-                    if let Some(t) = &tray {
-                        t.show_autostart(autostart.is_enabled()).await;
-                    }
-                }
+                // start at login is on by default once paired (the tray menu turns it off)
+                HostRequest::Paired => set_autostart(&autostart, tray.as_ref(), true).await,
             },
             ev = events.recv() => match ev {
                 Ok(ClientEvent::Chat { message: ToDesktop::ChatReply { text, .. } }) if *windows.borrow() == 0 => {
@@ -196,23 +180,13 @@ pub async fn run(opts: Options) -> Result<(), String> {
                 if *windows.borrow_and_update() > 0 {
                     // the window that was starting is here: nothing to reopen
                     reopen = false;
-                    if let Some((code, relay)) = pending_link.take() {
-                        server.tell_windows(FromHost::PairLink { code, relay });
-                    }
+                    hand_link(&server, &mut pending_link);
                 }
             }
-            () = chat.exited() => {
-                closing = None;
-                if std::mem::take(&mut reopen) {
-                    open(&mut chat);
-                }
-            }
+            () = chat.exited() => window_gone(&mut chat, &mut closing, &mut reopen),
             () = sleep_until(closing) => {
                 chat.kill_if_running().await;
-                closing = None;
-                if std::mem::take(&mut reopen) {
-                    open(&mut chat);
-                }
+                window_gone(&mut chat, &mut closing, &mut reopen);
             }
             _ = term.recv() => break,
             _ = int.recv() => break,
@@ -251,6 +225,31 @@ fn show(chat: &mut ChatProcess, server: &server::ServerHandle, windows: usize) -
         false
     } else {
         true
+    }
+}
+
+/// Give a waiting pairing link to the connected window(s).
+fn hand_link(server: &server::ServerHandle, pending: &mut Option<(String, Option<String>)>) {
+    if let Some((code, relay)) = pending.take() {
+        server.tell_windows(FromHost::PairLink { code, relay });
+    }
+}
+
+/// The window process ended (or was ended): open a new one if the chat was asked for meanwhile.
+fn window_gone(chat: &mut ChatProcess, closing: &mut Option<Instant>, reopen: &mut bool) {
+    *closing = None;
+    if std::mem::take(reopen) {
+        open(chat);
+    }
+}
+
+/// Turn start at login on or off and show what it is now.
+async fn set_autostart(autostart: &impl Autostart, tray: Option<&SniTray>, on: bool) {
+    if let Err(e) = autostart.set(on) {
+        warn!("{e}");
+    }
+    if let Some(t) = tray {
+        t.show_autostart(autostart.is_enabled()).await;
     }
 }
 

@@ -113,6 +113,8 @@ struct Item {
     paired: bool,
     open_label: String,
     theme_path: PathBuf,
+    /// The icons decoded once (the panel reads the pixmap on every change).
+    pixmaps: Vec<(&'static str, Icon)>,
     intents: mpsc::UnboundedSender<Intent>,
 }
 
@@ -139,10 +141,10 @@ impl ksni::Tray for Item {
         self.look.icon.into()
     }
     fn icon_pixmap(&self) -> Vec<Icon> {
-        ICONS
+        self.pixmaps
             .iter()
             .find(|(n, _)| *n == self.look.icon)
-            .and_then(|(_, b)| pixmap(b))
+            .map(|(_, i)| i.clone())
             .into_iter()
             .collect()
     }
@@ -225,6 +227,10 @@ impl SniTray {
             open_label: hotkey
                 .map_or_else(|| "Open chat".to_owned(), |h| format!("Open chat ({h})")),
             theme_path: theme_dir,
+            pixmaps: ICONS
+                .iter()
+                .filter_map(|(n, b)| Some((*n, pixmap(b)?)))
+                .collect(),
             intents,
         };
         let handle = item

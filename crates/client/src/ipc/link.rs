@@ -114,7 +114,11 @@ async fn run(
                     tokio::select! {
                         () = &mut retry => break,
                         c = calls.recv() => match c {
-                            Some(p) => park(p, &mut next_id, &mut waiting, "it is not running"),
+                            Some(p) => {
+                                let id = next_id;
+                                next_id += 1;
+                                park(id, p, &mut waiting, "it is not running");
+                            }
                             None => return,
                         },
                     }
@@ -188,11 +192,7 @@ async fn run(
         }
         let reason = broke.unwrap_or_default();
         for (id, p) in in_flight {
-            if p.call.may_resend() {
-                waiting.insert(id, p);
-            } else {
-                let _ = p.reply.send(Err(CallError::host_lost(&reason)));
-            }
+            park(id, p, &mut waiting, &reason);
         }
         lost_said = true;
         let _ = events.send(LinkEvent::Lost { reason }).await;
@@ -200,11 +200,10 @@ async fn run(
     }
 }
 
-/// While disconnected: keep a call that may wait, fail one that may not.
-fn park(p: Pending, next_id: &mut u64, waiting: &mut BTreeMap<u64, Pending>, why: &str) {
+/// While disconnected: keep call `id` to send again if it may wait, fail it if it may not.
+fn park(id: u64, p: Pending, waiting: &mut BTreeMap<u64, Pending>, why: &str) {
     if p.call.may_resend() {
-        waiting.insert(*next_id, p);
-        *next_id += 1;
+        waiting.insert(id, p);
     } else {
         let _ = p.reply.send(Err(CallError::host_lost(why)));
     }
