@@ -141,19 +141,16 @@ async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes
     let link = "https://docs.example.com/clawtray?from=reply";
     let with_link = format!("a link please #id=[the docs]({link})# #words=2# #delay=60#");
     send(&app, &with_link).await;
-    let anchor = app
-        .wait_for(
-            // the finished reply's link: a streaming reply's blocks are re-rendered
-            &format!(".msg.agent:not(.streaming) a[href='{link}']"),
-            STEP,
-        )
+    // the finished reply's link (the page may re-render a reply's blocks: click what is there now)
+    let anchor = format!(".msg.agent:not(.streaming) a[href='{link}']");
+    app.wait_for(&anchor, STEP)
         .await
         .expect("the reply's link, rendered");
     let page = app
         .exec("return location.href", json!([]))
         .await
         .expect("the page's address");
-    app.click(&anchor).await.expect("click the link");
+    app.click_css(&anchor, STEP).await.expect("click the link");
     wait_until("the system browser to be asked to open the link", || {
         std::fs::read_to_string(&opened).is_ok_and(|s| s.contains(link))
     })

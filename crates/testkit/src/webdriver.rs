@@ -177,6 +177,26 @@ impl Session {
             .map(drop)
     }
 
+    /// Click the element matching `css`, finding it again when the page re-rendered it between
+    /// the find and the click (a "stale element reference"), as a person would click what is
+    /// on screen now. Waits up to `timeout` for it to be there.
+    pub async fn click_css(&self, css: &str, timeout: Duration) -> Result<(), WdError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let e = self.wait_for(css, timeout).await?;
+            match self.click(&e).await {
+                Ok(()) => return Ok(()),
+                Err(err) if err.0.contains("stale element") => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(err);
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
     /// Type into it (W3C key codes such as [`ENTER`] allowed).
     pub async fn send_keys(&self, e: &Element, text: &str) -> Result<(), WdError> {
         self.cmd(
