@@ -1,0 +1,169 @@
+//! [`RelayClient`], the handle the app and the CLI hold: each call is a command to the actor task
+//! ([`super::actor`]), answered on a oneshot channel where it has an answer.
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::actor::Actor;
+use super::config::ClientConfig;
+use crate::error::{ClientError, PairError};
+use crate::session_store::{SessionInfo, SessionStore};
+use crate::state::{ClientEvent, ConnectionState, Sent};
+
+/// What the handle asks of the actor.
+pub(super) enum Command {
+    Pair {
+        code: String,
+        relay: String,
+        reply: oneshot::Sender<Result<SessionInfo, PairError>>,
+    },
+    Send {
+        text: String,
+        reply: oneshot::Sender<Result<Sent, ClientError>>,
+    },
+    Abort {
+        run_id: String,
+    },
+    History {
+        limit: u32,
+    },
+    Queued {
+        reply: oneshot::Sender<Vec<(String, String)>>,
+    },
+    Session {
+        reply: oneshot::Sender<Option<SessionInfo>>,
+    },
+    Unpair {
+        reply: oneshot::Sender<()>,
+    },
+    ReconnectNow,
+    Shutdown,
+}
+
+/// Handle to a running client.
+pub struct RelayClient {
+    tx: mpsc::Sender<Command>,
+    events: broadcast::Sender<ClientEvent>,
+    state: watch::Receiver<ConnectionState>,
+    task: JoinHandle<()>,
+}
+
+impl RelayClient {
+    /// Start the client: loads the pairing from `store` and resumes silently if there is one.
+    #[must_use]
+    pub fn start(config: ClientConfig, store: Arc<dyn SessionStore>) -> Self {
+        let (tx, rx) = mpsc::channel(256);
+        let (events, _) = broadcast::channel(4096);
+        let (state_tx, state) = watch::channel(ConnectionState::Unpaired);
+        let actor = Actor::new(config, store, rx, events.clone(), state_tx);
+        let task = tokio::spawn(actor.run());
+        Self {
+            tx,
+            events,
+            state,
+            task,
+        }
+    }
+
+    /// Events from now on.
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<ClientEvent> {
+        self.events.subscribe()
+    }
+
+    /// The current state, and a way to wait for changes.
+    #[must_use]
+    pub fn state(&self) -> watch::Receiver<ConnectionState> {
+        self.state.clone()
+    }
+
+    /// Pair with the code the agent shows, through `relay_url`.
+    pub async fn pair(&self, code: &str, relay_url: &str) -> Result<SessionInfo, PairError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Pair {
+                code: code.to_owned(),
+                relay: relay_url.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| PairError::Stopped)?;
+        rx.await.map_err(|_| PairError::Stopped)?
+    }
+
+    /// Send a chat message; returns its id. It is queued if the agent is away.
+    pub async fn send(&self, text: &str) -> Result<String, ClientError> {
+        self.send_message(text).await.map(|s| s.id)
+    }
+
+    /// Send a chat message; returns its id and where it is (sealed and sent, or queued): the
+    /// core decides, so no UI has to guess from the connection state.
+    pub async fn send_message(&self, text: &str) -> Result<Sent, ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Send {
+                text: text.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Ask the agent to stop a running reply.
+    pub async fn abort(&self, run_id: &str) -> Result<(), ClientError> {
+        self.tx
+            .send(Command::Abort {
+                run_id: run_id.to_owned(),
+            })
+            .await
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Ask the agent for the conversation so far (answered with a `history` chat event).
+    pub async fn load_history(&self, limit: u32) -> Result<(), ClientError> {
+        self.tx
+            .send(Command::History { limit })
+            .await
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Chat messages waiting in the outbox: `(id, text)`.
+    pub async fn queued(&self) -> Vec<(String, String)> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Queued { reply }).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// The current pairing's metadata.
+    pub async fn session(&self) -> Option<SessionInfo> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Session { reply }).await.ok()?;
+        rx.await.ok().flatten()
+    }
+
+    /// End the pairing (tells the relay when connected) and forget it.
+    pub async fn unpair(&self) -> Result<(), ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Unpair { reply })
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// Skip the retry wait and connect now.
+    pub async fn reconnect_now(&self) {
+        let _ = self.tx.send(Command::ReconnectNow).await;
+    }
+
+    /// Stop the client and wait for it.
+    pub async fn shutdown(self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+        let _ = self.task.await;
+    }
+}
