@@ -38,6 +38,8 @@ pub enum ClientError {
     OutboxFull(usize),
     #[error("could not save the message: {0}")]
     Storage(String),
+    #[error("a message id must be 1 to 64 letters, digits, '-' or '_' (got {0} bytes)")]
+    BadMessageId(usize),
     #[error("the client has stopped")]
     Stopped,
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clawtray_client::session_store::{MemorySessionStore, SessionStore};
 use clawtray_client::state::PeerPresence;
-use clawtray_client::{ClientConfig, ConnectionState, MessageState, RelayClient};
+use clawtray_client::{ClientConfig, ClientError, ConnectionState, MessageState, RelayClient};
 use clawtray_proto::chat::ToDesktop;
 use clawtray_testkit::agent_end::{expected_reply, Script, TestAgent};
 use clawtray_testkit::relay::Relay;
@@ -232,7 +232,16 @@ async fn messages_sent_while_the_agent_is_away_arrive_in_order() {
         .await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let id = s.client.send(&format!("queued {i}")).await.unwrap();
+        // the caller's id: asking twice (a window whose host died mid-call asks again) queues once
+        let id = format!("window-key-{i}");
+        let text = format!("queued {i}");
+        let first = s.client.send_message_as(&text, &id).await.unwrap();
+        let again = s.client.send_message_as(&text, &id).await.unwrap();
+        assert_eq!(
+            (first.id.as_str(), again.id.as_str()),
+            (id.as_str(), id.as_str())
+        );
+        assert_eq!(again.state, MessageState::Queued);
         s.seen
             .until("queued state", |x| {
                 x.message_states
@@ -241,6 +250,16 @@ async fn messages_sent_while_the_agent_is_away_arrive_in_order() {
             })
             .await;
         ids.push(id);
+    }
+    assert_eq!(s.client.queued().await.len(), 5);
+    for bad in ["", "has space", &"x".repeat(65)] {
+        assert!(
+            matches!(
+                s.client.send_message_as("never queued", bad).await,
+                Err(ClientError::BadMessageId(_))
+            ),
+            "{bad:?} is refused"
+        );
     }
     assert_eq!(s.client.queued().await.len(), 5);
     let agent = TestAgent::start(

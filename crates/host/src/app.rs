@@ -25,6 +25,10 @@ use crate::platform::{Autostart, Intent, Notifier, TrayBackend};
 use crate::tray::SniTray;
 use crate::{hotkey, instance, settings};
 
+/// How long a launch after a host died waits for that host's chat window to come back before it
+/// opens one (the window retries every 250 ms): one window, not two.
+const ORPHAN_GRACE: Duration = Duration::from_millis(800);
+
 /// How the host was started.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -59,6 +63,9 @@ pub async fn run(opts: Options) -> Result<(), String> {
     };
     let dirs = directories::ProjectDirs::from("", "", "clawtray").ok_or("no home directory")?;
     let _log = clawtray_client::logging::init(dirs.data_local_dir(), "clawtray");
+    // a socket left behind means the last host ended without cleaning up (killed, crashed): a
+    // chat window it started may still be open, reconnecting, and is adopted when it does
+    let left_behind = socket.exists();
     let listener = endpoint::listen(&socket)
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
     let device = std::fs::read_to_string("/etc/hostname")
@@ -106,8 +113,15 @@ pub async fn run(opts: Options) -> Result<(), String> {
         t.show_state(&state.borrow().clone()).await;
     }
     info!(autostarted = opts.autostarted, "clawtray tray host running");
+    // when to open the chat the launch asked for: at once, or after a window left by a host that
+    // died has had its chance to come back (it reconnects every 250 ms)
+    let mut open_at: Option<Instant> = None;
     if !opts.autostarted || pending_link.is_some() {
-        open(&mut chat);
+        if left_behind {
+            open_at = Some(Instant::now() + ORPHAN_GRACE);
+        } else {
+            open(&mut chat);
+        }
     }
     let mut closing: Option<Instant> = None;
     // the chat was asked for while its window was closing: open a new one once it is gone
@@ -118,8 +132,9 @@ pub async fn run(opts: Options) -> Result<(), String> {
         tokio::select! {
             Some(i) = intents.recv() => {
                 debug!(intent = ?i, "asked");
+                let shown = chat.is_running() || *windows.borrow() > 0;
                 match i {
-                    Intent::ToggleChat if chat.is_running() => {
+                    Intent::ToggleChat if shown => {
                         server.tell_windows(FromHost::Close);
                         closing = Some(Instant::now() + CLOSE_GRACE);
                     }
@@ -178,10 +193,19 @@ pub async fn run(opts: Options) -> Result<(), String> {
             }
             _ = windows.changed() => {
                 if *windows.borrow_and_update() > 0 {
-                    // the window that was starting is here: nothing to reopen
+                    // the window that was starting (or one a dead host left) is here: nothing to
+                    // open or reopen
                     reopen = false;
+                    open_at = None;
                     hand_link(&server, &mut pending_link);
+                } else if !chat.is_running() && closing.is_some() {
+                    // an adopted window (not our child) closed as asked
+                    window_gone(&mut chat, &mut closing, &mut reopen);
                 }
+            }
+            () = sleep_until(open_at) => {
+                open_at = None;
+                reopen |= show(&mut chat, &server, *windows.borrow());
             }
             () = chat.exited() => window_gone(&mut chat, &mut closing, &mut reopen),
             () = sleep_until(closing) => {
@@ -217,11 +241,12 @@ fn open(chat: &mut ChatProcess) {
 /// once the running window process ends: it runs but has no connection (starting, or dying — a
 /// window that never connects is reopened when it is gone).
 fn show(chat: &mut ChatProcess, server: &server::ServerHandle, windows: usize) -> bool {
-    if !chat.is_running() {
-        open(chat);
-        false
-    } else if windows > 0 {
+    if windows > 0 {
+        // ours, or one a host that died left open and that came back to this one
         server.tell_windows(FromHost::Raise);
+        false
+    } else if !chat.is_running() {
+        open(chat);
         false
     } else {
         true

@@ -17,19 +17,24 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use zbus::zvariant::{OwnedValue, Value};
 
 use clawtray_client::ipc::wire::Status;
 use clawtray_client::ConnectionState;
 use clawtray_testkit::agent::{agent_bin, AgentRun, Pairing};
 use clawtray_testkit::chat_ui::{
-    bubbles_with, chat_window_shown, pair_in_dialog, send, wait_reply, wait_streaming, STEP,
+    bubbles_with, chat_window_shown, chat_windows_shown, pair_in_dialog, send, wait_reply,
+    wait_streaming, STEP,
 };
 use clawtray_testkit::desktop::{wait_until, DesktopEnv, Host, WindowDriver};
 use clawtray_testkit::display::Xvfb;
 use clawtray_testkit::fake_model::{self, reply_for};
 use clawtray_testkit::gateway::Gateway;
 use clawtray_testkit::relay::Relay;
+
+/// Longer than the host's wait for a window left by a host that died (800 ms).
+const ORPHAN_GRACE_AND_MORE: Duration = Duration::from_millis(1500);
 
 /// The panel's half of StatusNotifierItem: items register here.
 struct Watcher {
@@ -78,6 +83,27 @@ struct Item {
 }
 
 impl Item {
+    /// The item `host` registered with the panel (waits for it).
+    async fn of(bus: &zbus::Connection, items: &Arc<Mutex<Vec<String>>>, host: &Host) -> Item {
+        let prefix = format!("org.kde.StatusNotifierItem-{}-", host.pid());
+        let find = || {
+            items
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|i| i.starts_with(&prefix))
+                .cloned()
+        };
+        wait_until("the host's item to register with the panel", STEP, || {
+            find().is_some()
+        })
+        .await;
+        Item {
+            conn: bus.clone(),
+            name: find().unwrap(),
+        }
+    }
+
     async fn prop(&self, name: &str) -> OwnedValue {
         let p = zbus::fdo::PropertiesProxy::builder(&self.conn)
             .destination(self.name.as_str())
@@ -307,27 +333,7 @@ async fn the_tray_host_opens_the_chat_on_click_follows_the_state_and_notifies() 
 
     // ── started at login: no window, the icon registers with the panel ──────────────────────
     let mut host = Host::start(&env, &["--autostart"], &work.join("host.log"));
-    let prefix = format!("org.kde.StatusNotifierItem-{}-", host.pid());
-    let items2 = items.clone();
-    wait_until("the host's item to register with the panel", STEP, || {
-        items2
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|i| i.starts_with(&prefix))
-    })
-    .await;
-    let name = items
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|i| i.starts_with(&prefix))
-        .cloned()
-        .unwrap();
-    let item = Item {
-        conn: bus.clone(),
-        name,
-    };
+    let item = Item::of(&bus, &items, &host).await;
     assert_eq!(item.icon().await, "clawtray-unpaired");
     assert_eq!(item.tooltip().await, "clawtray — not paired");
     assert!(host.chat_pids().is_empty(), "no window at login");
@@ -438,6 +444,73 @@ async fn the_tray_host_opens_the_chat_on_click_follows_the_state_and_notifies() 
     std::fs::create_dir_all(&shots).unwrap();
     std::fs::write(shots.join("tray-host-chat-reopened.png"), shot).unwrap();
 
+    // ── the host killed under the open window: the window says so and waits; a message typed
+    //    meanwhile goes once the host is started again, which adopts the window (no second one)
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &host.pid().to_string()])
+        .status();
+    app.wait_js(
+        "the window to say the host is gone",
+        "return document.querySelector('.banner')?.innerText.includes('tray host is not running')",
+        json!([]),
+        STEP,
+    )
+    .await
+    .expect("the window tells the person");
+    let typed = "typed while the host was gone #id=t4# #words=5# #delay=40#";
+    send(&app, typed).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // a launch from the menu (it opens the chat): the dead host's window comes back to it
+    let dead_host = std::mem::replace(&mut host, Host::start(&env, &[], &work.join("host.log")));
+    let item = Item::of(&bus, &items, &host).await;
+    item.wait_state("online with the new host", "clawtray-online")
+        .await;
+    app.wait_js(
+        "the window's warning to go once it is back",
+        "return !document.querySelector('.banner')?.innerText.includes('tray host is not running')",
+        json!([]),
+        STEP,
+    )
+    .await
+    .expect("the window reconnects");
+    wait_reply(
+        &app,
+        "the reply to what was typed meanwhile",
+        &reply_for(typed),
+    )
+    .await;
+    assert_eq!(bubbles_with(&app, &reply_for(typed)).await, 1, "once");
+    let mine = app
+        .exec(
+            "return [...document.querySelectorAll('.msg.user .body')].filter(b => b.innerText.trim() === arguments[0]).length",
+            json!([typed]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(mine, json!(1), "the message shown once");
+    tokio::time::sleep(ORPHAN_GRACE_AND_MORE).await;
+    assert_eq!(
+        chat_windows_shown(&x),
+        1,
+        "the window was adopted, not doubled"
+    );
+    assert!(
+        host.chat_pids().is_empty(),
+        "the new host started no window of its own"
+    );
+    // the new host drives the adopted window: a click closes it, another opens a fresh one
+    item.activate().await;
+    wait_until("the adopted window to close", STEP, || {
+        !chat_window_shown(xs)
+    })
+    .await;
+    drop(app);
+    drop(driver);
+    item.activate().await;
+    let (driver, app) = WindowDriver::attach(env.inspector, &work.join("webdriver.log")).await;
+    wait_reply(&app, "the history in the new window", &reply_for(typed)).await;
+    assert_eq!(host.chat_pids().len(), 1, "the new host's own window");
+
     // ── Reconnect now: the relay comes back, the host connects before its next retry ───────
     relay.kill().await;
     item.wait_state("offline after the relay died", "clawtray-offline")
@@ -458,8 +531,12 @@ async fn the_tray_host_opens_the_chat_on_click_follows_the_state_and_notifies() 
     };
     relay.start_again().await;
     item.click("Reconnect now").await;
-    item.wait_state("online after Reconnect now", "clawtray-online")
-        .await;
+    // connected to the relay (the agent, on its own backoff, may come a little later)
+    let deadline = Instant::now() + STEP;
+    while !matches!(status(&env).await.state, ConnectionState::Online { .. }) {
+        assert!(Instant::now() < deadline, "never reconnected to the relay");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -467,8 +544,10 @@ async fn the_tray_host_opens_the_chat_on_click_follows_the_state_and_notifies() 
     assert!(
         now < next_try,
         "connected at once, not at the scheduled retry ({} ms later)",
-        next_try - now
+        now.saturating_sub(next_try)
     );
+    item.wait_state("online after Reconnect now", "clawtray-online")
+        .await;
 
     // ── Unpair from the menu: the pairing ends on both ends; the icon says so ──────────────
     item.click("Unpair").await;
@@ -497,6 +576,7 @@ async fn the_tray_host_opens_the_chat_on_click_follows_the_state_and_notifies() 
     drop(app);
     drop(driver);
     drop(dunst);
+    drop(dead_host);
     drop(agent);
     drop(relay);
     drop(gateway);

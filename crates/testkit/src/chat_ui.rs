@@ -71,11 +71,17 @@ pub fn press(x: &Xvfb, combo: &str) {
 /// Whether a window titled "clawtray" is mapped on the test display.
 #[must_use]
 pub fn chat_window_shown(x: &Xvfb) -> bool {
+    chat_windows_shown(x) > 0
+}
+
+/// How many chat windows are on screen.
+#[must_use]
+pub fn chat_windows_shown(x: &Xvfb) -> usize {
     std::process::Command::new("xdotool")
         .env("DISPLAY", &x.display)
         .args(["search", "--onlyvisible", "--name", "^clawtray$"])
         .output()
-        .is_ok_and(|o| !o.stdout.is_empty())
+        .map_or(0, |o| String::from_utf8_lossy(&o.stdout).lines().count())
 }
 
 /// Pair through the dialog: open the relay fold, type `relay` and `code`, press Pair, and wait

@@ -94,6 +94,14 @@ fn new_message_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// An id a caller may choose for a message: what the agent and the gateway accept as a key.
+fn valid_message_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 impl Actor {
     pub(super) fn new(
         config: ClientConfig,
@@ -421,7 +429,7 @@ impl Actor {
     /// answer queries. Returns the endpoint's events (frames to transmit when online).
     pub(super) fn queue_command(&mut self, cmd: Command) -> Vec<Event<ToDesktop>> {
         match cmd {
-            Command::Send { text, reply } => match self.enqueue_chat(text) {
+            Command::Send { text, id, reply } => match self.enqueue_chat(text, id) {
                 Ok((sent, events)) => {
                     let _ = reply.send(Ok(sent));
                     events
@@ -475,11 +483,43 @@ impl Actor {
         }
     }
 
-    fn enqueue_chat(&mut self, text: String) -> Result<(Sent, Vec<Event<ToDesktop>>), ClientError> {
+    /// Where a chat message with this id stands, if it waits in the outbox.
+    fn waiting(&self, id: &str) -> Option<Sent> {
+        let p = self.paired.as_ref()?;
+        let queued = p
+            .endpoint
+            .delivery()
+            .pending()
+            .any(|(_, m)| matches!(m, ToAgent::Chat { id: i, .. } if i == id));
+        queued.then(|| Sent {
+            id: id.to_owned(),
+            state: if p.endpoint.is_online() {
+                MessageState::Sent
+            } else {
+                MessageState::Queued
+            },
+        })
+    }
+
+    fn enqueue_chat(
+        &mut self,
+        text: String,
+        id: Option<String>,
+    ) -> Result<(Sent, Vec<Event<ToDesktop>>), ClientError> {
         if text.len() > MAX_PLAINTEXT - 1024 {
             return Err(ClientError::MessageTooLong(text.len()));
         }
-        let id = new_message_id();
+        let id = match id {
+            None => new_message_id(),
+            Some(id) if !valid_message_id(&id) => return Err(ClientError::BadMessageId(id.len())),
+            Some(id) => {
+                if let Some(sent) = self.waiting(&id) {
+                    debug!(%id, "a message with this id is already queued; not queued again");
+                    return Ok((sent, Vec::new()));
+                }
+                id
+            }
+        };
         let events = self.enqueue(ToAgent::Chat {
             id: id.clone(),
             text,

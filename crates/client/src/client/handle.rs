@@ -21,6 +21,8 @@ pub(super) enum Command {
     },
     Send {
         text: String,
+        /// The caller's id for it (a retried call finds its message), or a new one.
+        id: Option<String>,
         reply: oneshot::Sender<Result<Sent, ClientError>>,
     },
     Abort {
@@ -101,10 +103,24 @@ impl RelayClient {
     /// Send a chat message; returns its id and where it is (sealed and sent, or queued): the
     /// core decides, so no UI has to guess from the connection state.
     pub async fn send_message(&self, text: &str) -> Result<Sent, ClientError> {
+        self.send_command(text, None).await
+    }
+
+    /// Send a chat message under the caller's `id` (1 to 64 of `[A-Za-z0-9_-]`, e.g. a UUID).
+    /// Idempotent: while a message with this id waits in the outbox, a second call queues
+    /// nothing and answers where the first one is — so a caller that lost the answer (a window
+    /// whose host died mid-call) can simply ask again. The agent and the gateway dedupe the id
+    /// too, so a message already delivered is not run twice either.
+    pub async fn send_message_as(&self, text: &str, id: &str) -> Result<Sent, ClientError> {
+        self.send_command(text, Some(id.to_owned())).await
+    }
+
+    async fn send_command(&self, text: &str, id: Option<String>) -> Result<Sent, ClientError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Send {
                 text: text.to_owned(),
+                id,
                 reply,
             })
             .await

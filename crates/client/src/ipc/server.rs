@@ -297,7 +297,9 @@ async fn answer(call: Call, shared: &Shared) -> Result<Value, CallError> {
             if let Some((_, sent)) = sends.iter().find(|(k, _)| *k == key) {
                 return json(sent);
             }
-            let sent = client.send_message(&text).await?;
+            // the key is the message's id: a host started after one that died mid-call finds
+            // the message in the outbox, and the agent and the gateway dedupe it too
+            let sent = client.send_message_as(&text, &key).await?;
             sends.push_back((key, sent.clone()));
             while sends.len() > SEND_KEYS {
                 sends.pop_front();

@@ -40,8 +40,9 @@ pub enum Call {
     Status,
     /// Pair with a code from the agent.
     Pair { code: String, relay: String },
-    /// Send a chat message. `key` (chosen by the window) makes a resent call after a lost
-    /// connection return the first call's message id instead of queueing the text twice.
+    /// Send a chat message. `key` (chosen by the window, e.g. a UUID) becomes the message's id:
+    /// a call resent after a lost connection — to the same host, or to one started after it
+    /// died — finds the first call's message instead of queueing the text twice.
     Send { text: String, key: String },
     /// Stop a running reply.
     Abort { run_id: String },
@@ -151,6 +152,7 @@ impl From<ClientError> for CallError {
             ClientError::NotPaired => "NOT_PAIRED",
             ClientError::MessageTooLong(_) => "MESSAGE_TOO_LONG",
             ClientError::OutboxFull(_) => "OUTBOX_FULL",
+            ClientError::BadMessageId(_) => "BAD_MESSAGE_ID",
             ClientError::Storage(_) => "STORAGE",
             ClientError::Stopped => "STOPPED",
         };
