@@ -6,5 +6,11 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 fn main() {
+    // started by the host after login with `--prewarm`: the libraries are mapped by now; read
+    // them into the page cache and leave (no window, no web view)
+    if std::env::args().nth(1).as_deref() == Some("--prewarm") {
+        let _ = clawtray_client::warm::read_ahead_mapped_files();
+        return;
+    }
     clawtray_app::run();
 }

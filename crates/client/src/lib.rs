@@ -13,6 +13,7 @@
 //! - [`logging`]: each desktop process's rolling log file.
 //! - [`links`]: what the chat window may load and what opens in the system browser. Pure.
 //! - [`wire`]: WebSocket connect and frame helpers.
+//! - [`warm`]: reading the chat window's libraries into the page cache ahead of the first click.
 //! - [`relay_url`]: relay URL validation (`ws://` only to loopback unless explicitly allowed).
 //! - `clawtray_transport` (re-exported as [`transport`]): opening the relay WebSocket, paced
 //!   sending, the heartbeat and reconnect backoff — the same code the agent's links run.
@@ -31,6 +32,7 @@ pub mod pairing_flow;
 pub mod relay_url;
 pub mod session_store;
 pub mod state;
+pub mod warm;
 pub mod wire;
 
 pub use clawtray_outbox as outbox;

@@ -19,7 +19,7 @@ use clawtray_client::{ClientConfig, ClientEvent, RelayClient};
 use clawtray_proto::chat::ToDesktop;
 
 use crate::autostart::XdgAutostart;
-use crate::chat::{chat_bin, ChatProcess, CLOSE_GRACE};
+use crate::chat::{chat_bin, ChatProcess, CLOSE_GRACE, PREWARM_AFTER};
 use crate::notify::DesktopNotifier;
 use crate::platform::{Autostart, Intent, Notifier, TrayBackend};
 use crate::tray::SniTray;
@@ -123,6 +123,9 @@ pub async fn run(opts: Options) -> Result<(), String> {
             open(&mut chat);
         }
     }
+    // the first click after login should not wait on the disk: warm the window's files once,
+    // a little after start, unless a window is already opening (which warms them itself)
+    let mut prewarm_at = Some(Instant::now() + PREWARM_AFTER);
     let mut closing: Option<Instant> = None;
     // the chat was asked for while its window was closing: open a new one once it is gone
     let mut reopen = false;
@@ -201,6 +204,12 @@ pub async fn run(opts: Options) -> Result<(), String> {
                 } else if !chat.is_running() && closing.is_some() {
                     // an adopted window (not our child) closed as asked
                     window_gone(&mut chat, &mut closing, &mut reopen);
+                }
+            }
+            () = sleep_until(prewarm_at) => {
+                prewarm_at = None;
+                if !chat.is_running() && *windows.borrow() == 0 {
+                    chat.prewarm();
                 }
             }
             () = sleep_until(open_at) => {

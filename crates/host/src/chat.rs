@@ -14,6 +14,10 @@ use tracing::{info, warn};
 pub const CHAT_BIN: &str = "clawtray-chat";
 /// A window asked to close gets this long before it is killed.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(3);
+/// The host prewarms the window's files this long after it starts (not to compete with login).
+pub const PREWARM_AFTER: Duration = Duration::from_secs(5);
+/// A prewarm run that takes longer than this is stopped.
+const PREWARM_WAIT: Duration = Duration::from_secs(30);
 
 /// Where the window program is: `$CLAWTRAY_CHAT_BIN`, else next to this executable.
 #[must_use]
@@ -50,6 +54,38 @@ impl ChatProcess {
                 }
             },
             None => false,
+        }
+    }
+
+    /// Run the window program once with `--prewarm` (it reads its libraries into the page cache
+    /// and exits at once, see `clawtray_client::warm`), so the first click after login does not
+    /// wait on the disk. Reaped in the background; a failure only means a slower first opening.
+    pub fn prewarm(&self) {
+        let started = Command::new(&self.bin)
+            .arg("--prewarm")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        match started {
+            Ok(mut child) => {
+                tokio::spawn(async move {
+                    match tokio::time::timeout(PREWARM_WAIT, child.wait()).await {
+                        Ok(Ok(s)) => {
+                            tracing::debug!(status = %s, "the chat window's files are warm")
+                        }
+                        Ok(Err(e)) => warn!("prewarming the chat window: {e}"),
+                        Err(_) => {
+                            warn!("prewarming the chat window took over {PREWARM_WAIT:?}; stopped")
+                        }
+                    }
+                });
+            }
+            Err(e) => warn!(
+                "cannot prewarm the chat window ({}): {e}",
+                self.bin.display()
+            ),
         }
     }
 

@@ -176,10 +176,17 @@ impl Host {
         self.group.0.try_wait().ok().flatten()
     }
 
-    /// The chat window processes it started and has not yet seen end (zombies included).
+    /// The chat window processes it started and has not yet seen end (zombies included); not
+    /// the short `--prewarm` run a few seconds after it starts, which opens no window.
     #[must_use]
     pub fn chat_pids(&self) -> Vec<u32> {
         children_named(self.pid(), "clawtray-chat")
+            .into_iter()
+            .filter(|pid| {
+                !std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == b"--prewarm"))
+            })
+            .collect()
     }
 }
 
