@@ -12,7 +12,9 @@ mod tests {
     use clawtray_client::ipc::wire::{CallError, Queued, Status};
     use clawtray_client::session_store::SessionInfo;
     use clawtray_client::state::{ClientEvent, ConnectionState, MessageState, PeerPresence, Sent};
-    use clawtray_proto::chat::{GatewayStatus, HistoryMessage, ToDesktop};
+    use clawtray_proto::chat::{
+        ApprovalDecision, ApprovalRequest, GatewayStatus, HistoryMessage, ToDesktop,
+    };
 
     use crate::events::PairLink;
 
@@ -33,6 +35,8 @@ mod tests {
             declaration::<MessageState>(&cfg),
             declaration::<GatewayStatus>(&cfg),
             declaration::<HistoryMessage>(&cfg),
+            declaration::<ApprovalDecision>(&cfg),
+            declaration::<ApprovalRequest>(&cfg),
             declaration::<ToDesktop>(&cfg),
             declaration::<ClientEvent>(&cfg),
             declaration::<SessionInfo>(&cfg),

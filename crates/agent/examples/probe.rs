@@ -15,6 +15,7 @@ async fn main() {
         identity_key: None,
         request_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(15),
+        approve_all_devices: false,
     })
     .unwrap();
     loop {

@@ -17,6 +17,7 @@
 // outside tests (tests may: a panic is how a test fails).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod approvals;
 pub mod at_rest;
 pub mod bridge;
 pub mod config;

@@ -57,6 +57,11 @@ struct GatewayArgs {
     /// Allow sending the token over ws:// to another machine.
     #[arg(long)]
     allow_insecure_gateway: bool,
+    /// Let paired desktops answer exec approvals of runs started anywhere on the gateway (other
+    /// channels, cron, other devices), not only of their own chats. Asks the gateway for
+    /// `operator.admin`, which grants far more than approvals: see docs/security.md.
+    #[arg(long, env = "CLAWTRAY_APPROVE_ALL_DEVICES")]
+    approve_all_devices: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +157,7 @@ fn gateway_config(g: &GatewayArgs, state: &StateDir) -> Result<GatewayConfig, Ag
         identity_key: Some(state.gateway_identity_key()?),
         request_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(15),
+        approve_all_devices: g.approve_all_devices,
     })
 }
 

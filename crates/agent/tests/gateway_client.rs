@@ -114,6 +114,7 @@ fn config(url: &str, dir: &tempfile::TempDir, request_timeout: Duration) -> Gate
         identity_key: None,
         request_timeout,
         connect_timeout: Duration::from_secs(10),
+        approve_all_devices: false,
     }
 }
 

@@ -237,6 +237,7 @@ async fn a_request_the_real_gateway_never_answers_times_out_and_the_next_works()
         identity_key: None,
         request_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(15),
+        approve_all_devices: false,
     })
     .expect("start");
     let history = || {

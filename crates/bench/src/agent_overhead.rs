@@ -51,6 +51,7 @@ pub async fn run(rows: &mut Vec<Row>, relay_one_way: Option<Duration>) {
         identity_key: None,
         request_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(30),
+        approve_all_devices: false,
     })
     .expect("the tap");
     let at_gateway: Arc<std::sync::Mutex<HashMap<(String, u64), Instant>>> = Arc::default();

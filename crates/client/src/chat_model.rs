@@ -260,6 +260,11 @@ impl Conversation {
             }
             // the client acts on it (forgets the pairing); it never reaches a conversation
             ToDesktop::Unpair => Change::Nothing,
+            // approvals are kept apart from the conversation (`crate::approvals`)
+            ToDesktop::ApprovalRequested { .. }
+            | ToDesktop::ApprovalResolved { .. }
+            | ToDesktop::ApprovalRefused { .. }
+            | ToDesktop::Approvals { .. } => Change::Nothing,
         }
     }
 

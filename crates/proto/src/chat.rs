@@ -35,6 +35,89 @@ pub enum ToAgent {
     /// the agent forgets this desktop (its pairing, token and outbox) when it arrives. A relay's
     /// word (an error code) never makes an end forget anything.
     Unpair,
+    /// The person's answer to an exec approval. The agent passes it to the gateway; the first
+    /// answer wins, and one that comes too late, twice, after the expiry or with a decision the
+    /// approval does not allow is answered with [`ToDesktop::ApprovalRefused`].
+    ApprovalDecide {
+        /// The gateway's approval id.
+        id: String,
+        /// What the person chose.
+        decision: ApprovalDecision,
+    },
+    /// Ask for the approvals waiting now (answered with [`ToDesktop::Approvals`]).
+    ApprovalList,
+}
+
+/// An answer to an exec approval, as the gateway names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApprovalDecision {
+    /// Run this command, this once.
+    AllowOnce,
+    /// Run it, and commands like it from now on (only where the gateway's policy allows).
+    AllowAlways,
+    /// Do not run it.
+    Deny,
+}
+
+impl ApprovalDecision {
+    /// The gateway's name for it (`allow-once`, `allow-always`, `deny`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalDecision::AllowOnce => "allow-once",
+            ApprovalDecision::AllowAlways => "allow-always",
+            ApprovalDecision::Deny => "deny",
+        }
+    }
+
+    /// Parse the gateway's (or the command line's) name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "allow-once" => Some(ApprovalDecision::AllowOnce),
+            "allow-always" => Some(ApprovalDecision::AllowAlways),
+            "deny" => Some(ApprovalDecision::Deny),
+            _ => None,
+        }
+    }
+}
+
+/// A command the agent's gateway wants a person to approve before it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct ApprovalRequest {
+    /// The gateway's approval id.
+    pub id: String,
+    /// The command line, exactly as it will run (show it as text, never as markup).
+    pub command: String,
+    /// Its working directory, when the gateway says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub cwd: Option<String>,
+    /// Where it runs (`gateway`, a node's name), when the gateway says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub host: Option<String>,
+    /// The OpenClaw agent that asks, when the gateway says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub agent_id: Option<String>,
+    /// The conversation (gateway session key) it belongs to, when the gateway says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub session_key: Option<String>,
+    /// The gateway's warning about the command (risky parts), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub warning: Option<String>,
+    /// When it was asked, milliseconds since the epoch.
+    #[ts(type = "number")]
+    pub created_at_ms: u64,
+    /// When it expires (the gateway denies it then), milliseconds since the epoch.
+    #[ts(type = "number")]
+    pub expires_at_ms: u64,
+    /// The answers the gateway accepts for it (offer only these).
+    pub allowed: Vec<ApprovalDecision>,
 }
 
 /// One message of the history, as shown.
@@ -124,6 +207,37 @@ pub enum ToDesktop {
     /// The agent ends the pairing (its operator ran `clawtray-agent unpair`). Sealed end to end:
     /// the desktop forgets the pairing and its queued messages when it arrives, and only then.
     Unpair,
+    /// A command waits for a person's approval.
+    ApprovalRequested {
+        /// What, where, for whom, until when.
+        approval: Box<ApprovalRequest>,
+    },
+    /// An approval was answered (here, on another desktop, or in the gateway's own UI) or
+    /// expired; it is no longer waiting.
+    ApprovalResolved {
+        /// The approval id.
+        id: String,
+        /// How it was answered (`None` when it expired or went away unanswered).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        decision: Option<ApprovalDecision>,
+        /// Who answered, as the gateway names them, when it says.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        by: Option<String>,
+    },
+    /// This desktop's answer was not taken, and why (too late, twice, expired, not allowed).
+    ApprovalRefused {
+        /// The approval id.
+        id: String,
+        /// A sentence for people.
+        message: String,
+    },
+    /// The approvals waiting now (the answer to [`ToAgent::ApprovalList`]).
+    Approvals {
+        /// Oldest first.
+        pending: Vec<ApprovalRequest>,
+    },
 }
 
 impl ToDesktop {
@@ -208,6 +322,40 @@ mod tests {
         );
         let back: ToDesktop = serde_json::from_str(r#"{"type":"unpair"}"#).unwrap();
         assert_eq!(back, ToDesktop::Unpair);
+    }
+
+    #[test]
+    fn approval_messages_have_their_wire_shapes() {
+        let d = ToAgent::ApprovalDecide {
+            id: "a1".into(),
+            decision: ApprovalDecision::AllowOnce,
+        };
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"type":"approval_decide","id":"a1","decision":"allow-once"}"#
+        );
+        let r = ToDesktop::ApprovalResolved {
+            id: "a1".into(),
+            decision: Some(ApprovalDecision::Deny),
+            by: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"type":"approval_resolved","id":"a1","decision":"deny"}"#
+        );
+        for d in [
+            ApprovalDecision::AllowOnce,
+            ApprovalDecision::AllowAlways,
+            ApprovalDecision::Deny,
+        ] {
+            assert_eq!(ApprovalDecision::parse(d.as_str()), Some(d));
+            assert_eq!(serde_json::to_value(d).unwrap(), d.as_str());
+        }
+        assert_eq!(ApprovalDecision::parse("allow"), None);
+        assert!(serde_json::from_str::<ToAgent>(
+            r#"{"type":"approval_decide","id":"a1","decision":"yes"}"#
+        )
+        .is_err());
     }
 
     #[test]

@@ -501,6 +501,16 @@ async fn handle(
                         replies.push(ToDesktop::History { messages });
                     }
                     ToAgent::Unpair => d.unpaired_by_desktop = true,
+                    // the scripted agent has no gateway and so nothing to approve
+                    ToAgent::ApprovalList => replies.push(ToDesktop::Approvals {
+                        pending: Vec::new(),
+                    }),
+                    ToAgent::ApprovalDecide { id, .. } => {
+                        replies.push(ToDesktop::ApprovalRefused {
+                            id,
+                            message: "no approval is waiting with that id".into(),
+                        })
+                    }
                 }
                 d.delivery = endpoint.delivery().snapshot();
             }

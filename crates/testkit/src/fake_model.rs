@@ -5,7 +5,11 @@
 //! - `#id=TAG#` — the reply starts with `ok TAG:` (default `ok:`),
 //! - `#words=N#` — then ` w1 … wN` (default 5), one chunk each,
 //! - `#delay=MS#` — pause between chunks (default 100 ms: the gateway merges faster chunks),
-//! - `#fail#` — answer HTTP 500 instead.
+//! - `#fail#` — answer HTTP 500 instead,
+//! - `#exec=COMMAND#` — first call the gateway's `exec` tool with `COMMAND` (a tool call, as a
+//!   real model would); once the tool's result is in the conversation, reply
+//!   `ok TAG: exec said: RESULT` (the result's text, whitespace folded) — so a test sees whether
+//!   the command really ran, or how it was refused.
 //!
 //! The newest marker of each kind wins (the gateway wraps the person's message in context). Runs on its own thread and runtime, so it outlives any
 //! single test's runtime.
@@ -127,6 +131,83 @@ fn user_texts(body: &Value) -> String {
         .join("\n")
 }
 
+/// The tool's result, when the gateway sent it after the last assistant message (the tool call):
+/// its text, whitespace folded.
+fn tool_result(body: &Value) -> Option<String> {
+    let msgs = body.get("messages")?.as_array()?;
+    let start = msgs
+        .iter()
+        .rposition(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))?;
+    let result = msgs[start..]
+        .iter()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("tool"))?;
+    let text = match result.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    Some(text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// The name of the gateway's exec tool among the request's tools.
+fn exec_tool(body: &Value) -> String {
+    body.get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.pointer("/function/name").and_then(Value::as_str))
+        .find(|n| *n == "exec" || n.ends_with("exec"))
+        .unwrap_or("exec")
+        .to_owned()
+}
+
+/// The reply text to a conversation whose last message is the exec tool's `result`.
+#[must_use]
+pub fn reply_after_exec(tag: Option<&str>, result: &str) -> String {
+    match tag {
+        Some(t) => format!("ok {t}: exec said: {result}"),
+        None => format!("ok: exec said: {result}"),
+    }
+}
+
+async fn write_json(s: &mut TcpStream, b: &Value) {
+    let b = b.to_string();
+    let _ = s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}", b.len()).as_bytes()).await;
+}
+
+/// Answer with a call of the exec tool (streamed when asked to stream).
+async fn call_exec(s: &mut TcpStream, req: &Value, command: &str) {
+    let tool = exec_tool(req);
+    let args = json!({"command": command}).to_string();
+    let call = json!({"id": "call_exec_1", "type": "function", "function": {"name": tool, "arguments": args}});
+    if !req.get("stream").and_then(Value::as_bool).unwrap_or(false) {
+        write_json(s, &json!({"id":"chatcmpl-fake","object":"chat.completion","created":1,"model":"fake-model",
+            "choices":[{"index":0,"message":{"role":"assistant","content":null,"tool_calls":[call]},"finish_reason":"tool_calls"}],
+            "usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}})).await;
+        return;
+    }
+    if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n").await.is_err() {
+        return;
+    }
+    let mut streamed = call.clone();
+    streamed["index"] = json!(0);
+    let first = json!({"id":"chatcmpl-fake","object":"chat.completion.chunk","created":1,"model":"fake-model","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[streamed]},"finish_reason":null}]});
+    let stop = json!({"id":"chatcmpl-fake","object":"chat.completion.chunk","created":1,"model":"fake-model","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]});
+    let usage = json!({"id":"chatcmpl-fake","object":"chat.completion.chunk","created":1,"model":"fake-model","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}});
+    let _ = s
+        .write_all(
+            format!("data: {first}\n\ndata: {stop}\n\ndata: {usage}\n\ndata: [DONE]\n\n")
+                .as_bytes(),
+        )
+        .await;
+    let _ = s.shutdown().await;
+}
+
 async fn serve(mut s: TcpStream) {
     let Some((method, path, body)) = read_request(&mut s).await else {
         return;
@@ -137,6 +218,13 @@ async fn serve(mut s: TcpStream) {
         return;
     }
     let req: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    if let Some(dir) = std::env::var_os("CLAWTRAY_FAKE_MODEL_DUMP") {
+        // a developer aid: every request the gateway sent, as it sent it
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let _ = std::fs::write(std::path::Path::new(&dir).join(format!("{n}.json")), &body);
+    }
     // The gateway adds its own context around the person's message, so look at every user
     // message and take the newest markers.
     let text = user_texts(&req);
@@ -148,11 +236,37 @@ async fn serve(mut s: TcpStream) {
         return;
     }
     let (tag, words, delay) = markers(&text);
-    let mut pieces = vec![match tag {
-        Some(t) => format!("ok {t}:"),
-        None => "ok:".to_owned(),
-    }];
-    pieces.extend((1..=words).map(|i| format!(" w{i}")));
+    let after_exec = tool_result(&req);
+    if after_exec.is_none() {
+        // only this turn's user messages (after the last assistant message) ask for a command:
+        // an older one already ran
+        let newest = req
+            .get("messages")
+            .and_then(Value::as_array)
+            .map(|m| {
+                let start = m
+                    .iter()
+                    .rposition(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+                    .map_or(0, |i| i + 1);
+                user_texts(&json!({"messages": m[start..].to_vec()}))
+            })
+            .unwrap_or_default();
+        if let Some(command) = marker(&newest, "exec") {
+            call_exec(&mut s, &req, command).await;
+            return;
+        }
+    }
+    let pieces = match &after_exec {
+        Some(result) => vec![reply_after_exec(tag.as_deref(), result)],
+        None => {
+            let mut p = vec![match &tag {
+                Some(t) => format!("ok {t}:"),
+                None => "ok:".to_owned(),
+            }];
+            p.extend((1..=words).map(|i| format!(" w{i}")));
+            p
+        }
+    };
     let streaming = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if !streaming {
         let b = json!({"id":"chatcmpl-fake","object":"chat.completion","created":1,"model":"fake-model",

@@ -30,6 +30,8 @@ pub struct Gateway {
     pub port: u16,
     pub dir: tempfile::TempDir,
     model: SocketAddr,
+    /// Exec runs on the gateway host and asks a person every time.
+    ask_for_exec: bool,
 }
 
 use crate::free_port;
@@ -37,12 +39,23 @@ use crate::free_port;
 impl Gateway {
     /// Start a gateway whose model is the fake model at `model`.
     pub fn start(model: SocketAddr) -> Gateway {
+        Self::start_with(model, false)
+    }
+
+    /// Start a gateway whose exec tool runs commands on this host and asks for a person's
+    /// approval every time (`tools.exec: {host: gateway, security: full, ask: always}`).
+    pub fn start_asking_for_exec(model: SocketAddr) -> Gateway {
+        Self::start_with(model, true)
+    }
+
+    fn start_with(model: SocketAddr, ask_for_exec: bool) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut g = Gateway {
             child: None,
             port: free_port(),
             dir,
             model,
+            ask_for_exec,
         };
         g.write_config();
         g.spawn();
@@ -65,7 +78,7 @@ impl Gateway {
         let d = self.dir.path();
         std::fs::create_dir_all(d.join("home")).expect("home");
         std::fs::create_dir_all(d.join("state")).expect("state");
-        let config = json!({
+        let mut config = json!({
             "gateway": {"mode": "local", "port": self.port, "bind": "loopback", "auth": {"mode": "token", "token": TEST_GATEWAY_TOKEN}},
             "models": {"mode": "replace", "catalogRefresh": {"enabled": false}, "providers": {"fake": {
                 "baseUrl": format!("http://{}/v1", self.model), "apiKey": "sk-local-fake", "api": "openai-completions",
@@ -80,6 +93,10 @@ impl Gateway {
             "plugins": {"enabled": false},
             "logging": {"file": d.join("gateway-file.log")},
         });
+        if self.ask_for_exec {
+            config["tools"] =
+                json!({"exec": {"host": "gateway", "security": "full", "ask": "always"}});
+        }
         std::fs::write(
             self.config_path(),
             serde_json::to_vec_pretty(&config).expect("json"),

@@ -63,6 +63,56 @@ text: string,
 timestamp?: number, };
 
 /**
+ * An answer to an exec approval, as the gateway names it.
+ */
+export type ApprovalDecision = "allow-once" | "allow-always" | "deny";
+
+/**
+ * A command the agent's gateway wants a person to approve before it runs.
+ */
+export type ApprovalRequest = { 
+/**
+ * The gateway's approval id.
+ */
+id: string, 
+/**
+ * The command line, exactly as it will run (show it as text, never as markup).
+ */
+command: string, 
+/**
+ * Its working directory, when the gateway says.
+ */
+cwd?: string, 
+/**
+ * Where it runs (`gateway`, a node's name), when the gateway says.
+ */
+host?: string, 
+/**
+ * The OpenClaw agent that asks, when the gateway says.
+ */
+agent_id?: string, 
+/**
+ * The conversation (gateway session key) it belongs to, when the gateway says.
+ */
+session_key?: string, 
+/**
+ * The gateway's warning about the command (risky parts), when it has one.
+ */
+warning?: string, 
+/**
+ * When it was asked, milliseconds since the epoch.
+ */
+created_at_ms: number, 
+/**
+ * When it expires (the gateway denies it then), milliseconds since the epoch.
+ */
+expires_at_ms: number, 
+/**
+ * The answers the gateway accepts for it (offer only these).
+ */
+allowed: Array<ApprovalDecision>, };
+
+/**
  * agent → desktop.
  */
 export type ToDesktop = { "type": "chat_ack", 
@@ -121,7 +171,35 @@ messages: Array<HistoryMessage>, } | { "type": "agent_status",
 /**
  * Connected or not.
  */
-gateway: GatewayStatus, } | { "type": "unpair" };
+gateway: GatewayStatus, } | { "type": "unpair" } | { "type": "approval_requested", 
+/**
+ * What, where, for whom, until when.
+ */
+approval: ApprovalRequest, } | { "type": "approval_resolved", 
+/**
+ * The approval id.
+ */
+id: string, 
+/**
+ * How it was answered (`None` when it expired or went away unanswered).
+ */
+decision?: ApprovalDecision, 
+/**
+ * Who answered, as the gateway names them, when it says.
+ */
+by?: string, } | { "type": "approval_refused", 
+/**
+ * The approval id.
+ */
+id: string, 
+/**
+ * A sentence for people.
+ */
+message: string, } | { "type": "approvals", 
+/**
+ * Oldest first.
+ */
+pending: Array<ApprovalRequest>, };
 
 /**
  * What a [`crate::RelayClient`] tells its subscribers.

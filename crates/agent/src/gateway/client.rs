@@ -37,7 +37,14 @@ const GATEWAY_MAX_MESSAGE: usize = 64 << 20;
 const CLIENT_ID: &str = "cli";
 const CLIENT_MODE: &str = "cli";
 const ROLE: &str = "operator";
-const SCOPES: [&str; 2] = ["operator.read", "operator.write"];
+/// Read and write (chat), and approvals: the agent's chat connection must hold
+/// `operator.approvals` or an exec fails at once, and it is the approver that is always online,
+/// holding a request until a desktop answers.
+const SCOPES: [&str; 3] = ["operator.read", "operator.write", "operator.approvals"];
+/// With [`GatewayConfig::approve_all_devices`]: approvals of every device, channel and cron job.
+const ADMIN_SCOPE: &str = "operator.admin";
+/// The capability an approver must announce.
+const CAPS: [&str; 1] = ["exec-approvals"];
 const DEVICE_FAMILY: &str = "server";
 
 type Ws = clawtray_transport::Ws;
@@ -56,6 +63,9 @@ pub struct GatewayConfig {
     pub identity_key: Option<SecretKey>,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Ask for `operator.admin` so the agent sees (and desktops answer) approvals of runs started
+    /// anywhere — other channels, cron, other devices — not only its own. Off by default.
+    pub approve_all_devices: bool,
 }
 
 /// Errors of gateway requests and connections, each a sentence a person can act on.
@@ -435,11 +445,15 @@ impl Actor {
             (None, Some(d)) => (json!({ "deviceToken": d }), d.to_owned()),
             (None, None) => (json!({}), String::new()),
         };
+        let mut scopes: Vec<&str> = SCOPES.to_vec();
+        if self.config.approve_all_devices {
+            scopes.push(ADMIN_SCOPE);
+        }
         let fields = SignedFields {
             client_id: CLIENT_ID,
             client_mode: CLIENT_MODE,
             role: ROLE,
-            scopes: &SCOPES,
+            scopes: &scopes,
             signed_at_ms: ts,
             token: &sig_token,
             nonce: &nonce,
@@ -449,7 +463,7 @@ impl Actor {
         let params = json!({
             "minProtocol": self.protocol, "maxProtocol": self.protocol,
             "client": { "id": CLIENT_ID, "version": env!("CARGO_PKG_VERSION"), "platform": std::env::consts::OS, "deviceFamily": DEVICE_FAMILY, "mode": CLIENT_MODE },
-            "role": ROLE, "scopes": SCOPES, "caps": [], "commands": [], "permissions": {},
+            "role": ROLE, "scopes": scopes, "caps": CAPS, "commands": [], "permissions": {},
             "auth": auth,
             "userAgent": concat!("clawtray-agent/", env!("CARGO_PKG_VERSION")),
             "device": { "id": self.identity.id(), "publicKey": self.identity.public_key(), "signature": self.identity.sign_v3(&fields), "signedAt": ts, "nonce": nonce },

@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 use clawtray_client::session_store::MemorySessionStore;
 use clawtray_client::state::PeerPresence;
 use clawtray_client::{ClientConfig, ClientEvent, ConnectionState, RelayClient};
-use clawtray_proto::chat::{GatewayStatus, ToDesktop};
+use clawtray_proto::chat::{ApprovalDecision, ApprovalRequest, GatewayStatus, ToDesktop};
 use clawtray_testkit::agent::Pairing;
 use clawtray_testkit::gateway::Gateway;
 use clawtray_testkit::relay::Relay;
@@ -46,6 +46,14 @@ pub struct Seen {
     pub history: Option<Vec<clawtray_proto::chat::HistoryMessage>>,
     /// Notices, in order.
     pub notices: Vec<String>,
+    /// Exec approvals announced, in order.
+    pub approvals: Vec<ApprovalRequest>,
+    /// Approvals resolved: (id, decision, by).
+    pub resolved: Vec<(String, Option<ApprovalDecision>, Option<String>)>,
+    /// This desktop's answers refused: (id, sentence).
+    pub refused: Vec<(String, String)>,
+    /// Answers to `approval_list`.
+    pub approval_lists: Vec<Vec<ApprovalRequest>>,
 }
 
 impl Seen {
@@ -61,6 +69,10 @@ impl Seen {
             statuses: Vec::new(),
             history: None,
             notices: Vec::new(),
+            approvals: Vec::new(),
+            resolved: Vec::new(),
+            refused: Vec::new(),
+            approval_lists: Vec::new(),
         }
     }
 
@@ -98,6 +110,12 @@ impl Seen {
                     panic!("the client acts on a sealed unpair; it never passes it on")
                 }
                 ToDesktop::ChatTyping { .. } => {}
+                ToDesktop::ApprovalRequested { approval } => self.approvals.push(*approval),
+                ToDesktop::ApprovalResolved { id, decision, by } => {
+                    self.resolved.push((id, decision, by))
+                }
+                ToDesktop::ApprovalRefused { id, message } => self.refused.push((id, message)),
+                ToDesktop::Approvals { pending } => self.approval_lists.push(pending),
             },
             ClientEvent::Notice { message } => self.notices.push(message),
             ClientEvent::Message { .. } => {}

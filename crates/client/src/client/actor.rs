@@ -291,7 +291,11 @@ impl Actor {
             Command::Unpair { reply } => {
                 let _ = reply.send(());
             }
+            Command::Decide { reply, .. } => {
+                let _ = reply.send(Err(ClientError::NotPaired));
+            }
             Command::Abort { .. }
+            | Command::ListApprovals
             | Command::History { .. }
             | Command::ReconnectNow
             | Command::Shutdown => {}
@@ -442,6 +446,21 @@ impl Actor {
             Command::Abort { run_id } => self
                 .enqueue(ToAgent::ChatAbort { run_id })
                 .unwrap_or_default(),
+            Command::Decide {
+                id,
+                decision,
+                reply,
+            } => match self.enqueue(ToAgent::ApprovalDecide { id, decision }) {
+                Ok(events) => {
+                    let _ = reply.send(Ok(()));
+                    events
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    Vec::new()
+                }
+            },
+            Command::ListApprovals => self.enqueue(ToAgent::ApprovalList).unwrap_or_default(),
             Command::History { limit } => self
                 .enqueue(ToAgent::ChatHistory {
                     limit,

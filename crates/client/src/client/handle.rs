@@ -8,6 +8,8 @@ use tokio::task::JoinHandle;
 
 use super::actor::Actor;
 use super::config::ClientConfig;
+use clawtray_proto::chat::ApprovalDecision;
+
 use crate::error::{ClientError, PairError};
 use crate::session_store::{SessionInfo, SessionStore};
 use crate::state::{ClientEvent, ConnectionState, Sent};
@@ -28,6 +30,14 @@ pub(super) enum Command {
     Abort {
         run_id: String,
     },
+    /// Answer an exec approval (persisted and delivered like a chat message).
+    Decide {
+        id: String,
+        decision: ApprovalDecision,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    /// Ask the agent for the approvals waiting (answered with an `approvals` chat event).
+    ListApprovals,
     History {
         limit: u32,
     },
@@ -134,6 +144,31 @@ impl RelayClient {
             .send(Command::Abort {
                 run_id: run_id.to_owned(),
             })
+            .await
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Answer exec approval `id`. Sealed, persisted in the outbox and delivered once, like a chat
+    /// message: an answer given while the agent or the relay is away goes when they are back.
+    /// The agent answers a late, second, expired or not-allowed one with an `approval_refused`
+    /// chat event.
+    pub async fn decide(&self, id: &str, decision: ApprovalDecision) -> Result<(), ClientError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Decide {
+                id: id.to_owned(),
+                decision,
+                reply,
+            })
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        rx.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Ask the agent for the approvals waiting now (they come back as an `approvals` chat event).
+    pub async fn list_approvals(&self) -> Result<(), ClientError> {
+        self.tx
+            .send(Command::ListApprovals)
             .await
             .map_err(|_| ClientError::Stopped)
     }

@@ -7,6 +7,11 @@
 //! run has ended (see [`crate::turns`]), so a dead gateway or an agent restart loses nothing:
 //! after a restart the agent sends it again (the gateway dedupes by idempotency key) and asks
 //! `agent.wait` for the outcome of a run that ended while nobody listened.
+//!
+//! Exec approvals ([`approvals`]): the agent is the approver that is always online; it keeps the
+//! waiting approvals, tells every desktop, and carries the first desktop answer to the gateway.
+
+mod approvals;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -15,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use clawtray_proto::chat::{GatewayStatus, ToAgent, ToDesktop};
+use clawtray_proto::chat::{ApprovalRequest, GatewayStatus, ToAgent, ToDesktop};
 use clawtray_proto::secret::fill_random;
 
 use crate::bridge::{history_messages, Bridge};
@@ -72,6 +77,14 @@ enum Done {
     },
     /// Try the head of the queue again (after a failed send).
     Retry,
+    /// `exec.approval.list` answered (after a gateway (re)connection).
+    ApprovalsListed(Result<Vec<ApprovalRequest>, GatewayError>),
+    /// `exec.approval.resolve` answered a desktop's decision.
+    ApprovalDecided {
+        desktop: String,
+        id: String,
+        result: Result<(), GatewayError>,
+    },
 }
 
 fn instance_id() -> String {
@@ -95,6 +108,8 @@ struct Hub {
     refused_retry: Duration,
     /// When the bridge last had something for desktops (the typing indicator's watchdog).
     last_news: Instant,
+    /// Exec approvals waiting for a desktop's answer.
+    approvals: crate::approvals::Approvals,
 }
 
 impl Hub {
@@ -106,6 +121,7 @@ impl Hub {
                 out.extend(self.gateway_status());
                 self.forward(out);
                 self.drive();
+                self.backfill_approvals();
             }
             GatewayEvent::Disconnected { reason } => {
                 let why = format!("the agent lost its gateway ({reason})");
@@ -125,6 +141,9 @@ impl Hub {
                 });
                 // the run's ending is already remembered: pass everything as is
                 self.to_all(out);
+            }
+            GatewayEvent::Event { name, payload } if approvals::is_approval_event(&name) => {
+                self.on_approval_event(&name, &payload);
             }
             GatewayEvent::Event { name, payload } => match SessionEvent::parse(&name, payload) {
                 Ok(Some(ev)) => {
@@ -432,6 +451,15 @@ impl Hub {
                     let limit = limit.clamp(1, 500);
                     self.ask_then_reply(session, DesktopAsk::History { limit });
                 }
+                ToAgent::ApprovalDecide { id, decision } => {
+                    let _ = stored.send(());
+                    self.on_decision(session, id, decision);
+                }
+                ToAgent::ApprovalList => {
+                    let _ = stored.send(());
+                    let pending = self.approvals.pending();
+                    self.to_one(&session, ToDesktop::Approvals { pending });
+                }
                 ToAgent::Unpair => {
                     // sealed with the pinned desktop key: the desktop itself ended the pairing
                     let _ = stored.send(());
@@ -510,6 +538,12 @@ impl Hub {
             }
             Done::Reply { desktop, msg } => self.to_one(&desktop, msg),
             Done::Retry => self.drive(),
+            Done::ApprovalsListed(listed) => self.on_approvals_listed(listed),
+            Done::ApprovalDecided {
+                desktop,
+                id,
+                result,
+            } => self.on_decided(&desktop, &id, result),
         }
     }
 }
@@ -551,6 +585,7 @@ pub async fn run(
         ping_interval: cfg.ping_interval,
         refused_retry: cfg.refused_retry,
         last_news: Instant::now(),
+        approvals: crate::approvals::Approvals::new(),
     };
     hub.reconcile_links();
     info!(desktops = hub.links.len(), "clawtray-agent running");
@@ -568,6 +603,7 @@ pub async fn run(
             Some(d) = done_rx.recv() => hub.on_done(d),
             _ = poll.tick() => {
                 hub.reconcile_links();
+                hub.expire_approvals();
                 if hub.bridge.typing() && hub.last_news.elapsed() > TYPING_TIMEOUT {
                     let out = hub.bridge.typing_timed_out();
                     hub.to_all(out);
