@@ -60,6 +60,28 @@ fn reply_containing<'a>(s: &'a Seen, needle: &str) -> Option<&'a String> {
     s.replies.values().flatten().find(|r| r.contains(needle))
 }
 
+/// Run `clawtray-cli` with its pairing in `dir` (the keyring of the test's Secret Service);
+/// its stdout, after it succeeded.
+async fn cli(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(clawtray_testkit::bins::workspace_bin("clawtray-cli"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--config-dir")
+        .arg(dir.join("config"))
+        .args(args)
+        .output()
+        .await
+        .expect("run clawtray-cli");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "clawtray-cli {args:?}: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Pair one more desktop with the agent of `s`.
 async fn second_desktop(s: &Setup) -> (RelayClient, Seen, tempfile::TempDir) {
     let base = format!("ws://{}", s.relay.addr);
@@ -83,7 +105,6 @@ async fn second_desktop(s: &Setup) -> (RelayClient, Seen, tempfile::TempDir) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the OpenClaw gateway (scripts/setup-gateway); the test command runs it"]
 async fn approvals_reach_every_desktop_and_the_first_answer_decides() {
     let (_dir, file, token) = token_file();
     let mut s = setup(gateway(), "main").await;
@@ -169,13 +190,34 @@ async fn approvals_reach_every_desktop_and_the_first_answer_decides() {
     let late = &seen2.refused.iter().find(|(i, _)| *i == a.id).unwrap().1;
     assert!(late.contains("already answered (allow-once"), "{late}");
 
-    // ── (2) deny: the reply reports the refusal, the file is never read ────────────────────
+    // ── (2) deny, from a terminal: `clawtray-cli approvals` lists it, `approve ID deny` ────
+    //    answers (by a unique start of its id); the reply reports the refusal, the file is
+    //    never read
+    let cli_dirs = tempfile::tempdir().unwrap();
+    let base = format!("ws://{}", s.relay.addr);
+    let pairing = Pairing::start(
+        agent_bin(),
+        &s.state.path().join("agent"),
+        &base,
+        "e2e-agent",
+    )
+    .await;
+    let out = cli(cli_dirs.path(), &["pair", &pairing.code, "--relay", &base]).await;
+    assert!(out.contains("paired with e2e-agent"), "{out}");
+    pairing.finish().await;
     let text = format!("read it again #id=ap2# #exec={cmd} #");
     s.client.send(&text).await.unwrap();
     let needle = format!("{cmd} ");
     let b = approval_for(&mut s.seen, &needle).await;
     assert_ne!(b.id, a.id);
-    second.decide(&b.id, ApprovalDecision::Deny).await.unwrap();
+    let listed = cli(cli_dirs.path(), &["approvals"]).await;
+    assert!(
+        listed.contains(&b.id) && listed.contains(&format!("command: {needle}")),
+        "{listed}"
+    );
+    assert!(listed.contains("allow-once|deny"), "{listed}");
+    let answered = cli(cli_dirs.path(), &["approve", &b.id[..8], "deny"]).await;
+    assert!(answered.contains(&format!("{}: deny", b.id)), "{answered}");
     s.seen
         .until("the reply after the denial", |x| {
             x.replies
@@ -289,7 +331,6 @@ async fn approvals_reach_every_desktop_and_the_first_answer_decides() {
 /// an agent started with `--approve-all-devices`; the desktop's answer arrives after it expired
 /// and gets its sentence.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the OpenClaw gateway (scripts/setup-gateway); the test command runs it"]
 async fn an_answer_to_an_expired_approval_gets_its_sentence() {
     let gw = gateway();
     let mut relay = clawtray_testkit::relay::Relay::start(&[]).await;

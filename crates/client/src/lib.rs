@@ -6,6 +6,7 @@
 //! - [`session_store`]: where a pairing lives — the OS keyring for secrets, a small file for the rest.
 //! - `clawtray_outbox` (re-exported as [`outbox`]): messages the person sent, persisted (sealed)
 //!   until the agent acknowledges them.
+//! - [`approvals`]: the exec approvals waiting for the person, built from chat events. Pure.
 //! - [`chat_model`]: the conversation as the UI shows it, built from chat events. Pure.
 //! - [`pairing_flow`]: the first pairing over one relay connection.
 //! - [`ipc`]: the local channel between the tray host (which runs the [`RelayClient`]) and the
@@ -21,6 +22,7 @@
 // outside tests (tests may: a panic is how a test fails).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod approvals;
 pub mod chat_model;
 pub mod client;
 pub mod error;

@@ -1,4 +1,5 @@
-//! `clawtray-cli`: clawtray for terminal users and tests — pair, status, chat, history, unpair.
+//! `clawtray-cli`: clawtray for terminal users and tests — pair, status, chat, history, exec
+//! approvals, unpair.
 //! The pairing lives in the OS keyring, exactly as for the tray app.
 // Nothing from the network, the disk or the person may panic the program: no unwrap/expect
 // outside tests (tests may: a panic is how a test fails).
@@ -13,11 +14,12 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tokio::sync::broadcast::error::RecvError;
 
+use clawtray_client::approvals::{ApprovalBook, ApprovalChange};
 use clawtray_client::relay_url::DEFAULT_RELAY_URL;
 use clawtray_client::session_store::KeyringSessionStore;
 use clawtray_client::state::PeerPresence;
 use clawtray_client::{ClientConfig, ClientEvent, ConnectionState, RelayClient};
-use clawtray_proto::chat::ToDesktop;
+use clawtray_proto::chat::{ApprovalDecision, ApprovalRequest, ToDesktop};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -69,6 +71,20 @@ enum Cmd {
         #[arg(long, default_value_t = 50)]
         limit: u32,
         #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// List the commands waiting for your approval.
+    Approvals {
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// Answer an approval: ID (or a unique start of it) and allow-once, allow-always or deny.
+    Approve {
+        id: String,
+        /// allow-once, allow-always or deny.
+        decision: String,
+        /// Seconds to wait for the agent's word.
+        #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
     /// Forget the pairing (and tell the relay).
@@ -206,6 +222,21 @@ async fn run(args: Args) -> Result<ExitCode, String> {
                 }
             }
         }
+        Cmd::Approvals { timeout } => {
+            let book = approvals_now(&client, Duration::from_secs(timeout)).await?;
+            if book.is_empty() {
+                println!("no approvals waiting");
+            }
+            for a in book.pending() {
+                print_approval(a);
+            }
+            ExitCode::SUCCESS
+        }
+        Cmd::Approve {
+            id,
+            decision,
+            timeout,
+        } => approve(&client, &id, &decision, Duration::from_secs(timeout)).await?,
         Cmd::Unpair => {
             client.unpair().await.map_err(|e| e.to_string())?;
             println!("unpaired");
@@ -214,6 +245,150 @@ async fn run(args: Args) -> Result<ExitCode, String> {
     };
     client.shutdown().await;
     Ok(code)
+}
+
+/// The approvals waiting, as the agent lists them now.
+async fn approvals_now(client: &RelayClient, within: Duration) -> Result<ApprovalBook, String> {
+    let mut events = client.subscribe();
+    client.list_approvals().await.map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + within;
+    let mut book = ApprovalBook::new();
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => {
+                return Err(
+                    "the agent did not answer in time (is it online? `clawtray-cli status`)".into(),
+                )
+            }
+            Ok(Err(RecvError::Closed)) => return Err("the client stopped".into()),
+            Ok(Err(RecvError::Lagged(_))) => {}
+            Ok(Ok(ClientEvent::Chat { message })) => {
+                if matches!(book.apply(&message), ApprovalChange::Replaced) {
+                    return Ok(book);
+                }
+            }
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// One approval, for a terminal: the command exactly as it will run, then where and until when.
+fn print_approval(a: &ApprovalRequest) {
+    println!("approval {}", a.id);
+    println!("  command: {}", a.command);
+    if let Some(cwd) = &a.cwd {
+        println!("  in:      {cwd}");
+    }
+    let mut whom = Vec::new();
+    if let Some(h) = &a.host {
+        whom.push(format!("host {h}"));
+    }
+    if let Some(g) = &a.agent_id {
+        whom.push(format!("agent {g}"));
+    }
+    if let Some(k) = &a.session_key {
+        whom.push(format!("session {k}"));
+    }
+    if !whom.is_empty() {
+        println!("  for:     {}", whom.join(", "));
+    }
+    if let Some(w) = &a.warning {
+        println!("  warning: {w}");
+    }
+    let left = a
+        .expires_at_ms
+        .saturating_sub(now_ms())
+        .checked_div(1000)
+        .unwrap_or(0);
+    println!("  expires: in {} min {} s", left / 60, left % 60);
+    let answers: Vec<&str> = a.allowed.iter().map(|d| d.as_str()).collect();
+    println!(
+        "  answer:  clawtray-cli approve {} {}",
+        a.id,
+        answers.join("|")
+    );
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `approve ID DECISION`: send the answer (kept and delivered once, like a message) and wait
+/// for the agent's word — resolved, or refused with its sentence.
+async fn approve(
+    client: &RelayClient,
+    id: &str,
+    decision: &str,
+    within: Duration,
+) -> Result<ExitCode, String> {
+    let Some(decision) = ApprovalDecision::parse(decision) else {
+        return Err(format!(
+            "unknown answer {decision:?}: use allow-once, allow-always or deny"
+        ));
+    };
+    let book = approvals_now(client, within).await?;
+    let Some(a) = book.find(id) else {
+        return Err(format!(
+            "no approval waiting matches {id:?} (`clawtray-cli approvals` lists them)"
+        ));
+    };
+    if !a.allowed.contains(&decision) {
+        let offered: Vec<&str> = a.allowed.iter().map(|d| d.as_str()).collect();
+        return Err(format!(
+            "this approval does not allow {}; it allows {}",
+            decision.as_str(),
+            offered.join(" or ")
+        ));
+    }
+    let id = a.id.clone();
+    let mut events = client.subscribe();
+    client
+        .decide(&id, decision)
+        .await
+        .map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => {
+                eprintln!("the agent has not confirmed yet; the answer stays queued and will be delivered once");
+                return Ok(ExitCode::from(4));
+            }
+            Ok(Err(RecvError::Closed)) => return Ok(ExitCode::FAILURE),
+            Ok(Err(RecvError::Lagged(_))) => {}
+            Ok(Ok(ClientEvent::Chat {
+                message:
+                    ToDesktop::ApprovalResolved {
+                        id: done,
+                        decision: d,
+                        by,
+                    },
+            })) if done == id => {
+                match d {
+                    Some(d) => println!(
+                        "{}: {}{}",
+                        id,
+                        d.as_str(),
+                        by.map(|b| format!(" (by {b})")).unwrap_or_default()
+                    ),
+                    None => println!("{id}: expired"),
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(Ok(ClientEvent::Chat {
+                message:
+                    ToDesktop::ApprovalRefused {
+                        id: refused,
+                        message,
+                    },
+            })) if refused == id => {
+                eprintln!("not taken: {message}");
+                return Ok(ExitCode::from(3));
+            }
+            Ok(Ok(_)) => {}
+        }
+    }
 }
 
 fn describe(s: &ConnectionState) -> String {
@@ -339,6 +514,15 @@ async fn stream_reply(
                     run_id: None,
                     message,
                 } => eprintln!("[note: {message}]"),
+                // the reply waits for a person's yes: say what and how to answer
+                ToDesktop::ApprovalRequested { approval } => {
+                    eprintln!("\n[the agent asks to run a command; answer from another terminal]");
+                    print_approval(&approval);
+                }
+                ToDesktop::ApprovalResolved { id, decision, .. } => eprintln!(
+                    "[approval {id}: {}]",
+                    decision.map_or("expired", ApprovalDecision::as_str)
+                ),
                 _ => {}
             },
             ClientEvent::State { state } => {
