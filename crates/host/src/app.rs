@@ -11,11 +11,13 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use clawtray_client::approvals::{ApprovalBook, ApprovalChange};
 use clawtray_client::ipc::endpoint;
 use clawtray_client::ipc::server::{self, HostRequest};
 use clawtray_client::ipc::wire::{parse_pair_link, FromHost};
 use clawtray_client::session_store::KeyringSessionStore;
-use clawtray_client::{ClientConfig, ClientEvent, RelayClient};
+use clawtray_client::state::PeerPresence;
+use clawtray_client::{ClientConfig, ClientEvent, ConnectionState, RelayClient};
 use clawtray_proto::chat::ToDesktop;
 
 use crate::autostart::XdgAutostart;
@@ -126,6 +128,8 @@ pub async fn run(opts: Options) -> Result<(), String> {
     // the first click after login should not wait on the disk: warm the window's files once,
     // a little after start, unless a window is already opening (which warms them itself)
     let mut prewarm_at = Some(Instant::now() + PREWARM_AFTER);
+    // exec approvals waiting for the person (the tray's attention, notifications' lifetimes)
+    let mut approvals = ApprovalBook::new();
     let mut closing: Option<Instant> = None;
     // the chat was asked for while its window was closing: open a new one once it is gone
     let mut reopen = false;
@@ -154,6 +158,12 @@ pub async fn run(opts: Options) -> Result<(), String> {
                         });
                     }
                     Intent::Reconnect => client.reconnect_now().await,
+                    Intent::Decide { id, decision } => {
+                        // kept in the outbox and delivered once, like a message
+                        if let Err(e) = client.decide(&id, decision).await {
+                            warn!("the answer could not be kept: {e}");
+                        }
+                    }
                     Intent::SetAutostart(on) => set_autostart(&autostart, tray.as_ref(), on).await,
                     Intent::Quit => break,
                 }
@@ -176,11 +186,18 @@ pub async fn run(opts: Options) -> Result<(), String> {
                 HostRequest::Paired => set_autostart(&autostart, tray.as_ref(), true).await,
             },
             ev = events.recv() => match ev {
-                Ok(ClientEvent::Chat { message: ToDesktop::ChatReply { text, .. } }) if *windows.borrow() == 0 => {
+                Ok(ClientEvent::Chat { message: ToDesktop::ChatReply { text, .. } }) if *windows.borrow() == 0 && settings.notify_replies => {
                     if let Some(n) = &notifier {
                         let preview: String = text.chars().take(120).collect();
                         n.notify("Your agent replied", &preview).await;
                     }
+                }
+                Ok(ClientEvent::Chat { message }) => {
+                    approvals_changed(&mut approvals, &message, notifier.as_ref(), tray.as_ref()).await;
+                }
+                Ok(ClientEvent::State { state: ConnectionState::Online { peer: PeerPresence::Online } }) => {
+                    // a meeting with the agent: what waits now (answered or expired meanwhile?)
+                    let _ = client.list_approvals().await;
                 }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => break,
@@ -274,6 +291,40 @@ fn window_gone(chat: &mut ChatProcess, closing: &mut Option<Instant>, reopen: &m
     *closing = None;
     if std::mem::take(reopen) {
         open(chat);
+    }
+}
+
+/// An approval event from the agent: ask the person about a new one, withdraw the notification of
+/// one that no longer waits, and show the count on the tray.
+async fn approvals_changed(
+    book: &mut ApprovalBook,
+    message: &ToDesktop,
+    notifier: Option<&DesktopNotifier>,
+    tray: Option<&SniTray>,
+) {
+    let before: Vec<String> = book.pending().iter().map(|a| a.id.clone()).collect();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let change = book.apply(message);
+    book.expire(now_ms);
+    if matches!(change, ApprovalChange::Nothing) {
+        return;
+    }
+    if let Some(n) = notifier {
+        for a in book.pending() {
+            if !before.contains(&a.id) {
+                n.ask(a).await;
+            }
+        }
+        for id in &before {
+            if !book.pending().iter().any(|a| a.id == *id) {
+                n.withdraw(id).await;
+            }
+        }
+    }
+    if let Some(t) = tray {
+        t.show_approvals(book.len()).await;
     }
 }
 

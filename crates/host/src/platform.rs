@@ -5,6 +5,7 @@
 //! endpoint is `clawtray_client::ipc::endpoint` (a Unix socket; a named pipe on Windows).
 
 use clawtray_client::ConnectionState;
+use clawtray_proto::chat::{ApprovalDecision, ApprovalRequest};
 
 /// What the person asked for, from the tray, a notification or the hotkey.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,11 @@ pub enum Intent {
     Reconnect,
     SetAutostart(bool),
     Quit,
+    /// An answer to an exec approval, from its notification's buttons.
+    Decide {
+        id: String,
+        decision: ApprovalDecision,
+    },
 }
 
 /// A tray icon that shows the state and reports [`Intent`]s.
@@ -26,6 +32,8 @@ pub trait TrayBackend {
     async fn show_state(&self, state: &ConnectionState);
     /// Show whether start at login is on.
     async fn show_autostart(&self, on: bool);
+    /// Show that `waiting` approvals need the person (0: nothing does).
+    async fn show_approvals(&self, waiting: usize);
     /// Take the icon away.
     async fn shutdown(&self);
 }
@@ -35,6 +43,11 @@ pub trait TrayBackend {
 pub trait Notifier {
     /// Tell the person `summary` / `body`; a click on it asks for [`Intent::OpenChat`].
     async fn notify(&self, summary: &str, body: &str);
+    /// Ask the person about an exec approval: its answers as buttons where the server has
+    /// actions (each one an [`Intent::Decide`]); a click elsewhere opens the chat's card.
+    async fn ask(&self, approval: &ApprovalRequest);
+    /// The approval no longer waits: take its notification away.
+    async fn withdraw(&self, approval_id: &str);
 }
 
 /// Start at login.

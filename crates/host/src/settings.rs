@@ -1,5 +1,5 @@
-//! The app's own settings file, `settings.json` in the platform config dir. Today it holds the
-//! chat hotkey. A missing file is written with the defaults (so people find the knob); a broken
+//! The app's own settings file, `settings.json` in the platform config dir: the chat hotkey and
+//! whether finished replies notify. A missing file is written with the defaults (so people find the knob); a broken
 //! one is reported and the defaults are used — the app always starts.
 
 use std::path::{Path, PathBuf};
@@ -16,12 +16,16 @@ pub struct Settings {
     /// A global shortcut that toggles the chat (`null` turns it off), in Tauri's accelerator
     /// syntax, e.g. `"CommandOrControl+Shift+Space"` or `"Alt+F12"`.
     pub hotkey: Option<String>,
+    /// A "your agent replied" notification when a reply finishes while the chat is closed.
+    /// Approvals always notify: a command waits for the person.
+    pub notify_replies: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             hotkey: Some(DEFAULT_HOTKEY.to_owned()),
+            notify_replies: true,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The tray icon: a StatusNotifierItem with a dbusmenu on the session bus (`ksni`). A left click
 //! (`Activate`) toggles the chat; the menu keeps Open chat, Pair…, Unpair, Reconnect now, Start at
 //! login and Quit; the icon (by name, with pixmaps for hosts without the files) and the tooltip
-//! show the connection state. Everything the person asks for goes to the host as an [`Intent`].
+//! show the connection state; exec approvals waiting for the person turn the item's status to
+//! `NeedsAttention` (the attention icon, the count in the tooltip and atop the menu). Everything the person asks for goes to the host as an [`Intent`].
 //! The icon is there whether or not a panel is: a panel that appears later picks it up.
 
 use std::path::{Path, PathBuf};
@@ -53,7 +54,24 @@ pub fn look(state: &ConnectionState) -> Look {
 }
 
 /// The icons, as PNG files (for the icon name) and decoded (for the pixmap).
-const ICONS: [(&str, &[u8]); 5] = [
+/// The icon shown while approvals wait (the item's attention icon).
+pub const ATTENTION_ICON: &str = "clawtray-attention";
+
+/// The tooltip: the state's, or the approvals waiting.
+#[must_use]
+pub fn tooltip(look: Look, waiting: usize) -> String {
+    match waiting {
+        0 => look.tooltip.to_owned(),
+        1 => "clawtray — 1 approval waiting for you".to_owned(),
+        n => format!("clawtray — {n} approvals waiting for you"),
+    }
+}
+
+const ICONS: [(&str, &[u8]); 6] = [
+    (
+        ATTENTION_ICON,
+        include_bytes!("../../../icons/tray-attention.png"),
+    ),
     (
         "clawtray-online",
         include_bytes!("../../../icons/tray-online.png"),
@@ -109,6 +127,8 @@ fn write_icons(dir: &Path) {
 
 struct Item {
     look: Look,
+    /// Approvals waiting for the person.
+    waiting: usize,
     autostart: bool,
     paired: bool,
     open_label: String,
@@ -141,21 +161,44 @@ impl ksni::Tray for Item {
         self.look.icon.into()
     }
     fn icon_pixmap(&self) -> Vec<Icon> {
-        self.pixmaps
-            .iter()
-            .find(|(n, _)| *n == self.look.icon)
-            .map(|(_, i)| i.clone())
-            .into_iter()
-            .collect()
+        self.pixmap_of(self.look.icon)
+    }
+    fn status(&self) -> ksni::Status {
+        if self.waiting > 0 {
+            ksni::Status::NeedsAttention
+        } else {
+            ksni::Status::Active
+        }
+    }
+    fn attention_icon_name(&self) -> String {
+        ATTENTION_ICON.into()
+    }
+    fn attention_icon_pixmap(&self) -> Vec<Icon> {
+        self.pixmap_of(ATTENTION_ICON)
     }
     fn tool_tip(&self) -> ToolTip {
         ToolTip {
-            title: self.look.tooltip.into(),
+            title: tooltip(self.look, self.waiting),
             ..Default::default()
         }
     }
     fn menu(&self) -> Vec<MenuItem<Self>> {
-        vec![
+        let mut items = Vec::new();
+        if self.waiting > 0 {
+            items.push(
+                StandardItem {
+                    label: match self.waiting {
+                        1 => "1 approval waiting…".to_owned(),
+                        n => format!("{n} approvals waiting…"),
+                    },
+                    activate: Box::new(|t: &mut Self| t.send(Intent::OpenChat)),
+                    ..Default::default()
+                }
+                .into(),
+            );
+            items.push(MenuItem::Separator);
+        }
+        items.extend([
             StandardItem {
                 label: self.open_label.clone(),
                 activate: Box::new(|t: &mut Self| t.send(Intent::OpenChat)),
@@ -199,7 +242,19 @@ impl ksni::Tray for Item {
                 ..Default::default()
             }
             .into(),
-        ]
+        ]);
+        items
+    }
+}
+
+impl Item {
+    fn pixmap_of(&self, name: &str) -> Vec<Icon> {
+        self.pixmaps
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, i)| i.clone())
+            .into_iter()
+            .collect()
     }
 }
 
@@ -222,6 +277,7 @@ impl SniTray {
         write_icons(&theme_dir);
         let item = Item {
             look: look(&ConnectionState::Unpaired),
+            waiting: 0,
             autostart,
             paired: false,
             open_label: hotkey
@@ -260,6 +316,12 @@ impl TrayBackend for SniTray {
     async fn show_autostart(&self, on: bool) {
         self.handle
             .update(move |i: &mut Item| i.autostart = on)
+            .await;
+    }
+
+    async fn show_approvals(&self, waiting: usize) {
+        self.handle
+            .update(move |i: &mut Item| i.waiting = waiting)
             .await;
     }
 

@@ -125,6 +125,10 @@ impl Item {
         String::try_from(self.prop("IconName").await).unwrap()
     }
 
+    async fn status(&self) -> String {
+        String::try_from(self.prop("Status").await).unwrap()
+    }
+
     async fn tooltip(&self) -> String {
         let (_icon, _pixmaps, title, _text): ToolTip =
             self.prop("ToolTip").await.try_into().unwrap();
@@ -285,7 +289,8 @@ async fn the_tray_host_opens_the_chat_on_click_follows_the_state_and_notifies() 
         .expect("tempdir")
         .keep();
     eprintln!("tray-host test: work dir {}", work.display());
-    let gateway = Gateway::start(fake_model::start());
+    // exec on the gateway host, asking a person every time
+    let gateway = Gateway::start_asking_for_exec(fake_model::start());
     let mut relay = Relay::start(&[]).await;
     let base = format!("ws://{}", relay.addr);
     let agent_bin = agent_bin();
@@ -311,8 +316,24 @@ async fn the_tray_host_opens_the_chat_on_click_follows_the_state_and_notifies() 
         .build()
         .await
         .expect("play the panel on the session bus");
+    // dunst's context menu runs `dmenu` with the notifications' actions: this one picks
+    // "Allow once", as the person would in the menu
+    let dmenu = work.join("dmenu.sh");
+    std::fs::write(
+        &dmenu,
+        format!(
+            "#!/bin/sh\ntee -a {} | grep -m1 'Allow once'\n",
+            work.join("dmenu.log").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&dmenu, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let dunstrc = work.join("dunstrc");
+    std::fs::write(&dunstrc, format!("[global]\ndmenu = {}\n", dmenu.display())).unwrap();
     let dunst = Dunst(
         env.command(std::path::Path::new("dunst"))
+            .arg("-config")
+            .arg(&dunstrc)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -373,6 +394,58 @@ async fn the_tray_host_opens_the_chat_on_click_follows_the_state_and_notifies() 
     agent = AgentRun::start(&agent_bin, &agent_state, &gateway, "tray-host");
     item.wait_state("the agent back online", "clawtray-online")
         .await;
+
+    // ── an exec approval: the icon asks for attention, dunst shows the command with its
+    //    answers; the person picks "Allow once" in dunst's menu; the command runs for real ────
+    let token = format!("ran-{}", std::process::id());
+    let file = work.join("token.txt");
+    std::fs::write(&file, &token).unwrap();
+    let cmd = format!("cat {}", file.display());
+    let asks = format!("read my file #id=t5# #exec={cmd}#");
+    send(&app, &asks).await;
+    let n = notified.clone();
+    let c = cmd.clone();
+    wait_until("a notification asking about the command", STEP, || {
+        n.lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.starts_with("Your agent asks to run a command") && m.contains(&c))
+    })
+    .await;
+    let asked = notified
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|m| m.starts_with("Your agent asks"))
+        .cloned()
+        .unwrap();
+    assert!(
+        asked.contains("\"allow-once\", \"Allow once\"") && asked.contains("\"deny\", \"Deny\""),
+        "the answers the gateway allows, as buttons: {asked}"
+    );
+    assert!(
+        !asked.contains("Always"),
+        "ask=always offers no allow-always: {asked}"
+    );
+    assert_eq!(item.status().await, "NeedsAttention");
+    assert_eq!(
+        item.tooltip().await,
+        "clawtray — 1 approval waiting for you"
+    );
+    assert!(item.menu().await.keys().any(|l| l == "1 approval waiting…"));
+    dunstctl(&env, &["context"]);
+    wait_reply(
+        &app,
+        "the reply with the file's content",
+        &fake_model::reply_after_exec(Some("t5"), &token),
+    )
+    .await;
+    let deadline = Instant::now() + STEP;
+    while item.status().await != "Active" {
+        assert!(Instant::now() < deadline, "the attention never went");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(item.tooltip().await, "clawtray — online");
 
     // ── a click closes the chat (the process ends); a reply lands meanwhile → notification ──
     let meanwhile = "while the chat is closed #id=t2# #words=30# #delay=150#";
