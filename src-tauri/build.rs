@@ -11,6 +11,8 @@ const COMMANDS: &[&str] = &[
     "unpair",
     "reconnect",
     "take_pair_link",
+    "decide",
+    "approvals",
 ];
 
 fn main() {

@@ -6,6 +6,7 @@ use tauri::State;
 
 use clawtray_client::ipc::wire::{Call, CallError, Sent, Status};
 use clawtray_client::session_store::SessionInfo;
+use clawtray_proto::chat::ApprovalDecision;
 
 use crate::events::PairLink;
 use crate::Core;
@@ -44,6 +45,25 @@ pub async fn history(core: State<'_, Core>, limit: u32) -> Result<(), CallError>
 #[tauri::command]
 pub async fn unpair(core: State<'_, Core>) -> Result<(), CallError> {
     core.host.call(Call::Unpair).await.map(drop)
+}
+
+/// Answer an exec approval: `decision` is `allow-once`, `allow-always` or `deny`.
+#[tauri::command]
+pub async fn decide(
+    core: State<'_, Core>,
+    id: String,
+    decision: ApprovalDecision,
+) -> Result<(), CallError> {
+    core.host
+        .call(Call::Decide { id, decision })
+        .await
+        .map(drop::<Value>)
+}
+
+/// Ask which approvals wait (answered with an `approvals` chat event).
+#[tauri::command]
+pub async fn approvals(core: State<'_, Core>) -> Result<(), CallError> {
+    core.host.call(Call::Approvals).await.map(drop::<Value>)
 }
 
 #[tauri::command]

@@ -65,6 +65,8 @@ pub fn run() {
             commands::history,
             commands::unpair,
             commands::reconnect,
+            commands::decide,
+            commands::approvals,
             commands::take_pair_link
         ])
         .build(tauri::generate_context!("../tauri.conf.json"));

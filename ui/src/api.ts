@@ -2,7 +2,7 @@
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 
-import type { ClientEvent, CommandError, PairLink, Sent, SessionInfo, Status } from "./types";
+import type { ApprovalDecision, ClientEvent, CommandError, PairLink, Sent, SessionInfo, Status } from "./types";
 
 export const EVENT = "clawtray://event";
 export const PAIR_LINK_EVENT = "clawtray://pair-link";
@@ -15,6 +15,10 @@ export const api = {
   history: (limit: number) => invoke<void>("history", { limit }),
   unpair: () => invoke<void>("unpair"),
   reconnect: () => invoke<void>("reconnect"),
+  /** Answer an exec approval. */
+  decide: (id: string, decision: ApprovalDecision) => invoke<void>("decide", { id, decision }),
+  /** Ask which approvals wait (they come back as an `approvals` event). */
+  approvals: () => invoke<void>("approvals"),
   /** A `clawtray://pair?…` link the tray host handed over, once (null when none). */
   takePairLink: () => invoke<PairLink | null>("take_pair_link"),
   onPairLink: (f: (l: PairLink) => void): Promise<UnlistenFn> => listen<PairLink>(PAIR_LINK_EVENT, (e) => f(e.payload)),

@@ -5,6 +5,7 @@
 // of the blocks the deltas changed (`StreamingMarkdown`), never of the conversation. A reply
 // that ends gets one whole render.
 import { api, asCommandError } from "./api";
+import { ApprovalCards } from "./approvals";
 import { el } from "./dom";
 import { renderMarkdown, StreamingMarkdown } from "./markdown";
 import type { ClientEvent, ConnectionState, MessageState, SessionInfo, ToDesktop } from "./types";
@@ -33,6 +34,7 @@ export class ChatView {
   private frame = 0;
   private state: ConnectionState = { state: "connecting" };
   private gatewayDown = false;
+  private approvals = new ApprovalCards();
 
   constructor(session: SessionInfo | null, private onUnpair: () => void) {
     this.banner = el("div", { class: "banner", role: "status", hidden: "" });
@@ -48,7 +50,7 @@ export class ChatView {
       el("div", { class: "who" }, el("strong", {}, session?.agent_name ?? "Your agent"), el("span", { class: "dot", id: "presence" })),
       el("button", { type: "button", class: "link", id: "unpair" }, "Unpair"),
     );
-    this.root = el("main", { class: "chat" }, header, this.banner, this.list, this.typing, form);
+    this.root = el("main", { class: "chat" }, header, this.banner, this.list, this.typing, this.approvals.root, form);
 
     form.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -237,6 +239,18 @@ export class ChatView {
         this.scrollToEnd();
         break;
       }
+      case "approval_requested":
+        this.approvals.add(m.approval);
+        break;
+      case "approval_resolved":
+        this.approvals.resolve(m.id, m.decision, m.by);
+        break;
+      case "approval_refused":
+        this.approvals.refused(m.id, m.message);
+        break;
+      case "approvals":
+        this.approvals.replace(m.pending);
+        break;
       case "agent_status":
         this.gatewayDown = m.gateway === "disconnected";
         if (this.gatewayDown) {

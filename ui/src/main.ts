@@ -37,6 +37,7 @@ async function show(link?: PairLink | null): Promise<void> {
   app.replaceChildren(chat.root);
   chat.focus();
   void api.history(50);
+  void api.approvals();
 }
 
 void api.onEvent((e) => {

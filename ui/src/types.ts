@@ -3,6 +3,8 @@
 // a Rust test fails when that file is stale.
 
 export type {
+  ApprovalDecision,
+  ApprovalRequest,
   ClientEvent,
   CommandError,
   ConnectionState,

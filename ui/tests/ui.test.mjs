@@ -274,3 +274,76 @@ test("hostile markdown is rendered inert", async () => {
   });
   assert.deepEqual(report, { pwned: null, scripts: 0, handlers: [], jsLinks: [], safeLink: "noopener noreferrer", copyButtons: 1 });
 });
+
+test("an approval card shows the command as text, answers with the allowed buttons and the keyboard, and says how it ended", async () => {
+  const page = await open("paired");
+  await page.waitForSelector("#message");
+  assert.equal((await calls(page, "approvals")).length, 1, "the chat asks what waits when it opens");
+  const now = Date.now();
+  const approval = (id, command, extra = {}) => ({
+    id,
+    command,
+    cwd: "/home/me/project",
+    host: "gateway",
+    agent_id: "main",
+    session_key: "agent:main:main",
+    created_at_ms: now,
+    expires_at_ms: now + 30 * 60 * 1000,
+    allowed: ["allow-once", "deny"],
+    ...extra,
+  });
+  // markup in a command is shown as the characters it is, never rendered
+  const hostile = 'rm -rf ~/tmp && echo "<img src=x onerror=alert(1)>" **bold**';
+  await emit(page, [
+    { kind: "chat", message: { type: "approval_requested", approval: approval("ap-1", hostile, { warning: "deletes files" }) } },
+    { kind: "chat", message: { type: "approval_requested", approval: approval("ap-1", hostile) } },
+  ]);
+  const card = page.locator('.approval[data-id="ap-1"]');
+  await card.waitFor();
+  assert.equal(await page.locator(".approval").count(), 1, "one card per approval");
+  assert.equal(await card.locator("pre.command").textContent(), hostile);
+  assert.equal(await card.locator("img, strong:not(header strong)").count(), 0, "nothing in the command was rendered");
+  assert.match(await card.textContent(), /in \/home\/me\/project/);
+  assert.match(await card.textContent(), /on gateway · agent main · session agent:main:main/);
+  assert.match(await card.textContent(), /expires \d/);
+  assert.match(await card.textContent(), /deletes files/);
+  assert.deepEqual(await card.locator("button").allTextContents(), ["Allow once", "Deny"], "only what the gateway allows");
+  for (const theme of ["light", "dark"]) {
+    await page.emulateMedia({ colorScheme: theme });
+    await page.screenshot({ path: join(shots, `approval-card-${theme}.png`) });
+  }
+  await page.emulateMedia({ colorScheme: "light" });
+
+  // keyboard: from the composer, Shift+Tab reaches the card's last button; Enter answers
+  await page.focus("#message");
+  await page.keyboard.press("Shift+Tab");
+  assert.equal(await page.evaluate(() => document.activeElement?.dataset.decision), "deny");
+  await page.keyboard.press("Enter");
+  assert.deepEqual((await calls(page, "decide")).map((c) => c.args), [{ id: "ap-1", decision: "deny" }]);
+  assert.equal(await card.locator("button:disabled").count(), 2, "no second answer while the first is on its way");
+  // the agent refuses it (someone answered first): the sentence shows, then the resolution
+  await emit(page, [{ kind: "chat", message: { type: "approval_refused", id: "ap-1", message: "another answer (allow-once) reached the agent first" } }]);
+  await page.waitForFunction(() => document.querySelector('.approval[data-id="ap-1"] .outcome.error')?.textContent.includes("reached the agent first"));
+  await emit(page, [{ kind: "chat", message: { type: "approval_resolved", id: "ap-1", decision: "allow-once", by: "work-laptop" } }]);
+  await page.waitForSelector('.approval.answered[data-id="ap-1"]');
+  assert.equal(await card.locator(".outcome").textContent(), "Allowed once by work-laptop");
+  assert.equal(await card.locator("button").count(), 0);
+
+  // a focused card answers with A (allow once); one that expires says so
+  await emit(page, [{ kind: "chat", message: { type: "approval_requested", approval: approval("ap-2", "ls -la") } }]);
+  const second = page.locator('.approval[data-id="ap-2"]');
+  await second.waitFor();
+  await second.focus();
+  await page.keyboard.press("a");
+  assert.deepEqual((await calls(page, "decide")).at(-1).args, { id: "ap-2", decision: "allow-once" });
+  await emit(page, [{ kind: "chat", message: { type: "approvals", pending: [approval("ap-3", "make test")] } }]);
+  await page.waitForSelector('.approval.answered.expired[data-id="ap-2"]');
+  assert.match(await second.locator(".outcome").textContent(), /Expired/);
+  await page.locator('.approval.pending[data-id="ap-3"]').waitFor();
+  // a failed answer (the tray host is gone) says so and can be given again
+  await page.evaluate(() => (window.__clawtray.answers.decide = { reject: { code: "HOST_LOST", message: "clawtray's tray host is not running" } }));
+  await page.click('.approval[data-id="ap-3"] button[data-decision="allow-once"]');
+  await page.waitForFunction(() => document.querySelector('.approval[data-id="ap-3"] .outcome.error')?.textContent.includes("not running"));
+  assert.equal(await page.locator('.approval[data-id="ap-3"] button:disabled').count(), 0);
+  assert.deepEqual(page.errors, []);
+});

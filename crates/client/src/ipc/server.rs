@@ -309,6 +309,8 @@ async fn answer(call: Call, shared: &Shared) -> Result<Value, CallError> {
         Call::Abort { run_id } => json(&client.abort(&run_id).await?),
         Call::History { limit } => json(&client.load_history(limit.clamp(1, 500)).await?),
         Call::Unpair => json(&client.unpair().await?),
+        Call::Decide { id, decision } => json(&client.decide(&id, decision).await?),
+        Call::Approvals => json(&client.list_approvals().await?),
         Call::Reconnect => {
             client.reconnect_now().await;
             Ok(Value::Null)

@@ -52,6 +52,14 @@ pub enum Call {
     Unpair,
     /// Skip the reconnect wait.
     Reconnect,
+    /// Answer an exec approval (sent again after a lost connection, the agent answers the
+    /// second copy with "already answered").
+    Decide {
+        id: String,
+        decision: clawtray_proto::chat::ApprovalDecision,
+    },
+    /// Ask the agent which approvals wait (they come back as an `approvals` event).
+    Approvals,
     /// Show the chat (a second launch, a deep link): `link` is a `clawtray://` link to hand to
     /// the pairing dialog.
     Show {
