@@ -1,10 +1,12 @@
 //! What was sent and what the desktop saw, and the verdict: every message sent answered exactly
-//! once, in order, with the full text the fake model produced.
+//! once, in order, with the full text the fake model produced; every exec approval the desktop
+//! was asked resolved exactly once (none lost, none answered twice).
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use clawtray_client::{ClientEvent, ConnectionState};
-use clawtray_proto::chat::ToDesktop;
+use clawtray_proto::chat::{ApprovalDecision, ToDesktop};
 
 /// One chat message the test sent.
 #[derive(Debug, Clone)]
@@ -12,6 +14,10 @@ pub struct Sent {
     pub id: String,
     pub text: String,
     pub expected: String,
+    /// An exec message: the command runs once allowed, or the gateway denies it when no
+    /// approver was online as it started (an agent killed at that moment) — then the reply
+    /// starts with `denied`.
+    pub denied: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -20,7 +26,7 @@ pub struct Ledger {
     pub sent: Vec<Sent>,
     /// Sends cut short by a desktop kill: text → expected reply. They count as sent if the
     /// restarted desktop still has them queued; otherwise they must never be answered.
-    pub maybe: Vec<(String, String)>,
+    pub maybe: Vec<(String, String, Option<String>)>,
     /// run id → every reply text seen for it, and the order runs were first answered in.
     pub replies: HashMap<String, Vec<String>>,
     pub answer_order: Vec<String>,
@@ -33,6 +39,15 @@ pub struct Ledger {
     pub agent_errors: Vec<String>,
     /// Times the desktop gave up on its pairing (never acceptable: faults are not attacks).
     pub pairing_lost: Vec<String>,
+    /// Exec approvals the desktop was asked, in first-seen order, and how often each was shown.
+    pub approvals: Vec<String>,
+    pub approval_shown: HashMap<String, u32>,
+    /// approval id → every resolution shown for it.
+    pub resolutions: HashMap<String, Vec<Option<ApprovalDecision>>>,
+    /// Answers the agent refused, with its sentence.
+    pub refused: Vec<(String, String)>,
+    /// When the test last answered each approval.
+    pub answered_at: HashMap<String, Instant>,
 }
 
 impl Ledger {
@@ -56,6 +71,23 @@ impl Ledger {
                     run_id: None,
                     message,
                 } if !message.contains("is kept") => self.agent_errors.push(message),
+                ToDesktop::ApprovalRequested { approval } => {
+                    let n = self.approval_shown.entry(approval.id.clone()).or_default();
+                    if *n == 0 {
+                        self.approvals.push(approval.id);
+                    }
+                    *n += 1;
+                }
+                ToDesktop::ApprovalResolved { id, decision, .. } => {
+                    self.resolutions.entry(id).or_default().push(decision)
+                }
+                ToDesktop::ApprovalRefused { id, message } => {
+                    // the agent could not pass it on now: the test answers again later
+                    if message.contains("cannot reach its OpenClaw gateway") {
+                        self.answered_at.remove(&id);
+                    }
+                    self.refused.push((id, message));
+                }
                 _ => {}
             },
             ClientEvent::Notice { .. } => self.notices += 1,
@@ -69,16 +101,33 @@ impl Ledger {
     /// A maybe-sent message the restarted desktop still had queued: it was sent after all.
     pub fn resolve_maybe(&mut self, queued: &[(String, String)]) {
         let maybe = std::mem::take(&mut self.maybe);
-        for (text, expected) in maybe {
+        for (text, expected, denied) in maybe {
             match queued.iter().find(|(_, t)| *t == text) {
                 Some((id, _)) => self.sent.push(Sent {
                     id: id.clone(),
                     text,
                     expected,
+                    denied,
                 }),
-                None => self.maybe.push((text, expected)),
+                None => self.maybe.push((text, expected, denied)),
             }
         }
+    }
+
+    /// Approvals to answer now: shown, not resolved, not answered in the last 30 s (an answer
+    /// is kept in the outbox and delivered once; a second one is refused by the agent, which
+    /// is part of what the run checks).
+    pub fn to_answer(&self) -> Vec<String> {
+        self.approvals
+            .iter()
+            .filter(|id| !self.resolutions.contains_key(*id))
+            .filter(|id| {
+                self.answered_at
+                    .get(*id)
+                    .is_none_or(|t| t.elapsed().as_secs() >= 30)
+            })
+            .cloned()
+            .collect()
     }
 
     /// Messages not answered yet.
@@ -104,7 +153,8 @@ impl Ledger {
                         v.problems
                             .push(format!("doubled ×{}: {} ({})", texts.len(), s.id, s.text));
                     }
-                    if texts.iter().any(|t| *t != s.expected) {
+                    let denied = |t: &String| s.denied.as_ref().is_some_and(|d| t.starts_with(d));
+                    if texts.iter().any(|t| *t != s.expected && !denied(t)) {
                         v.damaged += 1;
                         v.problems.push(format!(
                             "damaged: {} got {:?}, want {:?}",
@@ -151,6 +201,22 @@ impl Ledger {
         for why in &self.agent_errors {
             v.problems.push(format!("the agent reported: {why}"));
         }
+        for id in &self.approvals {
+            match self.resolutions.get(id).map(Vec::as_slice) {
+                None | Some([]) => {
+                    v.approvals_lost += 1;
+                    v.problems.push(format!("an approval never resolved: {id}"));
+                }
+                Some([_]) => {}
+                Some(more) => {
+                    v.approvals_doubled += 1;
+                    v.problems.push(format!(
+                        "an approval resolved ×{}: {id} {more:?}",
+                        more.len()
+                    ));
+                }
+            }
+        }
         for why in &self.pairing_lost {
             v.problems
                 .push(format!("the desktop gave up its pairing: {why}"));
@@ -167,6 +233,8 @@ pub struct Verdict {
     pub out_of_order: usize,
     pub strays: usize,
     pub failed_runs: usize,
+    pub approvals_lost: usize,
+    pub approvals_doubled: usize,
     pub problems: Vec<String>,
 }
 

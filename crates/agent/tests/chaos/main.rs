@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use clawtray_client::session_store::MemorySessionStore;
+use clawtray_proto::chat::ApprovalDecision;
 use clawtray_testkit::agent::{AgentRun, Pairing};
-use clawtray_testkit::fake_model::reply_for;
+use clawtray_testkit::fake_model::{reply_after_exec, reply_for};
 use clawtray_testkit::faulty_link::FaultyLink;
 use clawtray_testkit::gateway::Gateway;
 use clawtray_testkit::relay::Relay;
@@ -153,9 +154,13 @@ async fn sender(
     n: usize,
     max_backlog: usize,
     seed: u64,
+    exec: (std::path::PathBuf, String),
     mut current: watch::Receiver<Option<Arc<clawtray_client::RelayClient>>>,
     ledger: Arc<Mutex<Ledger>>,
 ) {
+    let (file, token) = exec;
+    // one message in 25 (quick) or 100 (long) asks to run a command, which waits for approval
+    let every = if n > 1000 { 100 } else { 25 };
     let mut rng = Rng::new(seed ^ 0x5EED_5EED);
     for i in 0..n {
         // long runs keep replies short: the gateway's own per-run cost sets the pace
@@ -164,11 +169,28 @@ async fn sender(
         } else {
             (rng.range(2, 8), rng.range(5, 25))
         };
-        let text = format!(
-            "{} {i} #id=m{i}# #words={words}# #delay={delay}#",
-            secrets::PLAINTEXT_MARKER
-        );
-        let expected = reply_for(&text);
+        let asks = i % every == 7;
+        let text = if asks {
+            format!(
+                "{} {i} #id=m{i}# #exec=cat {}#",
+                secrets::PLAINTEXT_MARKER,
+                file.display()
+            )
+        } else {
+            format!(
+                "{} {i} #id=m{i}# #words={words}# #delay={delay}#",
+                secrets::PLAINTEXT_MARKER
+            )
+        };
+        let tag = format!("m{i}");
+        let (expected, denied) = if asks {
+            (
+                reply_after_exec(Some(&tag), &token),
+                Some(reply_after_exec(Some(&tag), "Exec denied")),
+            )
+        } else {
+            (reply_for(&text), None)
+        };
         let client = current
             .wait_for(Option::is_some)
             .await
@@ -180,14 +202,48 @@ async fn sender(
         {
             let mut l = ledger.lock().expect("ledger");
             match sent {
-                Ok(id) => l.sent.push(Sent { id, text, expected }),
+                Ok(id) => l.sent.push(Sent {
+                    id,
+                    text,
+                    expected,
+                    denied,
+                }),
                 // the desktop was killed during the send: maybe it kept it, maybe not
-                Err(_) => l.maybe.push((text, expected)),
+                Err(_) => l.maybe.push((text, expected, denied)),
             }
         }
         tokio::time::sleep(rng.millis(10, 200)).await;
         while ledger.lock().expect("ledger").unanswered() > max_backlog {
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Answers every exec approval the current desktop shows with "allow once" (a person clicking),
+/// until `stop`.
+async fn answerer(
+    mut current: watch::Receiver<Option<Arc<clawtray_client::RelayClient>>>,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let Some(client) = current.borrow_and_update().clone() else {
+            continue;
+        };
+        let due = ledger.lock().expect("ledger").to_answer();
+        for id in due {
+            if client
+                .decide(&id, ApprovalDecision::AllowOnce)
+                .await
+                .is_ok()
+            {
+                ledger
+                    .lock()
+                    .expect("ledger")
+                    .answered_at
+                    .insert(id, Instant::now());
+            }
         }
     }
 }
@@ -199,6 +255,9 @@ struct Summary {
     answered: usize,
     deltas: u64,
     notices: u64,
+    approvals: usize,
+    refused: usize,
+    denied: usize,
 }
 
 impl Summary {
@@ -209,6 +268,19 @@ impl Summary {
             answered: l.replies.len(),
             deltas: l.deltas,
             notices: l.notices,
+            approvals: l.approvals.len(),
+            refused: l.refused.len(),
+            denied: l
+                .sent
+                .iter()
+                .filter(|s| {
+                    s.denied.as_ref().is_some_and(|d| {
+                        l.replies
+                            .get(&s.id)
+                            .is_some_and(|r| r.iter().any(|t| t.starts_with(d)))
+                    })
+                })
+                .count(),
         }
     }
 }
@@ -239,7 +311,12 @@ async fn nothing_is_lost_or_doubled_under_chaos() {
         mode.seed, mode.messages, mode.min_faults
     );
     let hint = replay_hint(mode.seed, mode.messages);
-    let gateway = Gateway::start(clawtray_testkit::fake_model::start());
+    // exec on the gateway host, asking every time: some messages wait for an approval
+    let gateway = Gateway::start_asking_for_exec(clawtray_testkit::fake_model::start());
+    let exec_dir = tempfile::tempdir().expect("tempdir");
+    let token = format!("ran-{}", mode.seed);
+    let exec_file = exec_dir.path().join("token.txt");
+    std::fs::write(&exec_file, &token).expect("write the exec file");
     let relay = Relay::start(&[]).await;
     let agent_link = FaultyLink::start(relay.addr).await;
     let desktop_link = FaultyLink::start(relay.addr).await;
@@ -281,10 +358,17 @@ async fn nothing_is_lost_or_doubled_under_chaos() {
     };
 
     let started = Instant::now();
+    let answering_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answering = tokio::spawn(answerer(
+        watching.clone(),
+        ledger.clone(),
+        answering_stop.clone(),
+    ));
     let sending = tokio::spawn(sender(
         mode.messages,
         mode.max_backlog,
         mode.seed,
+        (exec_file.clone(), token.clone()),
         watching,
         ledger.clone(),
     ));
@@ -320,6 +404,8 @@ async fn nothing_is_lost_or_doubled_under_chaos() {
     }
     // a late second reply would show up now
     tokio::time::sleep(Duration::from_secs(3)).await;
+    answering_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = answering.await;
 
     let (v, l) = {
         let l = ledger.lock().expect("ledger");
@@ -348,6 +434,10 @@ async fn nothing_is_lost_or_doubled_under_chaos() {
     println!(
         "chaos: lost {}, doubled {}, damaged {}, out of order {}, strays {}, failed runs {}; {} notices shown",
         v.lost, v.doubled, v.damaged, v.out_of_order, v.strays, v.failed_runs, l.notices
+    );
+    println!(
+        "chaos: {} exec approvals asked, {} resolved once, {} lost, {} answered twice; {} answers refused by the agent (second copies after a desktop restart, the gateway away); {} exec messages denied because no approver was online as they started",
+        l.approvals, l.approvals - v.approvals_lost - v.approvals_doubled, v.approvals_lost, v.approvals_doubled, l.refused, l.denied
     );
     if !v.clean() {
         keep_evidence(&world, mode.seed);
