@@ -35,16 +35,15 @@ fn token_file() -> (tempfile::TempDir, std::path::PathBuf, String) {
     (dir, path, token)
 }
 
-/// Wait for the approval of a command containing `needle`.
-async fn approval_for(seen: &mut Seen, needle: &str) -> ApprovalRequest {
+/// Wait for the approval of exactly `command` (the tests tell theirs apart by trailing spaces).
+async fn approval_for(seen: &mut Seen, command: &str) -> ApprovalRequest {
     seen.until("the approval request", |s| {
-        s.approvals.iter().any(|a| a.command.contains(needle))
+        s.approvals.iter().any(|a| a.command == command)
     })
     .await;
     seen.approvals
         .iter()
-        .rev()
-        .find(|a| a.command.contains(needle))
+        .find(|a| a.command == command)
         .cloned()
         .unwrap()
 }
@@ -205,6 +204,47 @@ async fn approvals_reach_every_desktop_and_the_first_answer_decides() {
     let out = cli(cli_dirs.path(), &["pair", &pairing.code, "--relay", &base]).await;
     assert!(out.contains("paired with e2e-agent"), "{out}");
     pairing.finish().await;
+    // `clawtray-cli chat` prints a request that arrives during its reply (answered elsewhere)
+    let mut chat =
+        tokio::process::Command::new(clawtray_testkit::bins::workspace_bin("clawtray-cli"))
+            .arg("--data-dir")
+            .arg(cli_dirs.path().join("data"))
+            .arg("--config-dir")
+            .arg(cli_dirs.path().join("config"))
+            .args([
+                "chat",
+                &format!("from the terminal #id=ap2t# #exec={cmd}    #"),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run clawtray-cli chat");
+    let t = approval_for(&mut s.seen, &format!("{cmd}    ")).await;
+    second.decide(&t.id, ApprovalDecision::Deny).await.unwrap();
+    let done = tokio::time::timeout(WAIT, async {
+        let mut out = String::new();
+        let mut err = String::new();
+        let (mut o, mut e) = (chat.stdout.take().unwrap(), chat.stderr.take().unwrap());
+        let _ = tokio::join!(
+            tokio::io::AsyncReadExt::read_to_string(&mut o, &mut out),
+            tokio::io::AsyncReadExt::read_to_string(&mut e, &mut err)
+        );
+        (chat.wait().await.unwrap(), out, err)
+    })
+    .await
+    .expect("the terminal chat ends with the reply");
+    let (status, out, err) = done;
+    assert!(status.success(), "{status:?}\n{out}\n{err}");
+    assert!(
+        err.contains("the agent asks to run a command")
+            && err.contains(&t.id)
+            && err.contains(&format!("command: {cmd}")),
+        "the request is printed: {err}"
+    );
+    assert!(err.contains(&format!("[approval {}: deny]", t.id)), "{err}");
+    assert!(out.contains("ok ap2t: exec said: Exec denied"), "{out}");
+
     let text = format!("read it again #id=ap2# #exec={cmd} #");
     s.client.send(&text).await.unwrap();
     let needle = format!("{cmd} ");

@@ -95,6 +95,23 @@ mod tests {
     }
 
     #[test]
+    fn reply_notifications_are_on_unless_turned_off_and_older_files_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        // a file written before the setting existed: replies notify
+        std::fs::write(path(dir.path()), r#"{"hotkey":"Alt+F12"}"#).unwrap();
+        assert!(load(dir.path()).0.notify_replies);
+        std::fs::write(path(dir.path()), r#"{"notify_replies":false}"#).unwrap();
+        let (s, warning) = load(dir.path());
+        assert!(!s.notify_replies);
+        assert!(warning.is_none());
+        assert_eq!(
+            s.hotkey.as_deref(),
+            Some(DEFAULT_HOTKEY),
+            "the rest keeps its default"
+        );
+    }
+
+    #[test]
     fn a_broken_file_gives_the_defaults_and_says_why() {
         let dir = tempfile::tempdir().unwrap();
         for bad in [
