@@ -81,26 +81,29 @@ async fn cli(dir: &std::path::Path, args: &[&str]) -> String {
     stdout
 }
 
-/// Pair one more desktop with the agent of `s`.
-async fn second_desktop(s: &Setup) -> (RelayClient, Seen, tempfile::TempDir) {
-    let base = format!("ws://{}", s.relay.addr);
-    let pairing = Pairing::start(
-        agent_bin(),
-        &s.state.path().join("agent"),
-        &base,
-        "e2e-agent",
-    )
-    .await;
+/// Pair a desktop (the core, its pairing in memory) with the agent whose state is in
+/// `agent_state`, through the relay at `base`; returns it once it is online.
+async fn pair_desktop(
+    agent_state: &std::path::Path,
+    base: &str,
+) -> (RelayClient, Seen, tempfile::TempDir) {
+    let pairing = Pairing::start(agent_bin(), agent_state, base, "e2e-agent").await;
     let data = tempfile::tempdir().unwrap();
     let client = RelayClient::start(
         client_config(data.path()),
         Arc::new(MemorySessionStore::default()),
     );
     let mut seen = Seen::new(&client);
-    client.pair(&pairing.code, &base).await.unwrap();
+    client.pair(&pairing.code, base).await.unwrap();
     pairing.finish().await;
-    seen.until("the second desktop online", online).await;
+    seen.until("the desktop online", online).await;
     (client, seen, data)
+}
+
+/// Pair one more desktop with the agent of `s`.
+async fn second_desktop(s: &Setup) -> (RelayClient, Seen, tempfile::TempDir) {
+    let base = format!("ws://{}", s.relay.addr);
+    pair_desktop(&s.state.path().join("agent"), &base).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,16 +387,7 @@ async fn an_answer_to_an_expired_approval_gets_its_sentence() {
         "expiry",
         &["--approve-all-devices"],
     );
-    let pairing = Pairing::start(agent_bin(), &agent_state, &base, "e2e-agent").await;
-    let data = tempfile::tempdir().unwrap();
-    let client = RelayClient::start(
-        client_config(data.path()),
-        Arc::new(MemorySessionStore::default()),
-    );
-    let mut seen = Seen::new(&client);
-    client.pair(&pairing.code, &base).await.unwrap();
-    pairing.finish().await;
-    seen.until("online", online).await;
+    let (client, mut seen, _data) = pair_desktop(&agent_state, &base).await;
 
     // another operator device asks for an approval that lives 3 s
     let id_dir = tempfile::tempdir().unwrap();
