@@ -68,9 +68,10 @@ export class ApprovalCards {
     const card = this.cards.get(id);
     if (!card || !card.classList.contains("pending")) return;
     card.classList.replace("pending", "answered");
-    card.classList.add(decision ? decision : "expired");
+    card.classList.add(decision ? decision : by === "expiry" ? "expired" : "gone");
     card.querySelector(".answers")?.remove();
-    const how = decision ? DONE[decision] : "Expired — the command did not run";
+    // no decision: expired (the agent says `by: "expiry"`), or it ended while the agent was away
+    const how = decision ? DONE[decision] : by === "expiry" ? "Expired — the command did not run" : "No longer waiting (answered elsewhere, or expired, while your agent was away)";
     this.outcome(card, by && decision ? `${how} by ${by}` : how);
     this.prune();
   }

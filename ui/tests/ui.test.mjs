@@ -337,8 +337,14 @@ test("an approval card shows the command as text, answers with the allowed butto
   await page.keyboard.press("a");
   assert.deepEqual((await calls(page, "decide")).at(-1).args, { id: "ap-2", decision: "allow-once" });
   await emit(page, [{ kind: "chat", message: { type: "approvals", pending: [approval("ap-3", "make test")] } }]);
-  await page.waitForSelector('.approval.answered.expired[data-id="ap-2"]');
-  assert.match(await second.locator(".outcome").textContent(), /Expired/);
+  await page.waitForSelector('.approval.answered.gone[data-id="ap-2"]');
+  assert.match(await second.locator(".outcome").textContent(), /No longer waiting/, "gone from the agent's list: not claimed to have expired");
+  await emit(page, [
+    { kind: "chat", message: { type: "approval_requested", approval: approval("ap-4", "sleep 1") } },
+    { kind: "chat", message: { type: "approval_resolved", id: "ap-4", by: "expiry" } },
+  ]);
+  await page.waitForSelector('.approval.answered.expired[data-id="ap-4"]');
+  assert.match(await page.locator('.approval[data-id="ap-4"] .outcome').textContent(), /Expired — the command did not run/);
   await page.locator('.approval.pending[data-id="ap-3"]').waitFor();
   // a failed answer (the tray host is gone) says so and can be given again
   await page.evaluate(() => (window.__clawtray.answers.decide = { reject: { code: "HOST_LOST", message: "clawtray's tray host is not running" } }));

@@ -38,6 +38,16 @@ impl Approvals {
         Self::default()
     }
 
+    /// A book holding `pending` (what a previous run of the agent kept): announced to nobody
+    /// again until the gateway's list says what became of them.
+    #[must_use]
+    pub fn restore(pending: Vec<ApprovalRequest>) -> Self {
+        Self {
+            pending: pending.into_iter().map(|a| (a.id.clone(), a)).collect(),
+            ..Self::default()
+        }
+    }
+
     /// The approvals waiting, oldest first.
     #[must_use]
     pub fn pending(&self) -> Vec<ApprovalRequest> {
@@ -343,6 +353,24 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_restored_book_ends_what_was_answered_while_the_agent_was_down() {
+        // the agent answered, was killed before the gateway's `resolved` reached it, and the
+        // next one starts from what the last one kept
+        let mut b = Approvals::restore(vec![req("a", 100_000), req("b", 100_000)]);
+        let out = b.backfill(vec![req("b", 100_000)]);
+        assert_eq!(
+            out,
+            vec![ToDesktop::ApprovalResolved {
+                id: "a".into(),
+                decision: None,
+                by: None
+            }],
+            "a ended meanwhile; b still waits and is not announced twice"
+        );
+        assert_eq!(b.len(), 1);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! | `pairings.json` | per desktop: session id, relay URL, pinned desktop key, name, paired-at | no |
 //! | `outbox-<session>.db` | messages for that desktop until it acknowledges them, sealed | sealed |
 //! | `pending.sealed` | chat messages received but not yet accepted by the gateway, sealed | sealed |
+//! | `approvals.sealed` | the exec approvals waiting for a desktop's answer | sealed |
 //! | `agent.lock`, `key.lock` | one service per state dir; one process at a time creating or moving the key | no |
 //!
 //! "Sealed" is AES-256-GCM under a key derived from the static key ([`crate::at_rest`]).
@@ -32,6 +33,7 @@ const TOKENS_FILE: &str = "tokens.sealed";
 const KEY_LOCK_FILE: &str = "key.lock";
 const PAIRINGS_FILE: &str = "pairings.json";
 const PENDING_FILE: &str = "pending.sealed";
+const APPROVALS_FILE: &str = "approvals.sealed";
 const LOCK_FILE: &str = "agent.lock";
 /// The gateway identity file name.
 pub const GATEWAY_IDENTITY_FILE: &str = "gateway-identity.json";
@@ -334,17 +336,38 @@ impl StateDir {
 
     /// Persist chat messages not yet accepted by the gateway (sealed).
     pub fn save_pending<T: Serialize>(&self, pending: &T) -> Result<()> {
-        let key = self.sealing_key()?;
-        let plain = Zeroizing::new(
-            serde_json::to_vec(pending).map_err(encode_err("the pending messages"))?,
-        );
-        let sealed = at_rest::seal(&key, &plain)?;
-        files::write_private(&self.dir.join(PENDING_FILE), &sealed)
+        self.save_sealed(PENDING_FILE, "the pending messages", pending)
     }
 
     /// Load the sealed pending messages (empty if none; a damaged file is set aside).
     pub fn load_pending<T: for<'de> Deserialize<'de> + Default>(&self) -> Result<T> {
-        let path = self.dir.join(PENDING_FILE);
+        self.load_sealed(PENDING_FILE, "pending messages")
+    }
+
+    /// Persist the exec approvals waiting (sealed: commands can be private), so an agent
+    /// restarted while they wait can tell desktops about those that ended meanwhile.
+    pub fn save_approvals<T: Serialize>(&self, approvals: &T) -> Result<()> {
+        self.save_sealed(APPROVALS_FILE, "the waiting approvals", approvals)
+    }
+
+    /// Load the sealed waiting approvals (empty if none; a damaged file is set aside).
+    pub fn load_approvals<T: for<'de> Deserialize<'de> + Default>(&self) -> Result<T> {
+        self.load_sealed(APPROVALS_FILE, "waiting approvals")
+    }
+
+    fn save_sealed<T: Serialize>(&self, file: &str, what: &'static str, value: &T) -> Result<()> {
+        let key = self.sealing_key()?;
+        let plain = Zeroizing::new(serde_json::to_vec(value).map_err(encode_err(what))?);
+        let sealed = at_rest::seal(&key, &plain)?;
+        files::write_private(&self.dir.join(file), &sealed)
+    }
+
+    fn load_sealed<T: for<'de> Deserialize<'de> + Default>(
+        &self,
+        file: &str,
+        what: &str,
+    ) -> Result<T> {
+        let path = self.dir.join(file);
         let Some(bytes) = files::read_if_exists(&path)? else {
             return Ok(T::default());
         };
@@ -354,7 +377,7 @@ impl StateDir {
             Some(v) => Ok(v),
             None => {
                 let aside = files::set_aside(&path);
-                tracing::warn!("pending messages could not be read and were moved to {aside}");
+                tracing::warn!("{what} could not be read and were moved to {aside}");
                 Ok(T::default())
             }
         }

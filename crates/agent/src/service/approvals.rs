@@ -43,7 +43,15 @@ impl Hub {
             }
         };
         if let Some(m) = out {
+            self.save_approvals();
             self.to_all(vec![m]);
+        }
+    }
+
+    /// Keep the waiting approvals on disk (sealed), for the next run of the agent.
+    fn save_approvals(&self) {
+        if let Err(e) = self.state.save_approvals(&self.approvals.pending()) {
+            warn!("cannot persist the waiting approvals: {e}");
         }
     }
 
@@ -68,6 +76,7 @@ impl Hub {
                         waiting = self.approvals.len(),
                         "exec approvals backfilled from the gateway"
                     );
+                    self.save_approvals();
                 }
                 self.to_all(out);
             }
@@ -78,6 +87,9 @@ impl Hub {
     /// Approvals past their expiry end (the gateway denies them then).
     pub(super) fn expire_approvals(&mut self) {
         let out = self.approvals.expire(now_ms());
+        if !out.is_empty() {
+            self.save_approvals();
+        }
         self.to_all(out);
     }
 

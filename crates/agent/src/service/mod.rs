@@ -572,6 +572,8 @@ pub async fn run(
             "resuming desktop messages kept by the last run"
         );
     }
+    // approvals the last run held: the gateway's list (after connecting) says what became of them
+    let approvals_kept: Vec<ApprovalRequest> = cfg.state.load_approvals()?;
     let mut hub = Hub {
         state: cfg.state,
         gw,
@@ -585,7 +587,7 @@ pub async fn run(
         ping_interval: cfg.ping_interval,
         refused_retry: cfg.refused_retry,
         last_news: Instant::now(),
-        approvals: crate::approvals::Approvals::new(),
+        approvals: crate::approvals::Approvals::restore(approvals_kept),
     };
     hub.reconcile_links();
     info!(desktops = hub.links.len(), "clawtray-agent running");

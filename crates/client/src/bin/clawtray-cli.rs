@@ -372,7 +372,8 @@ async fn approve(
                         d.as_str(),
                         by.map(|b| format!(" (by {b})")).unwrap_or_default()
                     ),
-                    None => println!("{id}: expired"),
+                    None if by.as_deref() == Some("expiry") => println!("{id}: expired"),
+                    None => println!("{id}: no longer waiting"),
                 }
                 return Ok(ExitCode::SUCCESS);
             }
@@ -519,9 +520,13 @@ async fn stream_reply(
                     eprintln!("\n[the agent asks to run a command; answer from another terminal]");
                     print_approval(&approval);
                 }
-                ToDesktop::ApprovalResolved { id, decision, .. } => eprintln!(
+                ToDesktop::ApprovalResolved { id, decision, by } => eprintln!(
                     "[approval {id}: {}]",
-                    decision.map_or("expired", ApprovalDecision::as_str)
+                    match decision {
+                        Some(d) => d.as_str(),
+                        None if by.as_deref() == Some("expiry") => "expired",
+                        None => "no longer waiting",
+                    }
                 ),
                 _ => {}
             },
