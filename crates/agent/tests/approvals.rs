@@ -389,6 +389,11 @@ async fn an_answer_to_an_expired_approval_gets_its_sentence() {
     );
     let (client, mut seen, _data) = pair_desktop(&agent_state, &base).await;
 
+    // the agent must be at its gateway (the approver online) before the short approval starts
+    seen.until("the agent at its gateway", |x| {
+        x.statuses.last() == Some(&clawtray_proto::chat::GatewayStatus::Connected)
+    })
+    .await;
     // another operator device asks for an approval that lives 3 s
     let id_dir = tempfile::tempdir().unwrap();
     let (other, mut events) = GatewayClient::start(GatewayConfig {

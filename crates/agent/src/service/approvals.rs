@@ -82,6 +82,16 @@ impl Hub {
             }
             Err(error) => warn!(%error, "the gateway's waiting exec approvals could not be listed"),
         }
+        // answers given while the gateway was away: pass on those whose approval still waits
+        for (desktop, id, decision) in std::mem::take(&mut self.held_decisions) {
+            match self.approvals.refusal(&id) {
+                None => self.resolve_at_gateway(desktop, id, decision),
+                Some(message) => {
+                    self.approvals.decide_failed(&id);
+                    self.to_one(&desktop, ToDesktop::ApprovalRefused { id, message });
+                }
+            }
+        }
     }
 
     /// Approvals past their expiry end (the gateway denies them then).
@@ -98,20 +108,22 @@ impl Hub {
             info!(%id, "a desktop's approval answer was refused: {message}");
             hub.to_one(&desktop, ToDesktop::ApprovalRefused { id, message });
         };
-        if !self.gw.is_connected() {
-            refuse(
-                self,
-                id,
-                "the agent cannot reach its OpenClaw gateway right now; answer again once it is back"
-                    .into(),
-            );
-            return;
-        }
         if let Err(message) = self.approvals.decide(&desktop, &id, decision, now_ms()) {
             refuse(self, id, message);
             return;
         }
         info!(%id, decision = decision.as_str(), "a desktop answered an exec approval");
+        if !self.gw.is_connected() {
+            // held (as the answer on its way) until the gateway is back and its list says the
+            // approval still waits
+            info!(%id, "the gateway is away: the answer is held until it is back");
+            self.held_decisions.push((desktop, id, decision));
+            return;
+        }
+        self.resolve_at_gateway(desktop, id, decision);
+    }
+
+    fn resolve_at_gateway(&self, desktop: String, id: String, decision: ApprovalDecision) {
         let (gw, done) = (self.gw.clone(), self.done_tx.clone());
         tokio::spawn(async move {
             let result = gw.resolve_approval(&id, decision).await;

@@ -110,6 +110,8 @@ struct Hub {
     last_news: Instant,
     /// Exec approvals waiting for a desktop's answer.
     approvals: crate::approvals::Approvals,
+    /// Answers given while the gateway was away: (desktop, approval id, decision).
+    held_decisions: Vec<(String, String, clawtray_proto::chat::ApprovalDecision)>,
 }
 
 impl Hub {
@@ -588,6 +590,7 @@ pub async fn run(
         refused_retry: cfg.refused_retry,
         last_news: Instant::now(),
         approvals: crate::approvals::Approvals::restore(approvals_kept),
+        held_decisions: Vec::new(),
     };
     hub.reconcile_links();
     info!(desktops = hub.links.len(), "clawtray-agent running");

@@ -228,7 +228,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
                 println!("no approvals waiting");
             }
             for a in book.pending() {
-                print_approval(a);
+                println!("{}", describe_approval(a));
             }
             ExitCode::SUCCESS
         }
@@ -273,11 +273,12 @@ async fn approvals_now(client: &RelayClient, within: Duration) -> Result<Approva
 }
 
 /// One approval, for a terminal: the command exactly as it will run, then where and until when.
-fn print_approval(a: &ApprovalRequest) {
-    println!("approval {}", a.id);
-    println!("  command: {}", a.command);
+fn describe_approval(a: &ApprovalRequest) -> String {
+    let mut lines = Vec::new();
+    lines.push(format!("approval {}", a.id));
+    lines.push(format!("  command: {}", a.command));
     if let Some(cwd) = &a.cwd {
-        println!("  in:      {cwd}");
+        lines.push(format!("  in:      {cwd}"));
     }
     let mut whom = Vec::new();
     if let Some(h) = &a.host {
@@ -290,23 +291,24 @@ fn print_approval(a: &ApprovalRequest) {
         whom.push(format!("session {k}"));
     }
     if !whom.is_empty() {
-        println!("  for:     {}", whom.join(", "));
+        lines.push(format!("  for:     {}", whom.join(", ")));
     }
     if let Some(w) = &a.warning {
-        println!("  warning: {w}");
+        lines.push(format!("  warning: {w}"));
     }
     let left = a
         .expires_at_ms
         .saturating_sub(now_ms())
         .checked_div(1000)
         .unwrap_or(0);
-    println!("  expires: in {} min {} s", left / 60, left % 60);
+    lines.push(format!("  expires: in {} min {} s", left / 60, left % 60));
     let answers: Vec<&str> = a.allowed.iter().map(|d| d.as_str()).collect();
-    println!(
+    lines.push(format!(
         "  answer:  clawtray-cli approve {} {}",
         a.id,
         answers.join("|")
-    );
+    ));
+    lines.join("\n")
 }
 
 fn now_ms() -> u64 {
@@ -518,7 +520,8 @@ async fn stream_reply(
                 // the reply waits for a person's yes: say what and how to answer
                 ToDesktop::ApprovalRequested { approval } => {
                     eprintln!("\n[the agent asks to run a command; answer from another terminal]");
-                    print_approval(&approval);
+                    // on stderr: stdout carries the reply only
+                    eprintln!("{}", describe_approval(&approval));
                 }
                 ToDesktop::ApprovalResolved { id, decision, by } => eprintln!(
                     "[approval {id}: {}]",
