@@ -16,8 +16,17 @@ pub struct Sent {
     pub expected: String,
     /// An exec message: the command runs once allowed, or the gateway denies it when no
     /// approver was online as it started (an agent killed at that moment) — then the reply
-    /// starts with `denied`.
+    /// starts with this prefix and reports an "exec denied".
     pub denied: Option<String>,
+}
+
+impl Sent {
+    /// Whether `reply` is the gateway's denial of this exec message.
+    pub fn is_denial(&self, reply: &str) -> bool {
+        self.denied.as_ref().is_some_and(|prefix| {
+            reply.starts_with(prefix.as_str()) && reply.to_lowercase().contains("exec denied")
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -153,8 +162,7 @@ impl Ledger {
                         v.problems
                             .push(format!("doubled ×{}: {} ({})", texts.len(), s.id, s.text));
                     }
-                    let denied = |t: &String| s.denied.as_ref().is_some_and(|d| t.starts_with(d));
-                    if texts.iter().any(|t| *t != s.expected && !denied(t)) {
+                    if texts.iter().any(|t| *t != s.expected && !s.is_denial(t)) {
                         v.damaged += 1;
                         v.problems.push(format!(
                             "damaged: {} got {:?}, want {:?}",

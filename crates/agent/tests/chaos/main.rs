@@ -186,7 +186,7 @@ async fn sender(
         let (expected, denied) = if asks {
             (
                 reply_after_exec(Some(&tag), &token),
-                Some(reply_after_exec(Some(&tag), "Exec denied")),
+                Some(reply_after_exec(Some(&tag), "")),
             )
         } else {
             (reply_for(&text), None)
@@ -274,11 +274,9 @@ impl Summary {
                 .sent
                 .iter()
                 .filter(|s| {
-                    s.denied.as_ref().is_some_and(|d| {
-                        l.replies
-                            .get(&s.id)
-                            .is_some_and(|r| r.iter().any(|t| t.starts_with(d)))
-                    })
+                    l.replies
+                        .get(&s.id)
+                        .is_some_and(|r| r.iter().any(|t| s.is_denial(t)))
                 })
                 .count(),
         }
