@@ -90,7 +90,16 @@ export class ApprovalCards {
     for (const [id, card] of this.cards) {
       if (card.classList.contains("pending") && !ids.has(id)) this.resolve(id, undefined, undefined);
     }
-    for (const a of pending) this.add(a);
+    for (const a of pending) {
+      const card = this.cards.get(a.id);
+      if (card?.classList.contains("pending") && card.querySelector(".answers button:disabled")) {
+        // it still waits: an answer given before may have been lost with a restarted agent, so
+        // the person can give it again (the agent refuses a second copy with a sentence)
+        this.setBusy(card, false);
+        this.outcome(card, "Still waiting for an answer.");
+      }
+      this.add(a);
+    }
   }
 
   /** How many wait. */

@@ -346,6 +346,12 @@ test("an approval card shows the command as text, answers with the allowed butto
   await page.waitForSelector('.approval.answered.expired[data-id="ap-4"]');
   assert.match(await page.locator('.approval[data-id="ap-4"] .outcome').textContent(), /Expired — the command did not run/);
   await page.locator('.approval.pending[data-id="ap-3"]').waitFor();
+  // an answer on its way when the agent's list says the approval still waits: it can be given again
+  await page.click('.approval[data-id="ap-3"] button[data-decision="deny"]');
+  assert.equal(await page.locator('.approval[data-id="ap-3"] button:disabled').count(), 2);
+  await emit(page, [{ kind: "chat", message: { type: "approvals", pending: [approval("ap-3", "make test")] } }]);
+  await page.waitForFunction(() => document.querySelectorAll('.approval[data-id="ap-3"] button:disabled').length === 0);
+  assert.match(await page.locator('.approval[data-id="ap-3"] .outcome').textContent(), /Still waiting/);
   // a failed answer (the tray host is gone) says so and can be given again
   await page.evaluate(() => (window.__clawtray.answers.decide = { reject: { code: "HOST_LOST", message: "clawtray's tray host is not running" } }));
   await page.click('.approval[data-id="ap-3"] button[data-decision="allow-once"]');
