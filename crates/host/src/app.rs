@@ -302,6 +302,15 @@ async fn approvals_changed(
     notifier: Option<&DesktopNotifier>,
     tray: Option<&SniTray>,
 ) {
+    // every chat event passes here (each streamed delta too): only approval events do work
+    if !matches!(
+        message,
+        ToDesktop::ApprovalRequested { .. }
+            | ToDesktop::ApprovalResolved { .. }
+            | ToDesktop::Approvals { .. }
+    ) {
+        return;
+    }
     let before: Vec<String> = book.pending().iter().map(|a| a.id.clone()).collect();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
