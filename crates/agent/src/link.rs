@@ -44,6 +44,10 @@ type Ws = clawtray_transport::Ws;
 pub enum LinkCmd {
     /// Deliver this to the desktop (queued while it is away).
     Send(ToDesktop),
+    /// Answer once everything sent before is stored in the outbox (it is, by the time the link
+    /// reads this: `Send` persists before the next command is read). The hub forgets a finished
+    /// run only after every link answered, so a kill in between loses no reply.
+    Stored(tokio::sync::oneshot::Sender<()>),
     /// Tell the desktop the pairing ends (sealed); once it acknowledges, revoke the pairing at
     /// the relay and report [`HubEvent::PairingEnded`].
     Unpair,
@@ -187,6 +191,7 @@ impl Link {
                     cmd = self.rx.recv() => match cmd {
                         None | Some(LinkCmd::Stop) => return,
                         Some(LinkCmd::Send(m)) => { let _ = self.enqueue(m); }
+                        Some(LinkCmd::Stored(done)) => { let _ = done.send(()); }
                         Some(LinkCmd::Unpair) => { let _ = self.queue_unpair(); }
                     },
                 }
@@ -307,6 +312,7 @@ impl Link {
                             out.push(f);
                         }
                     }
+                    Some(LinkCmd::Stored(done)) => { let _ = done.send(()); }
                     Some(LinkCmd::Unpair) => {
                         for f in self.queue_unpair() {
                             out.push(f);

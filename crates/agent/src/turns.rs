@@ -1,9 +1,12 @@
 //! The agent's queue of desktop chat messages: one gateway run at a time, each followed to its
 //! end. A message is kept (the hub persists [`Turns::entries`]) from the moment it is delivered
-//! until its run has ended and the ending was handed to the desktops — not merely until the
-//! gateway accepted it — so an agent killed mid-run asks the gateway again after its restart
-//! (`chat.send` is idempotent by message id, `agent.wait` returns the run's outcome) instead of
-//! losing the reply.
+//! until its run has ended **and every desktop link has stored the ending in its outbox** — not
+//! merely until the gateway accepted it, nor the moment the ending passed through the hub — so an
+//! agent killed mid-run, or between a run's end and the write of its ending, asks the gateway
+//! again after its restart (`chat.send` is idempotent by message id, `agent.wait` returns the
+//! run's outcome) instead of losing the reply. A finished run whose ending is still on its way to
+//! the outboxes is *settling*: the next message may start, but the entry stays persisted until
+//! [`Turns::ending_stored`].
 //!
 //! One run at a time is what `queueMode: followup` would do inside the gateway anyway; doing it
 //! here keeps every run id equal to the desktop's message id (the gateway runs queued messages
@@ -46,6 +49,8 @@ pub struct Turns {
     queue: VecDeque<PendingSend>,
     head: Head,
     finished: VecDeque<String>,
+    /// Runs that ended here whose ending is not yet stored by every link, oldest first.
+    settling: Vec<PendingSend>,
 }
 
 impl Turns {
@@ -56,32 +61,45 @@ impl Turns {
             queue: persisted.into(),
             head: Head::Idle,
             finished: VecDeque::new(),
+            settling: Vec::new(),
         }
     }
 
-    /// What to persist.
+    /// What to persist: settling runs first (a restart asks the gateway for their outcome
+    /// again), then the queue in order. Finishing a run moves it from the head of the queue to
+    /// the end of the settling list, so the persisted list does not change until
+    /// [`Turns::ending_stored`].
     #[must_use]
     pub fn entries(&self) -> Vec<PendingSend> {
-        self.queue.iter().cloned().collect()
+        self.settling
+            .iter()
+            .chain(self.queue.iter())
+            .cloned()
+            .collect()
     }
 
-    /// Messages waiting (the head included).
+    /// Messages waiting (the head included; not the settling ones).
     #[must_use]
     pub fn len(&self) -> usize {
         self.queue.len()
     }
 
-    /// Whether nothing waits.
+    /// Whether nothing waits and nothing settles.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.is_empty() && self.settling.is_empty()
     }
 
     /// Queue a delivered message; false if it is already queued (delivered again after a
     /// restart). A message whose run already ended is queued again on purpose: the gateway
     /// dedupes it and `agent.wait` gives its outcome, which the desktop dedupes by run id.
     pub fn push(&mut self, desktop: &str, id: &str, text: &str) -> bool {
-        if self.queue.iter().any(|p| p.id == id) {
+        if self
+            .queue
+            .iter()
+            .chain(self.settling.iter())
+            .any(|p| p.id == id)
+        {
             return false;
         }
         self.queue.push_back(PendingSend {
@@ -122,11 +140,12 @@ impl Turns {
         }
     }
 
-    /// The gateway refused message `id` for good: drop it.
+    /// The gateway refused message `id` for good: it settles (its error on the way to the
+    /// desktops) and the next may go.
     pub fn refused(&mut self, id: &str) -> Option<PendingSend> {
         if self.queue.front().is_some_and(|p| p.id == id) {
             self.head = Head::Idle;
-            return self.queue.pop_front();
+            return self.settle_head();
         }
         None
     }
@@ -140,14 +159,29 @@ impl Turns {
         }
     }
 
-    /// Run `run_id` ended; returns its message if it was the head's (persist, tell desktops).
+    /// Run `run_id` ended; returns its message if it was the head's. It settles: tell the
+    /// desktops, then call [`Turns::ending_stored`] once every link has stored the ending.
     pub fn finish(&mut self, run_id: &str) -> Option<PendingSend> {
         if self.running() != Some(run_id) {
             return None;
         }
         self.head = Head::Idle;
         self.remember_finished(run_id);
-        self.queue.pop_front()
+        self.settle_head()
+    }
+
+    fn settle_head(&mut self) -> Option<PendingSend> {
+        let p = self.queue.pop_front()?;
+        self.settling.push(p.clone());
+        Some(p)
+    }
+
+    /// Every link stored the ending of message `id`: forget it (then persist). False if it was
+    /// not settling.
+    pub fn ending_stored(&mut self, id: &str) -> bool {
+        let before = self.settling.len();
+        self.settling.retain(|p| p.id != id);
+        self.settling.len() != before
     }
 
     /// Whether `run_id` already ended here (a second ending is a duplicate).
@@ -156,14 +190,15 @@ impl Turns {
         self.finished.iter().any(|r| r == run_id)
     }
 
-    /// The gateway connection is gone: a run in progress died with it (returns its id; the
-    /// message is dropped — it was answered with an error), a send in progress is retried.
-    pub fn gateway_lost(&mut self) -> Option<String> {
+    /// The gateway connection is gone: a run in progress died with it (returns its run id and
+    /// message id; the message settles — it is answered with an error), a send in progress is
+    /// retried.
+    pub fn gateway_lost(&mut self) -> Option<(String, String)> {
         match std::mem::replace(&mut self.head, Head::Idle) {
             Head::Running(run) => {
                 self.remember_finished(&run);
-                self.queue.pop_front();
-                Some(run)
+                let p = self.settle_head()?;
+                Some((run, p.id))
             }
             Head::Sending | Head::Idle => None,
         }
@@ -221,9 +256,11 @@ mod tests {
             "and again after a failed send"
         );
         assert!(t.sent("a", "a"));
-        assert_eq!(t.gateway_lost().as_deref(), Some("a"));
-        assert!(t.is_empty());
+        assert_eq!(t.gateway_lost(), Some(("a".into(), "a".into())));
+        assert_eq!(t.len(), 0);
         assert!(t.is_finished("a"));
+        assert!(t.ending_stored("a"));
+        assert!(t.is_empty());
     }
 
     #[test]
@@ -234,6 +271,46 @@ mod tests {
         t.next_to_send();
         assert_eq!(t.refused("a").unwrap().id, "a");
         assert_eq!(t.next_to_send().unwrap().id, "b");
+        assert_eq!(t.entries().len(), 2, "a is kept until its error is stored");
+        t.ending_stored("a");
         assert_eq!(t.entries().len(), 1);
+    }
+
+    /// The --long chaos run at 9287920 lost two replies: the run's ending passed the hub, the
+    /// pending list was saved without the message, and the agent was killed before the link had
+    /// written the ending to the desktop's outbox. A finished run stays persisted until every
+    /// link has stored its ending.
+    #[test]
+    fn a_finished_run_stays_persisted_until_its_ending_is_stored() {
+        let mut t = Turns::new(Vec::new());
+        t.push("d", "a", "first");
+        t.push("d", "b", "second");
+        t.next_to_send();
+        t.sent("a", "a");
+        let before = t.entries();
+        assert_eq!(t.finish("a").unwrap().id, "a");
+        assert_eq!(
+            t.entries(),
+            before,
+            "finishing a run changes nothing persisted"
+        );
+        assert!(
+            !t.push("d", "a", "first"),
+            "a settling message is kept once"
+        );
+        assert_eq!(t.next_to_send().unwrap().id, "b", "the next message may go");
+        t.sent("b", "b");
+        t.finish("b");
+        assert!(t.ending_stored("b"), "endings may be stored out of order");
+        assert_eq!(
+            t.entries()
+                .iter()
+                .map(|p| p.id.as_str())
+                .collect::<Vec<_>>(),
+            ["a"]
+        );
+        assert!(t.ending_stored("a"));
+        assert!(!t.ending_stored("a"));
+        assert!(t.is_empty());
     }
 }

@@ -4,7 +4,8 @@
 //! and fans the bridged gateway stream out to every desktop (one conversation, several screens).
 //!
 //! A chat message is kept (sealed, in `pending.sealed`) from the moment it is delivered until its
-//! run has ended (see [`crate::turns`]), so a dead gateway or an agent restart loses nothing:
+//! run has ended and every link has stored the ending in its outbox (see [`crate::turns`] and
+//! [`Hub::settle`]), so a dead gateway or an agent restart loses nothing:
 //! after a restart the agent sends it again (the gateway dedupes by idempotency key) and asks
 //! `agent.wait` for the outcome of a run that ended while nobody listened.
 //!
@@ -77,6 +78,10 @@ enum Done {
     },
     /// Try the head of the queue again (after a failed send).
     Retry,
+    /// Every link stored the ending of message `id` in its outbox: forget the message.
+    EndingStored {
+        id: String,
+    },
     /// `exec.approval.list` answered (after a gateway (re)connection).
     ApprovalsListed(Result<Vec<ApprovalRequest>, GatewayError>),
     /// `exec.approval.resolve` answered a desktop's decision.
@@ -128,14 +133,14 @@ impl Hub {
             GatewayEvent::Disconnected { reason } => {
                 let why = format!("the agent lost its gateway ({reason})");
                 let mut out = self.bridge.reset(&why);
-                if let Some(run) = self.turns.gateway_lost() {
+                let lost = self.turns.gateway_lost();
+                if let Some((run, _)) = &lost {
                     if !out.iter().any(|m| m.ended_run() == Some(run.as_str())) {
                         out.push(ToDesktop::ChatError {
-                            run_id: Some(run),
+                            run_id: Some(run.clone()),
                             message: format!("the reply was interrupted: {why}"),
                         });
                     }
-                    self.save_pending();
                     self.set_running();
                 }
                 out.push(ToDesktop::AgentStatus {
@@ -143,6 +148,9 @@ impl Hub {
                 });
                 // the run's ending is already remembered: pass everything as is
                 self.to_all(out);
+                if let Some((_, id)) = lost {
+                    self.settle(id);
+                }
             }
             GatewayEvent::Event { name, payload } if approvals::is_approval_event(&name) => {
                 self.on_approval_event(&name, &payload);
@@ -169,6 +177,36 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// Once every link has stored what was sent to it so far (the ending of message `id`),
+    /// report [`Done::EndingStored`]. A link that is gone or stops answers as stored: nothing
+    /// more can reach it.
+    fn settle(&self, id: String) {
+        let waits: Vec<_> = self
+            .links
+            .values()
+            .map(|tx| {
+                let (stored, wait) = tokio::sync::oneshot::channel();
+                if let Err(mpsc::error::TrySendError::Full(cmd)) =
+                    tx.try_send(LinkCmd::Stored(stored))
+                {
+                    // a barrier may come late, never early: wait for room
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(cmd).await;
+                    });
+                }
+                wait
+            })
+            .collect();
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            for w in waits {
+                let _ = w.await;
+            }
+            let _ = done.send(Done::EndingStored { id }).await;
+        });
     }
 
     fn to_one(&self, desktop: &str, m: ToDesktop) {
@@ -207,21 +245,23 @@ impl Hub {
     /// dropping a second ending of a run that already ended here.
     fn forward(&mut self, out: Vec<ToDesktop>) {
         let mut pass = Vec::with_capacity(out.len());
-        let mut finished = false;
+        let mut finished = Vec::new();
         for m in out {
             if let Some(run) = m.ended_run() {
                 if self.turns.is_finished(run) {
                     debug!(run_id = %run, "a second ending of a run was dropped");
                     continue;
                 }
-                finished |= self.turns.finish(run).is_some();
+                finished.extend(self.turns.finish(run).map(|p| p.id));
                 debug!(run_id = %run, "a run ended (live event)");
             }
             pass.push(m);
         }
         self.to_all(pass);
-        if finished {
-            self.save_pending();
+        if !finished.is_empty() {
+            for id in finished {
+                self.settle(id);
+            }
             self.set_running();
             self.drive();
         }
@@ -496,12 +536,17 @@ impl Hub {
                 }
             }
             Done::Ended { run_id, msg } => {
-                if self.turns.finish(&run_id).is_some() {
-                    self.save_pending();
+                if let Some(p) = self.turns.finish(&run_id) {
                     self.set_running();
                     info!(%run_id, "a run ended while the agent was not listening; its outcome came from agent.wait");
                     self.to_all(vec![msg]);
+                    self.settle(p.id);
                     self.drive();
+                }
+            }
+            Done::EndingStored { id } => {
+                if self.turns.ending_stored(&id) {
+                    self.save_pending();
                 }
             }
             Done::SendFailed { desktop, id, error } => {
@@ -525,9 +570,7 @@ impl Hub {
                     });
                 } else {
                     warn!(%error, "the gateway refused a desktop's message; it was dropped and the desktop told");
-                    self.turns.refused(&id);
-                    self.save_pending();
-                    self.drive();
+                    let refused = self.turns.refused(&id);
                     self.to_one(
                         &desktop,
                         // run ids are message ids here: this ends the message's turn
@@ -536,6 +579,10 @@ impl Hub {
                             message: format!("the gateway refused the message: {error}"),
                         },
                     );
+                    if let Some(p) = refused {
+                        self.settle(p.id);
+                    }
+                    self.drive();
                 }
             }
             Done::Reply { desktop, msg } => self.to_one(&desktop, msg),
