@@ -13,6 +13,7 @@ const COMMANDS: &[&str] = &[
     "take_pair_link",
     "decide",
     "approvals",
+    "sessions",
 ];
 
 fn main() {

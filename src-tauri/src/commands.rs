@@ -25,21 +25,52 @@ pub async fn pair(
     core.host.call_as(Call::Pair { code, relay }).await
 }
 
+/// Send a message to the agent's session `session` (absent: its default one).
 #[tauri::command]
-pub async fn send(core: State<'_, Core>, text: String) -> Result<Sent, CallError> {
+pub async fn send(
+    core: State<'_, Core>,
+    text: String,
+    session: Option<String>,
+) -> Result<Sent, CallError> {
     // the key makes a call resent after a lost host connection return the same message
     let key = uuid::Uuid::new_v4().to_string();
-    core.host.call_as(Call::Send { text, key }).await
+    core.host.call_as(Call::Send { session, text, key }).await
 }
 
 #[tauri::command]
-pub async fn abort(core: State<'_, Core>, run_id: String) -> Result<(), CallError> {
-    core.host.call(Call::Abort { run_id }).await.map(drop)
+pub async fn abort(
+    core: State<'_, Core>,
+    run_id: String,
+    session: Option<String>,
+) -> Result<(), CallError> {
+    core.host
+        .call(Call::Abort { session, run_id })
+        .await
+        .map(drop)
 }
 
+/// Ask for a session's latest `limit` messages, or (with `before`) the page before one shown.
 #[tauri::command]
-pub async fn history(core: State<'_, Core>, limit: u32) -> Result<(), CallError> {
-    core.host.call(Call::History { limit }).await.map(drop)
+pub async fn history(
+    core: State<'_, Core>,
+    limit: u32,
+    before: Option<String>,
+    session: Option<String>,
+) -> Result<(), CallError> {
+    core.host
+        .call(Call::History {
+            before,
+            session,
+            limit,
+        })
+        .await
+        .map(drop)
+}
+
+/// Ask for the agent's sessions (answered with a `sessions` chat event).
+#[tauri::command]
+pub async fn sessions(core: State<'_, Core>) -> Result<(), CallError> {
+    core.host.call(Call::Sessions).await.map(drop::<Value>)
 }
 
 #[tauri::command]

@@ -67,6 +67,7 @@ pub fn run() {
             commands::reconnect,
             commands::decide,
             commands::approvals,
+            commands::sessions,
             commands::take_pair_link
         ])
         .build(tauri::generate_context!("../tauri.conf.json"));

@@ -51,6 +51,13 @@ fn is_queue_marker(e: &ChatEvent) -> bool {
     e.state == Some(ChatState::Final) && e.message.is_none() && e.stop_reason.is_none()
 }
 
+/// The short form of a session key: the gateway's `agent:main:<key>` (the main agent's sessions)
+/// is `<key>`, which is also what `chat.send` takes. Keys of other agents stay whole.
+#[must_use]
+pub fn canonical_session(key: &str) -> &str {
+    key.strip_prefix("agent:main:").unwrap_or(key)
+}
+
 /// Map a `chat.history` answer to the simple list desktops get.
 #[must_use]
 pub fn history_messages(answer: &HistoryAnswer) -> Vec<HistoryMessage> {
@@ -59,6 +66,7 @@ pub fn history_messages(answer: &HistoryAnswer) -> Vec<HistoryMessage> {
         .iter()
         .filter_map(|m| {
             Some(HistoryMessage {
+                id: m.openclaw.as_ref().and_then(|o| o.id.clone()),
                 role: m.role.clone()?,
                 text: m.text()?,
                 timestamp: m.timestamp.as_ref().and_then(serde_json::Number::as_i64),
@@ -89,9 +97,7 @@ impl Bridge {
     /// Whether an event's `sessionKey` (`main` comes back as `agent:main:main`) is ours.
     #[must_use]
     pub fn is_ours(&self, key: Option<&str>) -> bool {
-        key.is_some_and(|k| {
-            k == self.session_key || k.rsplit(':').next() == Some(self.session_key.as_str())
-        })
+        key.is_some_and(|k| canonical_session(k) == canonical_session(&self.session_key))
     }
 
     /// Runs still streaming.
@@ -103,7 +109,7 @@ impl Bridge {
     fn set_typing(&mut self, on: bool, out: &mut Vec<ToDesktop>) {
         if self.typing != on {
             self.typing = on;
-            out.push(ToDesktop::ChatTyping { on });
+            out.push(ToDesktop::ChatTyping { session: None, on });
         }
     }
 
@@ -187,12 +193,14 @@ impl Bridge {
                 match increment {
                     Some("") => {}
                     Some(inc) => out.push(ToDesktop::ChatDelta {
+                        session: None,
                         run_id,
                         seq: out_seq,
                         text: inc.to_owned(),
                         replace: false,
                     }),
                     None => out.push(ToDesktop::ChatDelta {
+                        session: None,
                         run_id,
                         seq: out_seq,
                         text: target.clone(),
@@ -216,7 +224,11 @@ impl Bridge {
                     .as_ref()
                     .and_then(|m| m.text())
                     .unwrap_or(run.forwarded);
-                out.push(ToDesktop::ChatReply { run_id, text });
+                out.push(ToDesktop::ChatReply {
+                    session: None,
+                    run_id,
+                    text,
+                });
                 if self.runs.is_empty() {
                     self.set_typing(false, &mut out);
                 }
@@ -225,7 +237,10 @@ impl Bridge {
                 self.aliases.remove(&gateway_run);
                 self.queued.retain(|q| q != &run_id);
                 self.runs.remove(&run_id);
-                out.push(ToDesktop::ChatAborted { run_id });
+                out.push(ToDesktop::ChatAborted {
+                    session: None,
+                    run_id,
+                });
                 if self.runs.is_empty() {
                     self.set_typing(false, &mut out);
                 }
@@ -243,6 +258,7 @@ impl Bridge {
                     None => message.to_owned(),
                 };
                 out.push(ToDesktop::ChatError {
+                    session: None,
                     run_id: Some(run_id),
                     message,
                 });
@@ -265,6 +281,7 @@ impl Bridge {
             .map(|(run_id, _)| run_id)
             .chain(queued)
             .map(|run_id| ToDesktop::ChatError {
+                session: None,
                 run_id: Some(run_id),
                 message: format!("the reply was interrupted: {why}"),
             })
@@ -338,9 +355,21 @@ mod tests {
         out.extend(feed(&mut b, "chat", &delta(8, " w2", "ok: w1 w2")));
         out.extend(feed(&mut b, "chat", &json!({"runId":"r","seq":15,"sessionKey":"agent:main:main","state":"final","message":{"content":[{"text":"ok: w1 w2","type":"text"}],"role":"assistant"}})));
         out.extend(feed(&mut b, "agent", &json!({"runId":"r","seq":16,"sessionKey":"agent:main:main","stream":"lifecycle","data":{"phase":"end"}})));
-        assert_eq!(out.first(), Some(&ToDesktop::ChatTyping { on: true }));
+        assert_eq!(
+            out.first(),
+            Some(&ToDesktop::ChatTyping {
+                session: None,
+                on: true
+            })
+        );
         assert_eq!(texts(&out), vec!["=ok:", " w1", " w2", "final:ok: w1 w2"]);
-        assert_eq!(out.last(), Some(&ToDesktop::ChatTyping { on: false }));
+        assert_eq!(
+            out.last(),
+            Some(&ToDesktop::ChatTyping {
+                session: None,
+                on: false
+            })
+        );
         let seqs: Vec<u64> = out
             .iter()
             .filter_map(|m| {
@@ -383,6 +412,7 @@ mod tests {
         assert_eq!(
             out,
             vec![ToDesktop::ChatDelta {
+                session: None,
                 run_id: "r".into(),
                 seq: 40,
                 text: "ok: w1 w2 w3 w4 w5 w6 w7".into(),
@@ -424,6 +454,7 @@ mod tests {
             &json!({"runId":"busy","seq":6,"sessionKey":"agent:main:main","state":"final","stopReason":"stop","message":{"content":[{"text":"x!","type":"text"}]}}),
         );
         assert!(out.contains(&ToDesktop::ChatReply {
+            session: None,
             run_id: "busy".into(),
             text: "x!".into()
         }));
@@ -450,6 +481,7 @@ mod tests {
         out.extend(feed(&mut b, "chat", &json!({"runId":"new","seq":14,"sessionKey":"agent:main:main","state":"final","stopReason":"stop","message":{"content":[{"text":"ok!","type":"text"}]}})));
         assert!(
             out.contains(&ToDesktop::ChatDelta {
+                session: None,
                 run_id: "ours".into(),
                 seq: 12,
                 text: "ok".into(),
@@ -459,6 +491,7 @@ mod tests {
         );
         assert!(
             out.contains(&ToDesktop::ChatReply {
+                session: None,
                 run_id: "ours".into(),
                 text: "ok!".into()
             }),
@@ -507,8 +540,14 @@ mod tests {
             "chat",
             &json!({"runId":"r","seq":2,"sessionKey":"agent:main:main","state":"aborted"}),
         );
-        assert!(out.contains(&ToDesktop::ChatAborted { run_id: "r".into() }));
-        assert!(out.contains(&ToDesktop::ChatTyping { on: false }));
+        assert!(out.contains(&ToDesktop::ChatAborted {
+            session: None,
+            run_id: "r".into()
+        }));
+        assert!(out.contains(&ToDesktop::ChatTyping {
+            session: None,
+            on: false
+        }));
         feed(
             &mut b,
             "chat",
@@ -522,6 +561,7 @@ mod tests {
         assert_eq!(
             out[0],
             ToDesktop::ChatError {
+                session: None,
                 run_id: Some("e".into()),
                 message: "model failed (provider)".into()
             }
@@ -534,9 +574,15 @@ mod tests {
         feed(&mut b, "chat", &delta(1, "z", "z"));
         let out = b.reset("the gateway restarted");
         assert!(
-            matches!(&out[0], ToDesktop::ChatError { run_id: Some(r), message } if r == "r" && message.contains("restarted"))
+            matches!(&out[0], ToDesktop::ChatError { run_id: Some(r), message, .. } if r == "r" && message.contains("restarted"))
         );
-        assert_eq!(out.last(), Some(&ToDesktop::ChatTyping { on: false }));
+        assert_eq!(
+            out.last(),
+            Some(&ToDesktop::ChatTyping {
+                session: None,
+                on: false
+            })
+        );
         assert_eq!(b.runs_in_flight(), 0);
     }
 
@@ -555,11 +601,13 @@ mod tests {
             h,
             vec![
                 HistoryMessage {
+                    id: None,
                     role: "user".into(),
                     text: "hi".into(),
                     timestamp: Some(5)
                 },
                 HistoryMessage {
+                    id: None,
                     role: "assistant".into(),
                     text: "hello!".into(),
                     timestamp: None

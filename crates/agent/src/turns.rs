@@ -30,6 +30,9 @@ pub struct PendingSend {
     /// The gateway accepted it once (its run may have ended while the agent was down).
     #[serde(default)]
     pub started: bool,
+    /// The gateway session it goes to (`None`: the agent's default session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// Where the message at the head of the queue is.
@@ -46,6 +49,8 @@ enum Head {
 /// The queue.
 #[derive(Debug)]
 pub struct Turns {
+    /// The session these messages go to (`None`: the default one), recorded in each entry.
+    session: Option<String>,
     queue: VecDeque<PendingSend>,
     head: Head,
     finished: VecDeque<String>,
@@ -54,10 +59,17 @@ pub struct Turns {
 }
 
 impl Turns {
-    /// Resume with what a previous process persisted.
+    /// Resume with what a previous process persisted (for the default session).
     #[must_use]
     pub fn new(persisted: Vec<PendingSend>) -> Self {
+        Self::for_session(None, persisted)
+    }
+
+    /// Resume session `session`'s queue with what a previous process persisted for it.
+    #[must_use]
+    pub fn for_session(session: Option<String>, persisted: Vec<PendingSend>) -> Self {
         Self {
+            session,
             queue: persisted.into(),
             head: Head::Idle,
             finished: VecDeque::new(),
@@ -107,6 +119,7 @@ impl Turns {
             id: id.to_owned(),
             text: text.to_owned(),
             started: false,
+            session: self.session.clone(),
         });
         true
     }
@@ -243,6 +256,7 @@ mod tests {
             id: "a".into(),
             text: "x".into(),
             started: true,
+            session: None,
         }]);
         assert_eq!(
             t.next_to_send().unwrap().id,

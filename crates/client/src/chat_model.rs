@@ -88,9 +88,12 @@ pub enum Change {
     Gateway(GatewayStatus),
 }
 
-/// The conversation.
+/// One conversation (one gateway session: the default one unless made with
+/// [`Conversation::of`]); chat messages of other sessions leave it unchanged.
 #[derive(Debug, Clone, Default)]
 pub struct Conversation {
+    /// The session shown (`None`: the agent's default session).
+    session: Option<String>,
     entries: Vec<Entry>,
     by_id: HashMap<String, usize>,
     typing: bool,
@@ -98,6 +101,15 @@ pub struct Conversation {
 }
 
 impl Conversation {
+    /// The conversation of gateway session `session`.
+    #[must_use]
+    pub fn of(session: &str) -> Self {
+        Self {
+            session: Some(session.to_owned()),
+            ..Self::default()
+        }
+    }
+
     /// All entries, oldest first.
     #[must_use]
     pub fn entries(&self) -> &[Entry] {
@@ -169,8 +181,12 @@ impl Conversation {
 
     /// Apply one message from the agent.
     pub fn apply(&mut self, msg: &ToDesktop) -> Change {
+        if msg.session() != self.session.as_deref() && !matches!(msg, ToDesktop::AgentStatus { .. })
+        {
+            return Change::Nothing;
+        }
         match msg {
-            ToDesktop::ChatAck { id, run_id } => {
+            ToDesktop::ChatAck { id, run_id, .. } => {
                 if let Some(&i) = self.by_id.get(id) {
                     let e = &mut self.entries[i];
                     e.run_id = Some(run_id.clone());
@@ -186,7 +202,7 @@ impl Conversation {
                 seq,
                 text,
                 replace,
-            } => {
+.. } => {
                 let i = self.assistant_index(run_id);
                 let e = &mut self.entries[i];
                 if !e.streaming || e.last_seq.is_some_and(|last| *seq <= last) {
@@ -203,7 +219,7 @@ impl Conversation {
                     text: text.clone(),
                 }
             }
-            ToDesktop::ChatReply { run_id, text } => {
+            ToDesktop::ChatReply { run_id, text, .. } => {
                 let i = self.assistant_index(run_id);
                 let e = &mut self.entries[i];
                 e.text.clone_from(text);
@@ -211,7 +227,7 @@ impl Conversation {
                 self.mark_answered(run_id);
                 Change::Entry(i)
             }
-            ToDesktop::ChatAborted { run_id } => {
+            ToDesktop::ChatAborted { run_id, .. } => {
                 let i = self.assistant_index(run_id);
                 self.entries[i].streaming = false;
                 self.entries[i].aborted = true;
@@ -221,7 +237,7 @@ impl Conversation {
             ToDesktop::ChatError {
                 run_id: Some(run_id),
                 message,
-            } => {
+.. } => {
                 let i = self.assistant_index(run_id);
                 self.entries[i].streaming = false;
                 self.entries[i].error = Some(message.clone());
@@ -230,7 +246,7 @@ impl Conversation {
             ToDesktop::ChatError {
                 run_id: None,
                 message,
-            } => {
+.. } => {
                 let id = format!("notice-{}", self.entries.len());
                 let mut e = Entry::assistant(id);
                 e.author = Author::System;
@@ -239,7 +255,7 @@ impl Conversation {
                 e.error = Some(message.clone());
                 Change::Entry(self.push(e))
             }
-            ToDesktop::ChatTyping { on } => {
+            ToDesktop::ChatTyping { on, .. } => {
                 self.typing = *on;
                 Change::Typing(*on)
             }
@@ -254,7 +270,7 @@ impl Conversation {
                 }
                 Change::Gateway(*gateway)
             }
-            ToDesktop::History { messages } => {
+            ToDesktop::History { messages, .. } => {
                 self.load_history(messages);
                 Change::All
             }
@@ -264,7 +280,9 @@ impl Conversation {
             ToDesktop::ApprovalRequested { .. }
             | ToDesktop::ApprovalResolved { .. }
             | ToDesktop::ApprovalRefused { .. }
-            | ToDesktop::Approvals { .. } => Change::Nothing,
+            | ToDesktop::Approvals { .. }
+            // the session list is the window's, not a conversation's
+            | ToDesktop::Sessions { .. } => Change::Nothing,
         }
     }
 
@@ -308,6 +326,7 @@ mod tests {
 
     fn delta(run: &str, seq: u64, text: &str) -> ToDesktop {
         ToDesktop::ChatDelta {
+            session: None,
             run_id: run.into(),
             seq,
             text: text.into(),
@@ -320,6 +339,7 @@ mod tests {
         let mut c = Conversation::default();
         c.sent("m1", "hi", MessageState::Sent);
         c.apply(&ToDesktop::ChatAck {
+            session: None,
             id: "m1".into(),
             run_id: "r1".into(),
         });
@@ -344,6 +364,7 @@ mod tests {
         );
         assert_eq!(c.entries()[1].text, "Hello");
         let replaced = ToDesktop::ChatDelta {
+            session: None,
             run_id: "r1".into(),
             seq: 4,
             text: "Hi".into(),
@@ -355,6 +376,7 @@ mod tests {
         assert_eq!(c.entries()[1].text, "Hillo");
         assert_eq!(c.running().collect::<Vec<_>>(), vec!["r1"]);
         c.apply(&ToDesktop::ChatReply {
+            session: None,
             run_id: "r1".into(),
             text: "Hello!".into(),
         });
@@ -375,15 +397,18 @@ mod tests {
         c.message_state("m1", MessageState::Delivered);
         assert_eq!(c.message_state("m1", MessageState::Sent), Change::Nothing);
         c.apply(&ToDesktop::ChatAck {
+            session: None,
             id: "m1".into(),
             run_id: "r1".into(),
         });
         c.apply(&ToDesktop::ChatAborted {
+            session: None,
             run_id: "r1".into(),
         });
         assert!(c.entries()[1].aborted && !c.entries()[1].streaming);
         c.apply(&delta("r2", 1, "x"));
         c.apply(&ToDesktop::ChatError {
+            session: None,
             run_id: Some("r2".into()),
             message: "model failed".into(),
         });
@@ -394,7 +419,10 @@ mod tests {
     #[test]
     fn a_gateway_drop_never_leaves_a_reply_spinning() {
         let mut c = Conversation::default();
-        c.apply(&ToDesktop::ChatTyping { on: true });
+        c.apply(&ToDesktop::ChatTyping {
+            session: None,
+            on: true,
+        });
         c.apply(&delta("r1", 1, "x"));
         c.apply(&ToDesktop::AgentStatus {
             gateway: GatewayStatus::Disconnected,
@@ -409,13 +437,18 @@ mod tests {
         c.sent("old", "old", MessageState::Answered);
         c.sent("q", "queued one", MessageState::Queued);
         c.apply(&ToDesktop::History {
+            before: None,
+            older: None,
+            session: None,
             messages: vec![
                 HistoryMessage {
+                    id: None,
                     role: "user".into(),
                     text: "hello".into(),
                     timestamp: None,
                 },
                 HistoryMessage {
+                    id: None,
                     role: "assistant".into(),
                     text: "hi there".into(),
                     timestamp: Some(1),

@@ -40,6 +40,8 @@ pub enum ClientError {
     Storage(String),
     #[error("a message id must be 1 to 64 letters, digits, '-' or '_' (got {0} bytes)")]
     BadMessageId(usize),
+    #[error("a session name must be 1 to 128 printable characters without spaces")]
+    BadSessionKey,
     #[error("the client has stopped")]
     Stopped,
 }

@@ -77,38 +77,52 @@ fn main() {
             session: None,
         },
         ToAgent::ChatAbort {
+            session: None,
             run_id: "r1".into(),
         },
         ToAgent::ChatHistory {
+            session: None,
             limit: 20,
             before: None,
         },
     ];
     let to_desktop = [
         ToDesktop::ChatAck {
+            session: None,
             id: "m1".into(),
             run_id: "r1".into(),
         },
         ToDesktop::ChatDelta {
+            session: None,
             run_id: "r1".into(),
             seq: 1,
             text: "he".into(),
             replace: false,
         },
         ToDesktop::ChatReply {
+            session: None,
             run_id: "r1".into(),
             text: "hello".into(),
         },
-        ToDesktop::ChatTyping { on: true },
+        ToDesktop::ChatTyping {
+            session: None,
+            on: true,
+        },
         ToDesktop::ChatAborted {
+            session: None,
             run_id: "r1".into(),
         },
         ToDesktop::ChatError {
+            session: None,
             run_id: None,
             message: "down".into(),
         },
         ToDesktop::History {
+            before: None,
+            older: None,
+            session: None,
             messages: vec![HistoryMessage {
+                id: None,
                 role: "user".into(),
                 text: "x".into(),
                 timestamp: Some(1),

@@ -22,15 +22,24 @@ pub enum ToAgent {
     ChatAbort {
         /// The run to stop.
         run_id: String,
+        /// The gateway session (conversation); absent: the agent's default one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
     },
-    /// Ask for the conversation so far.
+    /// Ask for the conversation so far: its latest page, or (with `before`) the page before a
+    /// page already shown. Answered with [`ToDesktop::History`].
     ChatHistory {
         /// How many messages at most.
         limit: u32,
-        /// Page before this cursor.
+        /// The `older` cursor of a page already shown: the page just before it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         before: Option<String>,
+        /// The gateway session (conversation); absent: the agent's default one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
     },
+    /// Ask for the agent's sessions (answered with [`ToDesktop::Sessions`]).
+    SessionList,
     /// The desktop ends the pairing. Sealed end to end, so only the paired desktop can say it:
     /// the agent forgets this desktop (its pairing, token and outbox) when it arrives. A relay's
     /// word (an error code) never makes an end forget anything.
@@ -120,9 +129,36 @@ pub struct ApprovalRequest {
     pub allowed: Vec<ApprovalDecision>,
 }
 
+/// One conversation (gateway session) of the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct SessionSummary {
+    /// The session key to send to (`main`, `work`, …).
+    pub key: String,
+    /// A title, when the gateway has one (a label or a generated title).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub title: Option<String>,
+    /// Last activity, milliseconds since the epoch, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional, type = "number")]
+    pub updated_at_ms: Option<u64>,
+    /// A reply is being written in it now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[ts(as = "Option<bool>", optional)]
+    pub running: bool,
+    /// The agent's default session: its chat messages carry no `session`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[ts(as = "Option<bool>", optional)]
+    pub default: bool,
+}
+
 /// One message of the history, as shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct HistoryMessage {
+    /// The gateway's id for it, when it gives one (pages that overlap are deduplicated by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub id: Option<String>,
     /// `user` or `assistant` (or another gateway role).
     pub role: String,
     /// Plain text.
@@ -153,6 +189,10 @@ pub enum ToDesktop {
         id: String,
         /// The gateway's run id.
         run_id: String,
+        /// The gateway session (conversation) it belongs to; absent: the agent's default one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        session: Option<String>,
     },
     /// Incremental reply text.
     ChatDelta {
@@ -167,6 +207,10 @@ pub enum ToDesktop {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         #[ts(as = "Option<bool>", optional)]
         replace: bool,
+        /// The gateway session (conversation) it belongs to; absent: the agent's default one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        session: Option<String>,
     },
     /// The final, full reply.
     ChatReply {
@@ -174,16 +218,28 @@ pub enum ToDesktop {
         run_id: String,
         /// The whole reply text.
         text: String,
+        /// The gateway session (conversation) it belongs to; absent: the agent's default one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        session: Option<String>,
     },
     /// The agent is (or stopped) working on a reply.
     ChatTyping {
         /// On or off.
         on: bool,
+        /// The gateway session (conversation) it belongs to; absent: the agent's default one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        session: Option<String>,
     },
     /// A run was aborted.
     ChatAborted {
         /// The run.
         run_id: String,
+        /// The gateway session (conversation) it belongs to; absent: the agent's default one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        session: Option<String>,
     },
     /// Something failed.
     ChatError {
@@ -193,11 +249,35 @@ pub enum ToDesktop {
         run_id: Option<String>,
         /// A sentence for people.
         message: String,
+        /// The gateway session (conversation) it belongs to; absent: the agent's default one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        session: Option<String>,
     },
-    /// The conversation so far.
+    /// A page of the conversation, oldest first.
     History {
         /// Oldest first.
         messages: Vec<HistoryMessage>,
+        /// The gateway session (conversation) it belongs to; absent: the agent's default one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        session: Option<String>,
+        /// The request's `before`: absent for the latest page (which replaces what is shown),
+        /// present for an older page (which goes above it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        before: Option<String>,
+        /// Pass this as `before` for the page before this one; absent: this page starts at the
+        /// conversation's first message.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        older: Option<String>,
+    },
+    /// The agent's sessions, most recently active first (the answer to [`ToAgent::SessionList`],
+    /// and sent again when they change).
+    Sessions {
+        /// The sessions.
+        sessions: Vec<SessionSummary>,
     },
     /// The agent's view of its gateway.
     AgentStatus {
@@ -247,13 +327,46 @@ impl ToDesktop {
     pub fn ended_run(&self) -> Option<&str> {
         match self {
             ToDesktop::ChatReply { run_id, .. }
-            | ToDesktop::ChatAborted { run_id }
+            | ToDesktop::ChatAborted { run_id, .. }
             | ToDesktop::ChatError {
                 run_id: Some(run_id),
                 ..
             } => Some(run_id),
             _ => None,
         }
+    }
+
+    /// The session a chat message belongs to (`None`: the agent's default session, or not a
+    /// chat message).
+    #[must_use]
+    pub fn session(&self) -> Option<&str> {
+        match self {
+            ToDesktop::ChatAck { session, .. }
+            | ToDesktop::ChatDelta { session, .. }
+            | ToDesktop::ChatReply { session, .. }
+            | ToDesktop::ChatTyping { session, .. }
+            | ToDesktop::ChatAborted { session, .. }
+            | ToDesktop::ChatError { session, .. }
+            | ToDesktop::History { session, .. } => session.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// This message, marked as belonging to session `to` (`None`: the default session). Messages
+    /// that are not about a conversation are returned unchanged.
+    #[must_use]
+    pub fn in_session(mut self, to: Option<&str>) -> Self {
+        match &mut self {
+            ToDesktop::ChatAck { session, .. }
+            | ToDesktop::ChatDelta { session, .. }
+            | ToDesktop::ChatReply { session, .. }
+            | ToDesktop::ChatTyping { session, .. }
+            | ToDesktop::ChatAborted { session, .. }
+            | ToDesktop::ChatError { session, .. }
+            | ToDesktop::History { session, .. } => *session = to.map(str::to_owned),
+            _ => {}
+        }
+        self
     }
 
     /// Progress of a streaming reply (a delta, the typing indicator): superseded by the run's
@@ -284,6 +397,7 @@ mod tests {
             r#"{"type":"chat","id":"u1","text":"hi"}"#
         );
         let d = ToDesktop::ChatDelta {
+            session: None,
             run_id: "r".into(),
             seq: 2,
             text: "lo".into(),
@@ -304,6 +418,7 @@ mod tests {
         assert_eq!(
             back,
             ToAgent::ChatHistory {
+                session: None,
                 limit: 50,
                 before: None
             }

@@ -394,8 +394,12 @@ fn step_run(disk: &AgentDisk, script: &Script) -> Vec<ToDesktop> {
     };
     let mut out = Vec::new();
     if run.next_word == 0 {
-        out.push(ToDesktop::ChatTyping { on: true });
+        out.push(ToDesktop::ChatTyping {
+            session: None,
+            on: true,
+        });
         out.push(ToDesktop::ChatDelta {
+            session: None,
             run_id: run.run_id.clone(),
             seq: 1,
             text: format!("echo:{}", run.text),
@@ -405,6 +409,7 @@ fn step_run(disk: &AgentDisk, script: &Script) -> Vec<ToDesktop> {
     } else if run.next_word <= script.words {
         let i = run.next_word;
         out.push(ToDesktop::ChatDelta {
+            session: None,
             run_id: run.run_id.clone(),
             seq: (i + 1) as u64,
             text: format!(" w{i}"),
@@ -415,10 +420,14 @@ fn step_run(disk: &AgentDisk, script: &Script) -> Vec<ToDesktop> {
         let full = expected_reply(&run.text, script.words);
         let run_id = run.run_id.clone();
         out.push(ToDesktop::ChatReply {
+            session: None,
             run_id: run_id.clone(),
             text: full.clone(),
         });
-        out.push(ToDesktop::ChatTyping { on: false });
+        out.push(ToDesktop::ChatTyping {
+            session: None,
+            on: false,
+        });
         d.runs.pop_front();
         d.replied.push((run_id, full));
     }
@@ -465,6 +474,7 @@ async fn handle(
                     ToAgent::Chat { id, text, .. } => {
                         d.received.push(text.clone());
                         replies.push(ToDesktop::ChatAck {
+                            session: None,
                             id: id.clone(),
                             run_id: id.clone(),
                         });
@@ -474,11 +484,17 @@ async fn handle(
                             next_word: 0,
                         });
                     }
-                    ToAgent::ChatAbort { run_id } => {
+                    ToAgent::ChatAbort { run_id, .. } => {
                         if let Some(pos) = d.runs.iter().position(|r| r.run_id == run_id) {
                             d.runs.remove(pos);
-                            replies.push(ToDesktop::ChatAborted { run_id });
-                            replies.push(ToDesktop::ChatTyping { on: false });
+                            replies.push(ToDesktop::ChatAborted {
+                                session: None,
+                                run_id,
+                            });
+                            replies.push(ToDesktop::ChatTyping {
+                                session: None,
+                                on: false,
+                            });
                         }
                     }
                     ToAgent::ChatHistory { .. } => {
@@ -486,20 +502,36 @@ async fn handle(
                         let replied = d.replied.clone();
                         for (i, text) in d.received.iter().enumerate() {
                             messages.push(HistoryMessage {
+                                id: None,
                                 role: "user".into(),
                                 text: text.clone(),
                                 timestamp: None,
                             });
                             if let Some((_, r)) = replied.get(i) {
                                 messages.push(HistoryMessage {
+                                    id: None,
                                     role: "assistant".into(),
                                     text: r.clone(),
                                     timestamp: None,
                                 });
                             }
                         }
-                        replies.push(ToDesktop::History { messages });
+                        replies.push(ToDesktop::History {
+                            before: None,
+                            older: None,
+                            session: None,
+                            messages,
+                        });
                     }
+                    ToAgent::SessionList => replies.push(ToDesktop::Sessions {
+                        sessions: vec![clawtray_proto::chat::SessionSummary {
+                            key: "main".into(),
+                            title: None,
+                            updated_at_ms: None,
+                            running: !d.runs.is_empty(),
+                            default: true,
+                        }],
+                    }),
                     ToAgent::Unpair => d.unpaired_by_desktop = true,
                     // the scripted agent has no gateway and so nothing to approve
                     ToAgent::ApprovalList => replies.push(ToDesktop::Approvals {

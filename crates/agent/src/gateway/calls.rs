@@ -18,6 +18,10 @@ pub const CHAT_ABORT: &str = "chat.abort";
 pub const CHAT_HISTORY: &str = "chat.history";
 /// `agent.wait`: wait (a while) for a run to end.
 pub const AGENT_WAIT: &str = "agent.wait";
+/// `sessions.list`: the sessions, most recently updated first.
+pub const SESSIONS_LIST: &str = "sessions.list";
+/// `sessions.subscribe`: `sessions.changed` events for this connection.
+pub const SESSIONS_SUBSCRIBE: &str = "sessions.subscribe";
 
 /// `chat.send` parameters.
 #[derive(Debug, Serialize)]
@@ -54,6 +58,42 @@ pub struct ChatAbort<'a> {
 pub struct ChatHistory<'a> {
     pub session_key: &'a str,
     pub limit: u32,
+    /// Skip this many of the newest messages (the previous page's `nextOffset`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+/// `sessions.list` parameters.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionsList {
+    pub limit: u32,
+}
+
+/// `sessions.list`'s answer.
+#[derive(Debug, Default, Deserialize)]
+pub struct SessionsListed {
+    #[serde(default)]
+    pub sessions: Vec<SessionRow>,
+}
+
+/// One row of `sessions.list` (the fields the desktops show).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRow {
+    pub key: String,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub derived_title: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<u64>,
+    #[serde(default)]
+    pub has_active_run: Option<bool>,
+    #[serde(default)]
+    pub archived: Option<bool>,
 }
 
 /// `agent.wait` parameters.
@@ -109,6 +149,18 @@ impl GatewayClient {
     /// `chat.history`: the transcript (see `bridge::history_messages`).
     pub async fn chat_history(&self, p: &ChatHistory<'_>) -> Result<HistoryAnswer, GatewayError> {
         self.call(CHAT_HISTORY, p).await
+    }
+
+    /// `sessions.list`.
+    pub async fn sessions_list(&self, p: &SessionsList) -> Result<SessionsListed, GatewayError> {
+        self.call(SESSIONS_LIST, p).await
+    }
+
+    /// `sessions.subscribe` (no initial list: `sessions_list` gives it).
+    pub async fn sessions_subscribe(&self) -> Result<(), GatewayError> {
+        self.call::<_, Value>(SESSIONS_SUBSCRIBE, &serde_json::json!({}))
+            .await
+            .map(|_| ())
     }
 
     /// `agent.wait`.

@@ -58,6 +58,9 @@ pub struct Part {
 pub struct MessageMeta {
     #[serde(default)]
     pub run_id: Option<String>,
+    /// The transcript entry's id (stable across pages).
+    #[serde(default)]
+    pub id: Option<String>,
 }
 
 impl Message {
@@ -99,9 +102,15 @@ impl MessageObject {
 
 /// `chat.history`'s answer.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HistoryAnswer {
     #[serde(default)]
     pub messages: Vec<MessageObject>,
+    /// There are older messages: ask again with `offset: next_offset`.
+    #[serde(default)]
+    pub has_more: Option<bool>,
+    #[serde(default)]
+    pub next_offset: Option<u64>,
 }
 
 /// Where a run is, in a `chat` event.

@@ -21,13 +21,15 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use clawtray_proto::chat::{ApprovalRequest, GatewayStatus, ToAgent, ToDesktop};
+use clawtray_proto::chat::{ApprovalRequest, GatewayStatus, SessionSummary, ToAgent, ToDesktop};
 use clawtray_proto::secret::fill_random;
 
-use crate::bridge::{history_messages, Bridge};
+use crate::bridge::{canonical_session, history_messages, Bridge};
 use crate::error::AgentError;
 use crate::files;
-use crate::gateway::calls::{AgentWait, ChatAbort, ChatHistory, ChatSend, WaitAnswer};
+use crate::gateway::calls::{
+    AgentWait, ChatAbort, ChatHistory, ChatSend, SessionRow, SessionsList, WaitAnswer,
+};
 use crate::gateway::events::{HistoryAnswer, SessionEvent};
 use crate::gateway::{GatewayClient, GatewayConfig, GatewayError, GatewayEvent, GatewayLink};
 use crate::link::{self, HubEvent, LinkCmd, LinkConfig};
@@ -59,15 +61,18 @@ pub struct ServiceConfig {
 
 enum Done {
     Sent {
+        session: String,
         id: String,
         run_id: String,
     },
     /// `agent.wait` says the run ended; `msg` is its ending for the desktops.
     Ended {
+        session: String,
         run_id: String,
         msg: ToDesktop,
     },
     SendFailed {
+        session: String,
         desktop: String,
         id: String,
         error: GatewayError,
@@ -76,12 +81,22 @@ enum Done {
         desktop: String,
         msg: ToDesktop,
     },
-    /// Try the head of the queue again (after a failed send).
-    Retry,
+    /// Try the head of a session's queue again (after a failed send).
+    Retry {
+        session: String,
+    },
     /// Every link stored the ending of message `id` in its outbox: forget the message.
     EndingStored {
+        session: String,
         id: String,
     },
+    /// `sessions.list` answered: for one desktop that asked, or (`None`) after a change.
+    SessionsListed {
+        to: Option<String>,
+        result: Result<Vec<SessionSummary>, GatewayError>,
+    },
+    /// The sessions changed a moment ago: list them again.
+    RefreshSessions,
     /// `exec.approval.list` answered (after a gateway (re)connection).
     ApprovalsListed(Result<Vec<ApprovalRequest>, GatewayError>),
     /// `exec.approval.resolve` answered a desktop's decision.
@@ -98,21 +113,65 @@ fn instance_id() -> String {
     hex::encode(b)
 }
 
-struct Hub {
-    state: StateDir,
-    gw: GatewayClient,
+/// One gateway session the agent serves: its bridge, its queue of desktop messages (one run at
+/// a time per session), the run its `agent.wait` follows, and when it last had news.
+struct Conversation {
     bridge: Bridge,
-    links: HashMap<String, mpsc::Sender<LinkCmd>>,
-    hub_tx: mpsc::Sender<HubEvent>,
-    done_tx: mpsc::Sender<Done>,
     turns: Turns,
     /// The run in progress, for the `agent.wait` task following it (it stops when this changes).
     running: watch::Sender<Option<String>>,
+    /// When the bridge last had something for desktops (the typing indicator's watchdog).
+    last_news: Instant,
+}
+
+impl Conversation {
+    fn new(key: &str, tag: Option<&str>, pending: Vec<PendingSend>) -> Self {
+        Self {
+            bridge: Bridge::new(key),
+            turns: Turns::for_session(tag.map(str::to_owned), pending),
+            running: watch::channel(None).0,
+            last_news: Instant::now(),
+        }
+    }
+
+    /// Nothing waits, streams or settles here: it may be dropped (the gateway keeps the rest).
+    fn is_idle(&self) -> bool {
+        self.turns.is_empty() && self.bridge.runs_in_flight() == 0 && !self.bridge.typing()
+    }
+
+    fn set_running(&self) {
+        let now = self.turns.running().map(str::to_owned);
+        self.running.send_if_modified(|r| {
+            let changed = *r != now;
+            *r = now;
+            changed
+        });
+    }
+}
+
+/// Idle sessions kept beyond this many are dropped (they come back on their next event).
+const MAX_IDLE_CONVERSATIONS: usize = 64;
+/// How many sessions a desktop is shown.
+const SESSIONS_SHOWN: u32 = 100;
+/// `sessions.changed` comes in bursts (every phase of a run): list once per this.
+const SESSIONS_SETTLE: Duration = Duration::from_millis(700);
+
+struct Hub {
+    state: StateDir,
+    gw: GatewayClient,
+    /// The default session's key (short form): its messages carry no `session`.
+    default_key: String,
+    /// The sessions with something going on, by short key.
+    convs: HashMap<String, Conversation>,
+    links: HashMap<String, mpsc::Sender<LinkCmd>>,
+    hub_tx: mpsc::Sender<HubEvent>,
+    done_tx: mpsc::Sender<Done>,
     instance: String,
     ping_interval: Duration,
     refused_retry: Duration,
-    /// When the bridge last had something for desktops (the typing indicator's watchdog).
-    last_news: Instant,
+    /// The session list last sent to desktops, and whether a new listing is on its way.
+    sessions_shown: Vec<SessionSummary>,
+    sessions_refreshing: bool,
     /// Exec approvals waiting for a desktop's answer.
     approvals: crate::approvals::Approvals,
     /// Answers given while the gateway was away: (desktop, approval id, decision).
@@ -120,47 +179,96 @@ struct Hub {
 }
 
 impl Hub {
+    /// The short key of the session a desktop names (`None`: the default one).
+    fn key_of(&self, session: Option<&str>) -> String {
+        canonical_session(session.unwrap_or(&self.default_key)).to_owned()
+    }
+
+    /// How messages of session `key` are marked for desktops (`None`: the default session).
+    fn tag<'a>(&self, key: &'a str) -> Option<&'a str> {
+        (key != self.default_key).then_some(key)
+    }
+
+    fn conv(&mut self, key: &str) -> &mut Conversation {
+        let tag = (key != self.default_key).then(|| key.to_owned());
+        self.convs
+            .entry(key.to_owned())
+            .or_insert_with(|| Conversation::new(key, tag.as_deref(), Vec::new()))
+    }
+
+    fn tagged(&self, key: &str, msgs: Vec<ToDesktop>) -> Vec<ToDesktop> {
+        let tag = self.tag(key);
+        msgs.into_iter().map(|m| m.in_session(tag)).collect()
+    }
+
     /// One event from the gateway client: a (re)connection, a loss, or a session event.
     fn on_gateway_event(&mut self, ev: GatewayEvent) {
         match ev {
             GatewayEvent::Connected { .. } => {
-                let mut out = self.bridge.reset("the agent reconnected to its gateway");
-                out.extend(self.gateway_status());
-                self.forward(out);
-                self.drive();
+                let keys: Vec<String> = self.convs.keys().cloned().collect();
+                for key in &keys {
+                    let out = self
+                        .conv(key)
+                        .bridge
+                        .reset("the agent reconnected to its gateway");
+                    let out = self.tagged(key, out);
+                    self.forward(key, out);
+                }
+                if let Some(status) = self.gateway_status() {
+                    self.to_all(vec![status]);
+                }
+                for key in &keys {
+                    self.drive(key);
+                }
                 self.backfill_approvals();
+                self.subscribe_sessions();
             }
             GatewayEvent::Disconnected { reason } => {
                 let why = format!("the agent lost its gateway ({reason})");
-                let mut out = self.bridge.reset(&why);
-                let lost = self.turns.gateway_lost();
-                if let Some((run, _)) = &lost {
-                    if !out.iter().any(|m| m.ended_run() == Some(run.as_str())) {
-                        out.push(ToDesktop::ChatError {
-                            run_id: Some(run.clone()),
-                            message: format!("the reply was interrupted: {why}"),
-                        });
+                let keys: Vec<String> = self.convs.keys().cloned().collect();
+                for key in keys {
+                    let conv = self.conv(&key);
+                    let mut out = conv.bridge.reset(&why);
+                    let lost = conv.turns.gateway_lost();
+                    if let Some((run, _)) = &lost {
+                        if !out.iter().any(|m| m.ended_run() == Some(run.as_str())) {
+                            out.push(ToDesktop::ChatError {
+                                session: None,
+                                run_id: Some(run.clone()),
+                                message: format!("the reply was interrupted: {why}"),
+                            });
+                        }
+                        conv.set_running();
                     }
-                    self.set_running();
+                    // the run's ending is already remembered: pass everything as is
+                    let out = self.tagged(&key, out);
+                    self.to_all(out);
+                    if let Some((_, id)) = lost {
+                        self.settle(&key, id);
+                    }
                 }
-                out.push(ToDesktop::AgentStatus {
+                self.to_all(vec![ToDesktop::AgentStatus {
                     gateway: GatewayStatus::Disconnected,
-                });
-                // the run's ending is already remembered: pass everything as is
-                self.to_all(out);
-                if let Some((_, id)) = lost {
-                    self.settle(id);
-                }
+                }]);
             }
             GatewayEvent::Event { name, payload } if approvals::is_approval_event(&name) => {
                 self.on_approval_event(&name, &payload);
             }
+            GatewayEvent::Event { name, .. } if name == SESSIONS_CHANGED => {
+                self.sessions_changed();
+            }
             GatewayEvent::Event { name, payload } => match SessionEvent::parse(&name, payload) {
                 Ok(Some(ev)) => {
-                    let out = self.bridge.on_event(&ev);
+                    let Some(key) = ev.session_key().map(|k| canonical_session(k).to_owned())
+                    else {
+                        return;
+                    };
+                    let conv = self.conv(&key);
+                    let out = conv.bridge.on_event(&ev);
                     if !out.is_empty() {
-                        self.last_news = Instant::now();
-                        self.forward(out);
+                        conv.last_news = Instant::now();
+                        let out = self.tagged(&key, out);
+                        self.forward(&key, out);
                     }
                 }
                 Ok(None) => {}
@@ -179,10 +287,10 @@ impl Hub {
         }
     }
 
-    /// Once every link has stored what was sent to it so far (the ending of message `id`),
-    /// report [`Done::EndingStored`]. A link that is gone or stops answers as stored: nothing
-    /// more can reach it.
-    fn settle(&self, id: String) {
+    /// Once every link has stored what was sent to it so far (the ending of message `id` of
+    /// session `key`), report [`Done::EndingStored`]. A link that is gone or stops answers as
+    /// stored: nothing more can reach it.
+    fn settle(&self, key: &str, id: String) {
         let waits: Vec<_> = self
             .links
             .values()
@@ -200,12 +308,12 @@ impl Hub {
                 wait
             })
             .collect();
-        let done = self.done_tx.clone();
+        let (done, session) = (self.done_tx.clone(), key.to_owned());
         tokio::spawn(async move {
             for w in waits {
                 let _ = w.await;
             }
-            let _ = done.send(Done::EndingStored { id }).await;
+            let _ = done.send(Done::EndingStored { session, id }).await;
         });
     }
 
@@ -227,43 +335,44 @@ impl Hub {
     }
 
     fn save_pending(&self) {
-        if let Err(e) = self.state.save_pending(&self.turns.entries()) {
+        // the default session first, then the others in a stable order
+        let mut keys: Vec<&String> = self.convs.keys().collect();
+        keys.sort_by_key(|k| (**k != self.default_key, (*k).clone()));
+        let all: Vec<PendingSend> = keys
+            .into_iter()
+            .flat_map(|k| self.convs[k].turns.entries())
+            .collect();
+        if let Err(e) = self.state.save_pending(&all) {
             warn!("cannot persist pending messages: {e}");
         }
     }
 
-    fn set_running(&self) {
-        let now = self.turns.running().map(str::to_owned);
-        self.running.send_if_modified(|r| {
-            let changed = *r != now;
-            *r = now;
-            changed
-        });
-    }
-
-    /// Send bridged gateway output on, finishing the head's run when its ending passes and
-    /// dropping a second ending of a run that already ended here.
-    fn forward(&mut self, out: Vec<ToDesktop>) {
+    /// Send bridged gateway output of session `key` on, finishing the head's run when its
+    /// ending passes and dropping a second ending of a run that already ended here.
+    fn forward(&mut self, key: &str, out: Vec<ToDesktop>) {
+        let conv = self.conv(key);
         let mut pass = Vec::with_capacity(out.len());
         let mut finished = Vec::new();
         for m in out {
             if let Some(run) = m.ended_run() {
-                if self.turns.is_finished(run) {
+                if conv.turns.is_finished(run) {
                     debug!(run_id = %run, "a second ending of a run was dropped");
                     continue;
                 }
-                finished.extend(self.turns.finish(run).map(|p| p.id));
+                finished.extend(conv.turns.finish(run).map(|p| p.id));
                 debug!(run_id = %run, "a run ended (live event)");
             }
             pass.push(m);
         }
+        if !finished.is_empty() {
+            conv.set_running();
+        }
         self.to_all(pass);
         if !finished.is_empty() {
             for id in finished {
-                self.settle(id);
+                self.settle(key, id);
             }
-            self.set_running();
-            self.drive();
+            self.drive(key);
         }
     }
 
@@ -342,26 +451,22 @@ impl Hub {
         }
     }
 
-    /// Hand the head of the queue to the gateway if nothing is asked of it yet.
-    fn drive(&mut self) {
+    /// Hand the head of session `key`'s queue to the gateway if nothing is asked of it yet.
+    fn drive(&mut self, key: &str) {
         if !self.gw.is_connected() {
             return;
         }
         let Some(PendingSend {
             desktop, id, text, ..
-        }) = self.turns.next_to_send()
+        }) = self.conv(key).turns.next_to_send()
         else {
             return;
         };
-        let (gw, done, key) = (
-            self.gw.clone(),
-            self.done_tx.clone(),
-            self.bridge.session_key().to_owned(),
-        );
+        let (gw, done, session) = (self.gw.clone(), self.done_tx.clone(), key.to_owned());
         tokio::spawn(async move {
             let r = gw
                 .chat_send(&ChatSend {
-                    session_key: &key,
+                    session_key: &session,
                     message: &text,
                     idempotency_key: &id,
                     queue_mode: "followup",
@@ -371,19 +476,26 @@ impl Hub {
                 .send(match r {
                     Ok(sent) => Done::Sent {
                         run_id: sent.run_id.unwrap_or_else(|| id.clone()),
+                        session,
                         id,
                     },
-                    Err(error) => Done::SendFailed { desktop, id, error },
+                    Err(error) => Done::SendFailed {
+                        session,
+                        desktop,
+                        id,
+                        error,
+                    },
                 })
                 .await;
         });
     }
 
-    /// Follow run `run_id` with `agent.wait` until it ends or stops being the run in progress.
-    fn follow(&self, run_id: String) {
+    /// Follow run `run_id` of session `key` with `agent.wait` until it ends or stops being the
+    /// session's run in progress.
+    fn follow(&mut self, key: &str, run_id: String) {
         let (gw, done) = (self.gw.clone(), self.done_tx.clone());
-        let key = self.bridge.session_key().to_owned();
-        let mut running = self.running.subscribe();
+        let session = key.to_owned();
+        let mut running = self.conv(key).running.subscribe();
         tokio::spawn(async move {
             let still_ours = |r: &watch::Receiver<Option<String>>| {
                 r.borrow().as_deref() == Some(run_id.as_str())
@@ -404,11 +516,17 @@ impl Hub {
                         if ended.is_none() {
                             // the gateway may have forgotten a run that ended long ago (its
                             // dedupe still answers `ok`): its reply is in the transcript
-                            ended = reply_in_history(&gw, &key, &run_id).await;
+                            ended = reply_in_history(&gw, &session, &run_id).await;
                         }
                         if let Some(msg) = ended {
                             tokio::time::sleep(LIVE_GRACE).await;
-                            let _ = done.send(Done::Ended { run_id, msg }).await;
+                            let _ = done
+                                .send(Done::Ended {
+                                    session,
+                                    run_id,
+                                    msg,
+                                })
+                                .await;
                             return;
                         }
                     }
@@ -425,18 +543,19 @@ impl Hub {
 
     /// Carry out a desktop's `ask` at the gateway; answer the desktop with the history, or with a
     /// sentence when it failed.
-    fn ask_then_reply(&self, desktop: String, ask: DesktopAsk) {
+    fn ask_then_reply(&self, desktop: String, key: &str, ask: DesktopAsk) {
         let (gw, done) = (self.gw.clone(), self.done_tx.clone());
-        let key = self.bridge.session_key().to_owned();
+        let (session, tag) = (key.to_owned(), self.tag(key).map(str::to_owned));
         tokio::spawn(async move {
             let failed = |what: &str, e: GatewayError| ToDesktop::ChatError {
+                session: tag.clone(),
                 run_id: None,
                 message: format!("the agent could not {what}: {e}"),
             };
             let msg = match ask {
                 DesktopAsk::Abort { run_id } => {
                     let asked = ChatAbort {
-                        session_key: &key,
+                        session_key: &session,
                         run_id: &run_id,
                     };
                     match gw.chat_abort(&asked).await {
@@ -445,14 +564,36 @@ impl Hub {
                         Err(e) => failed("stop the reply", e),
                     }
                 }
-                DesktopAsk::History { limit } => {
+                DesktopAsk::History { limit, before } => {
+                    let offset = match before.as_deref().map(parse_cursor) {
+                        None => None,
+                        Some(Some(o)) => Some(o),
+                        Some(None) => {
+                            let msg = ToDesktop::ChatError {
+                                session: tag.clone(),
+                                run_id: None,
+                                message: "the agent could not load older messages: the page cursor is not one it made".into(),
+                            };
+                            let _ = done.send(Done::Reply { desktop, msg }).await;
+                            return;
+                        }
+                    };
                     let asked = ChatHistory {
-                        session_key: &key,
+                        session_key: &session,
                         limit,
+                        offset,
                     };
                     match gw.chat_history(&asked).await {
                         Ok(v) => ToDesktop::History {
                             messages: history_messages(&v),
+                            session: tag.clone(),
+                            before,
+                            older: v
+                                .has_more
+                                .unwrap_or(false)
+                                .then_some(v.next_offset)
+                                .flatten()
+                                .map(make_cursor),
                         },
                         Err(e) => failed("load the history", e),
                     }
@@ -462,51 +603,144 @@ impl Hub {
         });
     }
 
+    /// List the sessions for one desktop (`to`) or, after a change, for all.
+    fn list_sessions(&self, to: Option<String>) {
+        let (gw, done, default_key) = (
+            self.gw.clone(),
+            self.done_tx.clone(),
+            self.default_key.clone(),
+        );
+        tokio::spawn(async move {
+            let result = gw
+                .sessions_list(&SessionsList {
+                    limit: SESSIONS_SHOWN,
+                })
+                .await
+                .map(|l| session_summaries(&l.sessions, &default_key));
+            let _ = done.send(Done::SessionsListed { to, result }).await;
+        });
+    }
+
+    /// Ask the gateway for `sessions.changed` events on this connection.
+    fn subscribe_sessions(&self) {
+        let gw = self.gw.clone();
+        tokio::spawn(async move {
+            if let Err(e) = gw.sessions_subscribe().await {
+                info!(error = %e, "the gateway offers no session updates; desktops see the list when they ask");
+            }
+        });
+    }
+
+    /// A `sessions.changed` event: list again once the burst settles.
+    fn sessions_changed(&mut self) {
+        if self.sessions_refreshing || self.links.is_empty() {
+            return;
+        }
+        self.sessions_refreshing = true;
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(SESSIONS_SETTLE).await;
+            let _ = done.send(Done::RefreshSessions).await;
+        });
+    }
+
+    fn on_sessions_listed(
+        &mut self,
+        to: Option<String>,
+        result: Result<Vec<SessionSummary>, GatewayError>,
+    ) {
+        match (to, result) {
+            (Some(desktop), Ok(sessions)) => {
+                self.sessions_shown.clone_from(&sessions);
+                self.to_one(&desktop, ToDesktop::Sessions { sessions });
+            }
+            (Some(desktop), Err(e)) => self.to_one(
+                &desktop,
+                ToDesktop::ChatError {
+                    session: None,
+                    run_id: None,
+                    message: format!("the agent could not list its sessions: {e}"),
+                },
+            ),
+            (None, Ok(sessions)) => {
+                if sessions != self.sessions_shown {
+                    self.sessions_shown.clone_from(&sessions);
+                    self.to_all(vec![ToDesktop::Sessions { sessions }]);
+                }
+            }
+            (None, Err(e)) => debug!(error = %e, "listing the sessions after a change failed"),
+        }
+    }
+
+    /// Drop idle sessions beyond [`MAX_IDLE_CONVERSATIONS`] (never the default one).
+    fn prune_conversations(&mut self) {
+        let idle: Vec<String> = self
+            .convs
+            .iter()
+            .filter(|(k, c)| **k != self.default_key && c.is_idle())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in idle.iter().skip(MAX_IDLE_CONVERSATIONS) {
+            self.convs.remove(k);
+        }
+    }
+
     fn on_hub_event(&mut self, ev: HubEvent) {
         match ev {
             HubEvent::FromDesktop {
-                session,
+                session: desktop,
                 msg,
                 stored,
             } => match msg {
-                ToAgent::Chat { id, text, .. } => {
-                    if self.turns.push(&session, &id, &text) {
+                ToAgent::Chat { id, text, session } => {
+                    let key = self.key_of(session.as_deref());
+                    if self.conv(&key).turns.push(&desktop, &id, &text) {
                         self.save_pending();
-                        debug!(%id, waiting = self.turns.len(), "a desktop message is kept");
+                        debug!(%id, session = %key, "a desktop message is kept");
                     } else {
                         debug!(%id, "a desktop message came again; already kept");
                     }
                     let _ = stored.send(());
                     if self.gw.is_connected() {
-                        self.drive();
+                        self.drive(&key);
                     } else if self.gw.link() == GatewayLink::Down {
-                        let note = ToDesktop::ChatError { run_id: None, message: "the agent cannot reach its OpenClaw gateway right now; your message is kept and will be sent when it is back".into() };
-                        self.to_one(&session, note);
+                        let note = ToDesktop::ChatError { session: self.tag(&key).map(str::to_owned), run_id: None, message: "the agent cannot reach its OpenClaw gateway right now; your message is kept and will be sent when it is back".into() };
+                        self.to_one(&desktop, note);
                     }
                 }
-                ToAgent::ChatAbort { run_id } => {
+                ToAgent::ChatAbort { run_id, session } => {
                     let _ = stored.send(());
-                    self.ask_then_reply(session, DesktopAsk::Abort { run_id });
+                    let key = self.key_of(session.as_deref());
+                    self.ask_then_reply(desktop, &key, DesktopAsk::Abort { run_id });
                 }
-                ToAgent::ChatHistory { limit, .. } => {
+                ToAgent::ChatHistory {
+                    limit,
+                    before,
+                    session,
+                } => {
                     let _ = stored.send(());
                     let limit = limit.clamp(1, 500);
-                    self.ask_then_reply(session, DesktopAsk::History { limit });
+                    let key = self.key_of(session.as_deref());
+                    self.ask_then_reply(desktop, &key, DesktopAsk::History { limit, before });
+                }
+                ToAgent::SessionList => {
+                    let _ = stored.send(());
+                    self.list_sessions(Some(desktop));
                 }
                 ToAgent::ApprovalDecide { id, decision } => {
                     let _ = stored.send(());
-                    self.on_decision(session, id, decision);
+                    self.on_decision(desktop, id, decision);
                 }
                 ToAgent::ApprovalList => {
                     let _ = stored.send(());
                     let pending = self.approvals.pending();
-                    self.to_one(&session, ToDesktop::Approvals { pending });
+                    self.to_one(&desktop, ToDesktop::Approvals { pending });
                 }
                 ToAgent::Unpair => {
                     // sealed with the pinned desktop key: the desktop itself ended the pairing
                     let _ = stored.send(());
-                    info!(%session, "the desktop ended the pairing; forgetting it");
-                    self.end_pairing(&session);
+                    info!(session = %desktop, "the desktop ended the pairing; forgetting it");
+                    self.end_pairing(&desktop);
                 }
             },
             HubEvent::DesktopOnline { session } => {
@@ -523,33 +757,51 @@ impl Hub {
 
     fn on_done(&mut self, d: Done) {
         match d {
-            Done::Sent { id, run_id } => {
-                debug!(%id, %run_id, "the gateway runs a desktop message");
-                if self.turns.sent(&id, &run_id) {
+            Done::Sent {
+                session,
+                id,
+                run_id,
+            } => {
+                debug!(%id, %run_id, %session, "the gateway runs a desktop message");
+                let conv = self.conv(&session);
+                if conv.turns.sent(&id, &run_id) {
+                    conv.set_running();
                     self.save_pending();
-                    self.set_running();
-                    self.to_all(vec![ToDesktop::ChatAck {
+                    let ack = ToDesktop::ChatAck {
+                        session: self.tag(&session).map(str::to_owned),
                         id,
                         run_id: run_id.clone(),
-                    }]);
-                    self.follow(run_id);
+                    };
+                    self.to_all(vec![ack]);
+                    self.follow(&session, run_id);
                 }
             }
-            Done::Ended { run_id, msg } => {
-                if let Some(p) = self.turns.finish(&run_id) {
-                    self.set_running();
+            Done::Ended {
+                session,
+                run_id,
+                msg,
+            } => {
+                let conv = self.conv(&session);
+                if let Some(p) = conv.turns.finish(&run_id) {
+                    conv.set_running();
                     info!(%run_id, "a run ended while the agent was not listening; its outcome came from agent.wait");
+                    let msg = msg.in_session(self.tag(&session));
                     self.to_all(vec![msg]);
-                    self.settle(p.id);
-                    self.drive();
+                    self.settle(&session, p.id);
+                    self.drive(&session);
                 }
             }
-            Done::EndingStored { id } => {
-                if self.turns.ending_stored(&id) {
+            Done::EndingStored { session, id } => {
+                if self.conv(&session).turns.ending_stored(&id) {
                     self.save_pending();
                 }
             }
-            Done::SendFailed { desktop, id, error } => {
+            Done::SendFailed {
+                session,
+                desktop,
+                id,
+                error,
+            } => {
                 let retry_later = matches!(
                     error,
                     GatewayError::NotConnected | GatewayError::Closed | GatewayError::Timeout(_)
@@ -561,32 +813,38 @@ impl Hub {
                     }
                 );
                 if retry_later {
-                    self.turns.send_failed(&id);
+                    self.conv(&session).turns.send_failed(&id);
                     warn!(%error, "chat.send failed; will try again");
                     let done = self.done_tx.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_secs(1)).await;
-                        let _ = done.send(Done::Retry).await;
+                        let _ = done.send(Done::Retry { session }).await;
                     });
                 } else {
                     warn!(%error, "the gateway refused a desktop's message; it was dropped and the desktop told");
-                    let refused = self.turns.refused(&id);
+                    let refused = self.conv(&session).turns.refused(&id);
                     self.to_one(
                         &desktop,
                         // run ids are message ids here: this ends the message's turn
                         ToDesktop::ChatError {
+                            session: self.tag(&session).map(str::to_owned),
                             run_id: Some(id),
                             message: format!("the gateway refused the message: {error}"),
                         },
                     );
                     if let Some(p) = refused {
-                        self.settle(p.id);
+                        self.settle(&session, p.id);
                     }
-                    self.drive();
+                    self.drive(&session);
                 }
             }
             Done::Reply { desktop, msg } => self.to_one(&desktop, msg),
-            Done::Retry => self.drive(),
+            Done::Retry { session } => self.drive(&session),
+            Done::SessionsListed { to, result } => self.on_sessions_listed(to, result),
+            Done::RefreshSessions => {
+                self.sessions_refreshing = false;
+                self.list_sessions(None);
+            }
             Done::ApprovalsListed(listed) => self.on_approvals_listed(listed),
             Done::ApprovalDecided {
                 desktop,
@@ -595,6 +853,66 @@ impl Hub {
             } => self.on_decided(&desktop, &id, result),
         }
     }
+
+    /// The typing indicator's watchdog, per session.
+    fn typing_watchdog(&mut self) {
+        let stale: Vec<String> = self
+            .convs
+            .iter()
+            .filter(|(_, c)| c.bridge.typing() && c.last_news.elapsed() > TYPING_TIMEOUT)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in stale {
+            let out = self.conv(&key).bridge.typing_timed_out();
+            let out = self.tagged(&key, out);
+            self.to_all(out);
+        }
+    }
+}
+
+/// The `sessions.changed` event (after `sessions.subscribe`).
+const SESSIONS_CHANGED: &str = "sessions.changed";
+
+/// What desktops see of `sessions.list`'s rows (archived ones left out).
+fn session_summaries(rows: &[SessionRow], default_key: &str) -> Vec<SessionSummary> {
+    let mut out: Vec<SessionSummary> = rows
+        .iter()
+        .filter(|r| r.archived != Some(true))
+        .map(|r| {
+            let key = canonical_session(&r.key).to_owned();
+            SessionSummary {
+                default: key == default_key,
+                title: [&r.label, &r.display_name, &r.derived_title]
+                    .into_iter()
+                    .flatten()
+                    .find(|t| !t.trim().is_empty())
+                    .cloned(),
+                updated_at_ms: r.updated_at,
+                running: r.has_active_run.unwrap_or(false),
+                key,
+            }
+        })
+        .collect();
+    // the default session is always there, even before its first message
+    if !out.iter().any(|s| s.default) {
+        out.push(SessionSummary {
+            key: default_key.to_owned(),
+            title: None,
+            updated_at_ms: None,
+            running: false,
+            default: true,
+        });
+    }
+    out
+}
+
+/// A history page cursor: the gateway's offset from the newest message, as an opaque string.
+fn make_cursor(offset: u64) -> String {
+    format!("o{offset}")
+}
+
+fn parse_cursor(c: &str) -> Option<u64> {
+    c.strip_prefix('o')?.parse().ok()
 }
 
 /// Run until `shutdown` resolves.
@@ -623,19 +941,34 @@ pub async fn run(
     }
     // approvals the last run held: the gateway's list (after connecting) says what became of them
     let approvals_kept: Vec<ApprovalRequest> = cfg.state.load_approvals()?;
+    let default_key = canonical_session(&cfg.session_key).to_owned();
+    let mut by_session: HashMap<String, Vec<PendingSend>> = HashMap::new();
+    for p in pending {
+        let key = canonical_session(p.session.as_deref().unwrap_or(&default_key)).to_owned();
+        by_session.entry(key).or_default().push(p);
+    }
+    by_session.entry(default_key.clone()).or_default();
+    let convs = by_session
+        .into_iter()
+        .map(|(key, pending)| {
+            let tag = (key != default_key).then_some(key.as_str());
+            let conv = Conversation::new(&key, tag, pending);
+            (key, conv)
+        })
+        .collect();
     let mut hub = Hub {
         state: cfg.state,
         gw,
-        bridge: Bridge::new(&cfg.session_key),
+        default_key,
+        convs,
         links: HashMap::new(),
         hub_tx,
         done_tx,
-        turns: Turns::new(pending),
-        running: watch::channel(None).0,
         instance: instance_id(),
         ping_interval: cfg.ping_interval,
         refused_retry: cfg.refused_retry,
-        last_news: Instant::now(),
+        sessions_shown: Vec::new(),
+        sessions_refreshing: false,
         approvals: crate::approvals::Approvals::restore(approvals_kept),
         held_decisions: Vec::new(),
     };
@@ -656,10 +989,8 @@ pub async fn run(
             _ = poll.tick() => {
                 hub.reconcile_links();
                 hub.expire_approvals();
-                if hub.bridge.typing() && hub.last_news.elapsed() > TYPING_TIMEOUT {
-                    let out = hub.bridge.typing_timed_out();
-                    hub.to_all(out);
-                }
+                hub.typing_watchdog();
+                hub.prune_conversations();
             }
         }
     }
@@ -679,6 +1010,7 @@ async fn reply_in_history(gw: &GatewayClient, key: &str, run_id: &str) -> Option
         .chat_history(&ChatHistory {
             session_key: key,
             limit: HISTORY_LOOKBACK,
+            offset: None,
         })
         .await
         .ok()?;
@@ -693,6 +1025,7 @@ fn reply_of_run(history: &HistoryAnswer, run_id: &str) -> Option<ToDesktop> {
         .rev()
         .find(|m| m.role.as_deref() == Some("assistant") && m.run_id() == Some(run_id))?;
     Some(ToDesktop::ChatReply {
+        session: None,
         run_id: run_id.to_owned(),
         text: m.text()?,
     })
@@ -703,6 +1036,7 @@ fn wait_outcome(run_id: &str, v: &WaitAnswer) -> Option<ToDesktop> {
     let run_id = run_id.to_owned();
     match v.status.as_deref() {
         Some("ok") => Some(ToDesktop::ChatReply {
+            session: None,
             run_id,
             text: v
                 .terminal_reply
@@ -710,9 +1044,13 @@ fn wait_outcome(run_id: &str, v: &WaitAnswer) -> Option<ToDesktop> {
                 .and_then(|t| t.text.clone())
                 .unwrap_or_default(),
         }),
-        Some("aborted" | "cancelled" | "killed") => Some(ToDesktop::ChatAborted { run_id }),
+        Some("aborted" | "cancelled" | "killed") => Some(ToDesktop::ChatAborted {
+            session: None,
+            run_id,
+        }),
         Some("timeout" | "pending") | None => None,
         Some(other) => Some(ToDesktop::ChatError {
+            session: None,
             run_id: Some(run_id),
             message: v
                 .error
@@ -725,7 +1063,7 @@ fn wait_outcome(run_id: &str, v: &WaitAnswer) -> Option<ToDesktop> {
 /// What a desktop asked of the gateway besides a chat message.
 enum DesktopAsk {
     Abort { run_id: String },
-    History { limit: u32 },
+    History { limit: u32, before: Option<String> },
 }
 
 #[cfg(test)]
@@ -744,6 +1082,7 @@ mod tests {
         assert_eq!(
             reply_of_run(&h, "r"),
             Some(ToDesktop::ChatReply {
+                session: None,
                 run_id: "r".into(),
                 text: "ok: w1".into()
             })
@@ -760,6 +1099,7 @@ mod tests {
         assert_eq!(
             wait_outcome("r", &ok),
             Some(ToDesktop::ChatReply {
+                session: None,
                 run_id: "r".into(),
                 text: "ok A: w1".into()
             })
@@ -769,7 +1109,10 @@ mod tests {
         assert_eq!(wait_outcome("r", &json!({"status":"timeout"})), None);
         assert_eq!(
             wait_outcome("r", &json!({"status":"aborted"})),
-            Some(ToDesktop::ChatAborted { run_id: "r".into() })
+            Some(ToDesktop::ChatAborted {
+                session: None,
+                run_id: "r".into()
+            })
         );
         assert!(matches!(
             wait_outcome("r", &json!({"status":"error","error":"model down"})),

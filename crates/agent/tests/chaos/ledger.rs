@@ -63,7 +63,7 @@ impl Ledger {
     pub fn apply(&mut self, ev: ClientEvent) {
         match ev {
             ClientEvent::Chat { message } => match message {
-                ToDesktop::ChatReply { run_id, text } => {
+                ToDesktop::ChatReply { run_id, text, .. } => {
                     let seen = self.replies.entry(run_id.clone()).or_default();
                     if seen.is_empty() {
                         self.answer_order.push(run_id);
@@ -71,14 +71,16 @@ impl Ledger {
                     seen.push(text);
                 }
                 ToDesktop::ChatDelta { .. } => self.deltas += 1,
-                ToDesktop::ChatAborted { run_id } => self.aborted.push(run_id),
+                ToDesktop::ChatAborted { run_id, .. } => self.aborted.push(run_id),
                 ToDesktop::ChatError {
                     run_id: Some(run_id),
                     message,
+                    ..
                 } => self.run_errors.push((run_id, message)),
                 ToDesktop::ChatError {
                     run_id: None,
                     message,
+                    ..
                 } if !message.contains("is kept") => self.agent_errors.push(message),
                 ToDesktop::ApprovalRequested { approval } => {
                     let n = self.approval_shown.entry(approval.id.clone()).or_default();

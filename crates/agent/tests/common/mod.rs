@@ -54,6 +54,23 @@ pub struct Seen {
     pub refused: Vec<(String, String)>,
     /// Answers to `approval_list`.
     pub approval_lists: Vec<Vec<ApprovalRequest>>,
+    /// run id → the session its messages were marked with (every message of a run agrees)
+    pub run_sessions: HashMap<String, Vec<Option<String>>>,
+    /// History pages, in order of arrival.
+    pub pages: Vec<HistoryPage>,
+    /// Session lists, in order of arrival.
+    pub session_lists: Vec<Vec<clawtray_proto::chat::SessionSummary>>,
+    /// Acks and endings in order of arrival: `ack:RUN`, `end:RUN`.
+    pub log: Vec<String>,
+}
+
+/// One `history` answer.
+#[derive(Debug, Clone)]
+pub struct HistoryPage {
+    pub session: Option<String>,
+    pub before: Option<String>,
+    pub older: Option<String>,
+    pub messages: Vec<clawtray_proto::chat::HistoryMessage>,
 }
 
 impl Seen {
@@ -73,52 +90,102 @@ impl Seen {
             resolved: Vec::new(),
             refused: Vec::new(),
             approval_lists: Vec::new(),
+            run_sessions: HashMap::new(),
+            pages: Vec::new(),
+            session_lists: Vec::new(),
+            log: Vec::new(),
         }
     }
 
     fn apply(&mut self, ev: ClientEvent) {
         match ev {
             ClientEvent::State { state } => self.states.push(state),
-            ClientEvent::Chat { message } => match message {
-                ToDesktop::ChatAck { id, run_id } => {
-                    self.acks.insert(id, run_id);
-                }
-                ToDesktop::ChatDelta {
-                    run_id,
-                    seq,
-                    text,
-                    replace,
-                } => {
-                    let e = self.streamed.entry(run_id).or_insert((0, String::new()));
-                    if seq > e.0 {
-                        e.0 = seq;
-                        if replace {
-                            e.1 = text;
-                        } else {
-                            e.1.push_str(&text);
+            ClientEvent::Chat { message } => {
+                if let Some(run) = message
+                    .ended_run()
+                    .or(match &message {
+                        ToDesktop::ChatDelta { run_id, .. } | ToDesktop::ChatAck { run_id, .. } => {
+                            Some(run_id.as_str())
                         }
+                        _ => None,
+                    })
+                    .map(str::to_owned)
+                {
+                    let s = message.session().map(str::to_owned);
+                    let kind = if message.ended_run().is_some() {
+                        "end"
+                    } else if matches!(message, ToDesktop::ChatAck { .. }) {
+                        "ack"
+                    } else {
+                        "delta"
+                    };
+                    if kind != "delta" {
+                        self.log.push(format!("{kind}:{run}"));
                     }
+                    self.run_sessions.entry(run).or_default().push(s);
                 }
-                ToDesktop::ChatReply { run_id, text } => {
-                    self.replies.entry(run_id).or_default().push(text)
-                }
-                ToDesktop::ChatAborted { run_id } => self.aborted.push(run_id),
-                ToDesktop::ChatError { run_id, message } => self.errors.push((run_id, message)),
-                ToDesktop::AgentStatus { gateway } => self.statuses.push(gateway),
-                ToDesktop::History { messages } => self.history = Some(messages),
-                ToDesktop::Unpair => {
-                    panic!("the client acts on a sealed unpair; it never passes it on")
-                }
-                ToDesktop::ChatTyping { .. } => {}
-                ToDesktop::ApprovalRequested { approval } => self.approvals.push(*approval),
-                ToDesktop::ApprovalResolved { id, decision, by } => {
-                    self.resolved.push((id, decision, by))
-                }
-                ToDesktop::ApprovalRefused { id, message } => self.refused.push((id, message)),
-                ToDesktop::Approvals { pending } => self.approval_lists.push(pending),
-            },
+                self.apply_chat(message)
+            }
             ClientEvent::Notice { message } => self.notices.push(message),
             ClientEvent::Message { .. } => {}
+        }
+    }
+
+    fn apply_chat(&mut self, message: ToDesktop) {
+        match message {
+            ToDesktop::ChatAck { id, run_id, .. } => {
+                self.acks.insert(id, run_id);
+            }
+            ToDesktop::ChatDelta {
+                run_id,
+                seq,
+                text,
+                replace,
+                ..
+            } => {
+                let e = self.streamed.entry(run_id).or_insert((0, String::new()));
+                if seq > e.0 {
+                    e.0 = seq;
+                    if replace {
+                        e.1 = text;
+                    } else {
+                        e.1.push_str(&text);
+                    }
+                }
+            }
+            ToDesktop::ChatReply { run_id, text, .. } => {
+                self.replies.entry(run_id).or_default().push(text)
+            }
+            ToDesktop::ChatAborted { run_id, .. } => self.aborted.push(run_id),
+            ToDesktop::ChatError {
+                run_id, message, ..
+            } => self.errors.push((run_id, message)),
+            ToDesktop::AgentStatus { gateway } => self.statuses.push(gateway),
+            ToDesktop::History {
+                messages,
+                session,
+                before,
+                older,
+            } => {
+                self.pages.push(HistoryPage {
+                    session,
+                    before,
+                    older,
+                    messages: messages.clone(),
+                });
+                self.history = Some(messages);
+            }
+            ToDesktop::Sessions { sessions } => self.session_lists.push(sessions),
+            ToDesktop::Unpair => {
+                panic!("the client acts on a sealed unpair; it never passes it on")
+            }
+            ToDesktop::ChatTyping { .. } => {}
+            ToDesktop::ApprovalRequested { approval } => self.approvals.push(*approval),
+            ToDesktop::ApprovalResolved { id, decision, by } => {
+                self.resolved.push((id, decision, by))
+            }
+            ToDesktop::ApprovalRefused { id, message } => self.refused.push((id, message)),
+            ToDesktop::Approvals { pending } => self.approval_lists.push(pending),
         }
     }
 
@@ -135,6 +202,11 @@ impl Seen {
                 ),
             }
         }
+    }
+
+    /// Where `entry` first is in the log.
+    pub fn logged(&self, entry: &str) -> Option<usize> {
+        self.log.iter().position(|e| e == entry)
     }
 
     pub fn run_of(&self, id: &str) -> Option<&String> {

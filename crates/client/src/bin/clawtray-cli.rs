@@ -211,7 +211,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
                     Ok(Err(RecvError::Closed)) => break ExitCode::FAILURE,
                     Ok(Err(RecvError::Lagged(_))) => continue,
                     Ok(Ok(ClientEvent::Chat {
-                        message: ToDesktop::History { messages },
+                        message: ToDesktop::History { messages, .. },
                     })) => {
                         for m in messages {
                             println!("{}: {}", m.role, m.text);
@@ -483,13 +483,15 @@ async fn stream_reply(
         };
         match ev {
             ClientEvent::Chat { message } => match message {
-                ToDesktop::ChatAck { id: acked, run_id } if acked == id => run = Some(run_id),
+                ToDesktop::ChatAck {
+                    id: acked, run_id, ..
+                } if acked == id => run = Some(run_id),
                 ToDesktop::ChatDelta { run_id, text, .. } if run.as_deref() == Some(&run_id) => {
                     printed.push_str(&text);
                     let _ = write!(stdout, "{text}");
                     let _ = stdout.flush();
                 }
-                ToDesktop::ChatReply { run_id, text } if run.as_deref() == Some(&run_id) => {
+                ToDesktop::ChatReply { run_id, text, .. } if run.as_deref() == Some(&run_id) => {
                     // the final text is authoritative: print whatever the deltas missed
                     if let Some(rest) = text.strip_prefix(printed.as_str()) {
                         let _ = write!(stdout, "{rest}");
@@ -499,7 +501,7 @@ async fn stream_reply(
                     let _ = writeln!(stdout);
                     return ExitCode::SUCCESS;
                 }
-                ToDesktop::ChatAborted { run_id } if run.as_deref() == Some(&run_id) => {
+                ToDesktop::ChatAborted { run_id, .. } if run.as_deref() == Some(&run_id) => {
                     let _ = writeln!(stdout, "\n[aborted]");
                     return ExitCode::from(130);
                 }
@@ -507,6 +509,7 @@ async fn stream_reply(
                 ToDesktop::ChatError {
                     run_id: Some(r),
                     message,
+                    ..
                 } if r == id || run.as_deref() == Some(r.as_str()) => {
                     eprintln!("\n[error: {message}]");
                     return ExitCode::FAILURE;
@@ -516,6 +519,7 @@ async fn stream_reply(
                 ToDesktop::ChatError {
                     run_id: None,
                     message,
+                    ..
                 } => eprintln!("[note: {message}]"),
                 // the reply waits for a person's yes: say what and how to answer
                 ToDesktop::ApprovalRequested { approval } => {

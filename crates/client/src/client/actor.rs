@@ -296,6 +296,7 @@ impl Actor {
             }
             Command::Abort { .. }
             | Command::ListApprovals
+            | Command::ListSessions
             | Command::History { .. }
             | Command::ReconnectNow
             | Command::Shutdown => {}
@@ -433,7 +434,12 @@ impl Actor {
     /// answer queries. Returns the endpoint's events (frames to transmit when online).
     pub(super) fn queue_command(&mut self, cmd: Command) -> Vec<Event<ToDesktop>> {
         match cmd {
-            Command::Send { text, id, reply } => match self.enqueue_chat(text, id) {
+            Command::Send {
+                text,
+                id,
+                session,
+                reply,
+            } => match self.enqueue_chat(text, id, session) {
                 Ok((sent, events)) => {
                     let _ = reply.send(Ok(sent));
                     events
@@ -443,8 +449,8 @@ impl Actor {
                     Vec::new()
                 }
             },
-            Command::Abort { run_id } => self
-                .enqueue(ToAgent::ChatAbort { run_id })
+            Command::Abort { run_id, session } => self
+                .enqueue(ToAgent::ChatAbort { session, run_id })
                 .unwrap_or_default(),
             Command::Decide {
                 id,
@@ -461,12 +467,18 @@ impl Actor {
                 }
             },
             Command::ListApprovals => self.enqueue(ToAgent::ApprovalList).unwrap_or_default(),
-            Command::History { limit } => self
+            Command::History {
+                limit,
+                before,
+                session,
+            } => self
                 .enqueue(ToAgent::ChatHistory {
+                    session,
                     limit,
-                    before: None,
+                    before,
                 })
                 .unwrap_or_default(),
+            Command::ListSessions => self.enqueue(ToAgent::SessionList).unwrap_or_default(),
             Command::Queued { reply } => {
                 let q = self
                     .paired
@@ -524,6 +536,7 @@ impl Actor {
         &mut self,
         text: String,
         id: Option<String>,
+        session: Option<String>,
     ) -> Result<(Sent, Vec<Event<ToDesktop>>), ClientError> {
         if text.len() > MAX_PLAINTEXT - 1024 {
             return Err(ClientError::MessageTooLong(text.len()));
@@ -542,7 +555,7 @@ impl Actor {
         let events = self.enqueue(ToAgent::Chat {
             id: id.clone(),
             text,
-            session: None,
+            session,
         })?;
         let state = if events.iter().any(|e| matches!(e, Event::Transmit(_))) {
             MessageState::Sent

@@ -25,10 +25,13 @@ pub(super) enum Command {
         text: String,
         /// The caller's id for it (a retried call finds its message), or a new one.
         id: Option<String>,
+        /// The agent's session (conversation) it goes to; `None`: its default one.
+        session: Option<String>,
         reply: oneshot::Sender<Result<Sent, ClientError>>,
     },
     Abort {
         run_id: String,
+        session: Option<String>,
     },
     /// Answer an exec approval (persisted and delivered like a chat message).
     Decide {
@@ -40,7 +43,11 @@ pub(super) enum Command {
     ListApprovals,
     History {
         limit: u32,
+        before: Option<String>,
+        session: Option<String>,
     },
+    /// Ask the agent for its sessions (answered with a `sessions` chat event).
+    ListSessions,
     Queued {
         reply: oneshot::Sender<Vec<(String, String)>>,
     },
@@ -52,6 +59,12 @@ pub(super) enum Command {
     },
     ReconnectNow,
     Shutdown,
+}
+
+/// A session key a desktop may name: 1 to 128 printable characters, no spaces.
+#[must_use]
+pub fn valid_session_key(s: &str) -> bool {
+    (1..=128).contains(&s.len()) && s.chars().all(|c| c.is_ascii_graphic())
 }
 
 /// Handle to a running client.
@@ -125,12 +138,40 @@ impl RelayClient {
         self.send_command(text, Some(id.to_owned())).await
     }
 
+    /// Send a chat message to the agent's session `session` (`None`: its default one), under
+    /// the caller's `id` when given (see [`Self::send_message_as`]). A session the gateway does
+    /// not know yet starts with this message.
+    pub async fn send_to(
+        &self,
+        session: Option<&str>,
+        text: &str,
+        id: Option<&str>,
+    ) -> Result<Sent, ClientError> {
+        if let Some(s) = session {
+            if !valid_session_key(s) {
+                return Err(ClientError::BadSessionKey);
+            }
+        }
+        self.command_send(text, id.map(str::to_owned), session.map(str::to_owned))
+            .await
+    }
+
     async fn send_command(&self, text: &str, id: Option<String>) -> Result<Sent, ClientError> {
+        self.command_send(text, id, None).await
+    }
+
+    async fn command_send(
+        &self,
+        text: &str,
+        id: Option<String>,
+        session: Option<String>,
+    ) -> Result<Sent, ClientError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Send {
                 text: text.to_owned(),
                 id,
+                session,
                 reply,
             })
             .await
@@ -140,9 +181,15 @@ impl RelayClient {
 
     /// Ask the agent to stop a running reply.
     pub async fn abort(&self, run_id: &str) -> Result<(), ClientError> {
+        self.abort_in(None, run_id).await
+    }
+
+    /// Ask the agent to stop a running reply of session `session` (`None`: the default one).
+    pub async fn abort_in(&self, session: Option<&str>, run_id: &str) -> Result<(), ClientError> {
         self.tx
             .send(Command::Abort {
                 run_id: run_id.to_owned(),
+                session: session.map(str::to_owned),
             })
             .await
             .map_err(|_| ClientError::Stopped)
@@ -175,8 +222,33 @@ impl RelayClient {
 
     /// Ask the agent for the conversation so far (answered with a `history` chat event).
     pub async fn load_history(&self, limit: u32) -> Result<(), ClientError> {
+        self.load_history_page(None, limit, None).await
+    }
+
+    /// Ask the agent for a page of session `session`'s conversation: the latest `limit`
+    /// messages, or (with `before`, the `older` cursor of a page shown) the page before that
+    /// one. Answered with a `history` chat event that names both.
+    pub async fn load_history_page(
+        &self,
+        session: Option<&str>,
+        limit: u32,
+        before: Option<&str>,
+    ) -> Result<(), ClientError> {
         self.tx
-            .send(Command::History { limit })
+            .send(Command::History {
+                limit,
+                before: before.map(str::to_owned),
+                session: session.map(str::to_owned),
+            })
+            .await
+            .map_err(|_| ClientError::Stopped)
+    }
+
+    /// Ask the agent for its sessions (answered with a `sessions` chat event; the agent sends
+    /// the list again when it changes).
+    pub async fn list_sessions(&self) -> Result<(), ClientError> {
+        self.tx
+            .send(Command::ListSessions)
             .await
             .map_err(|_| ClientError::Stopped)
     }

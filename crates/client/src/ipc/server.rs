@@ -291,7 +291,7 @@ async fn answer(call: Call, shared: &Shared) -> Result<Value, CallError> {
             let _ = shared.requests.send(HostRequest::Paired).await;
             json(&info)
         }
-        Call::Send { text, key } => {
+        Call::Send { text, key, session } => {
             // one at a time per key: a resent call waits for the first and returns its id
             let mut sends = shared.sends.lock().await;
             if let Some((_, sent)) = sends.iter().find(|(k, _)| *k == key) {
@@ -299,15 +299,28 @@ async fn answer(call: Call, shared: &Shared) -> Result<Value, CallError> {
             }
             // the key is the message's id: a host started after one that died mid-call finds
             // the message in the outbox, and the agent and the gateway dedupe it too
-            let sent = client.send_message_as(&text, &key).await?;
+            let sent = client
+                .send_to(session.as_deref(), &text, Some(&key))
+                .await?;
             sends.push_back((key, sent.clone()));
             while sends.len() > SEND_KEYS {
                 sends.pop_front();
             }
             json(&sent)
         }
-        Call::Abort { run_id } => json(&client.abort(&run_id).await?),
-        Call::History { limit } => json(&client.load_history(limit.clamp(1, 500)).await?),
+        Call::Abort { run_id, session } => {
+            json(&client.abort_in(session.as_deref(), &run_id).await?)
+        }
+        Call::History {
+            limit,
+            before,
+            session,
+        } => json(
+            &client
+                .load_history_page(session.as_deref(), limit.clamp(1, 500), before.as_deref())
+                .await?,
+        ),
+        Call::Sessions => json(&client.list_sessions().await?),
         Call::Unpair => json(&client.unpair().await?),
         Call::Decide { id, decision } => json(&client.decide(&id, decision).await?),
         Call::Approvals => json(&client.list_approvals().await?),

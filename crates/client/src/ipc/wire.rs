@@ -43,11 +43,30 @@ pub enum Call {
     /// Send a chat message. `key` (chosen by the window, e.g. a UUID) becomes the message's id:
     /// a call resent after a lost connection — to the same host, or to one started after it
     /// died — finds the first call's message instead of queueing the text twice.
-    Send { text: String, key: String },
+    Send {
+        text: String,
+        key: String,
+        /// The agent's session it goes to (absent: its default one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+    },
     /// Stop a running reply.
-    Abort { run_id: String },
-    /// Ask the agent for the latest `limit` messages (they come back as an event).
-    History { limit: u32 },
+    Abort {
+        run_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+    },
+    /// Ask the agent for the latest `limit` messages of a session, or (with `before`) the page
+    /// before one shown (they come back as an event).
+    History {
+        limit: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<String>,
+    },
+    /// Ask the agent for its sessions (they come back as a `sessions` event).
+    Sessions,
     /// End the pairing.
     Unpair,
     /// Skip the reconnect wait.
@@ -161,6 +180,7 @@ impl From<ClientError> for CallError {
             ClientError::MessageTooLong(_) => "MESSAGE_TOO_LONG",
             ClientError::OutboxFull(_) => "OUTBOX_FULL",
             ClientError::BadMessageId(_) => "BAD_MESSAGE_ID",
+            ClientError::BadSessionKey => "BAD_SESSION",
             ClientError::Storage(_) => "STORAGE",
             ClientError::Stopped => "STOPPED",
         };
@@ -212,6 +232,7 @@ mod tests {
         let r = Request {
             id: 7,
             call: Call::Send {
+                session: None,
                 text: "hi".into(),
                 key: "k1".into(),
             },
@@ -235,6 +256,7 @@ mod tests {
     fn only_calls_that_cannot_act_twice_are_resent() {
         assert!(Call::Status.may_resend());
         assert!(Call::Send {
+            session: None,
             text: "x".into(),
             key: "k".into()
         }

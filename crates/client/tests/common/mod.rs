@@ -100,8 +100,8 @@ impl Seen {
                     ToDesktop::ChatReply { run_id, .. } => {
                         *self.replies.entry(run_id.clone()).or_default() += 1
                     }
-                    ToDesktop::ChatAborted { run_id } => self.aborted.push(run_id.clone()),
-                    ToDesktop::ChatAck { id, run_id } => {
+                    ToDesktop::ChatAborted { run_id, .. } => self.aborted.push(run_id.clone()),
+                    ToDesktop::ChatAck { id, run_id, .. } => {
                         self.acks.insert(id.clone(), run_id.clone());
                     }
                     _ => {}
