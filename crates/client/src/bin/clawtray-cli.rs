@@ -37,6 +37,10 @@ struct Args {
     /// Allow ws:// relays on other machines (your device token would travel in clear).
     #[arg(long, global = true)]
     allow_insecure_relay: bool,
+    /// The agent's session (conversation) for `chat` and `history` (default: its main one;
+    /// `sessions` lists them; a new name starts a new one).
+    #[arg(long, global = true)]
+    session: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -66,10 +70,18 @@ enum Cmd {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
-    /// Print the conversation so far.
+    /// Print the conversation so far (the latest LIMIT messages, or with --all all of them).
     History {
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Page back to the conversation's first message.
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+    /// List the agent's sessions (conversations), most recent first.
+    Sessions {
         #[arg(long, default_value_t = 30)]
         timeout: u64,
     },
@@ -149,6 +161,7 @@ async fn run(args: Args) -> Result<ExitCode, String> {
     config.allow_insecure_relay = args.allow_insecure_relay;
     let store = Arc::new(KeyringSessionStore::new(config_dir));
     let client = RelayClient::start(config, store);
+    let session = args.session.as_deref();
     let code = match args.command {
         Cmd::Pair {
             code,
@@ -189,32 +202,66 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         Cmd::Chat {
             message: Some(text),
             timeout,
-        } => one_shot(&client, &text, Duration::from_secs(timeout)).await?,
+        } => one_shot(&client, session, &text, Duration::from_secs(timeout)).await?,
         Cmd::Chat {
             message: None,
             timeout,
-        } => interactive(&client, Duration::from_secs(timeout)).await?,
-        Cmd::History { limit, timeout } => {
+        } => interactive(&client, session, Duration::from_secs(timeout)).await?,
+        Cmd::History {
+            limit,
+            all,
+            timeout,
+        } => {
+            let within = Duration::from_secs(timeout);
+            let mut shown = Vec::new();
+            let mut before: Option<String> = None;
+            loop {
+                let Some((page, older)) =
+                    history_page(&client, session, limit, before.as_deref(), within).await?
+                else {
+                    eprintln!("the agent did not answer in time; the request stays queued");
+                    client.shutdown().await;
+                    return Ok(ExitCode::from(4));
+                };
+                shown.splice(0..0, page);
+                match older {
+                    Some(c) if all => before = Some(c),
+                    _ => break,
+                }
+            }
+            for m in shown {
+                println!("{}: {}", m.role, m.text);
+            }
+            ExitCode::SUCCESS
+        }
+        Cmd::Sessions { timeout } => {
             let mut events = client.subscribe();
-            client
-                .load_history(limit)
-                .await
-                .map_err(|e| e.to_string())?;
+            client.list_sessions().await.map_err(|e| e.to_string())?;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
             loop {
                 match tokio::time::timeout_at(deadline, events.recv()).await {
                     Err(_) => {
-                        eprintln!("the agent did not answer in time; the request stays queued");
+                        eprintln!("the agent did not answer in time (is it online? `clawtray-cli status`)");
                         client.shutdown().await;
                         return Ok(ExitCode::from(4));
                     }
                     Ok(Err(RecvError::Closed)) => break ExitCode::FAILURE,
                     Ok(Err(RecvError::Lagged(_))) => continue,
                     Ok(Ok(ClientEvent::Chat {
-                        message: ToDesktop::History { messages, .. },
+                        message: ToDesktop::Sessions { sessions },
                     })) => {
-                        for m in messages {
-                            println!("{}: {}", m.role, m.text);
+                        for s in sessions {
+                            let mut line = s.key.clone();
+                            if let Some(t) = &s.title {
+                                line.push_str(&format!("  \"{t}\""));
+                            }
+                            if s.default {
+                                line.push_str("  (default)");
+                            }
+                            if s.running {
+                                line.push_str("  (replying)");
+                            }
+                            println!("{line}");
                         }
                         break ExitCode::SUCCESS;
                     }
@@ -553,13 +600,73 @@ async fn stream_reply(
     }
 }
 
-async fn one_shot(client: &RelayClient, text: &str, within: Duration) -> Result<ExitCode, String> {
+/// One page of a session's history: its messages and the cursor of the page before it, or
+/// `None` when the agent did not answer within `within`.
+async fn history_page(
+    client: &RelayClient,
+    session: Option<&str>,
+    limit: u32,
+    before: Option<&str>,
+    within: Duration,
+) -> Result<Option<HistoryPage>, String> {
     let mut events = client.subscribe();
-    let id = client.send(text).await.map_err(|e| e.to_string())?;
+    client
+        .load_history_page(session, limit, before)
+        .await
+        .map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => return Ok(None),
+            Ok(Err(RecvError::Closed)) => return Err("the client stopped".into()),
+            Ok(Err(RecvError::Lagged(_))) => {}
+            Ok(Ok(ClientEvent::Chat {
+                message:
+                    ToDesktop::History {
+                        messages,
+                        session: s,
+                        before: b,
+                        older,
+                    },
+            })) if s.as_deref() == session && b.as_deref() == before => {
+                return Ok(Some((messages, older)))
+            }
+            Ok(Ok(ClientEvent::Chat {
+                message:
+                    ToDesktop::ChatError {
+                        run_id: None,
+                        message,
+                        session: s,
+                    },
+            })) if s.as_deref() == session => return Err(message),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// A page of history and the cursor of the page before it.
+type HistoryPage = (Vec<clawtray_proto::chat::HistoryMessage>, Option<String>);
+
+async fn one_shot(
+    client: &RelayClient,
+    session: Option<&str>,
+    text: &str,
+    within: Duration,
+) -> Result<ExitCode, String> {
+    let mut events = client.subscribe();
+    let id = client
+        .send_to(session, text, None)
+        .await
+        .map_err(|e| e.to_string())?
+        .id;
     Ok(stream_reply(client, &mut events, &id, within).await)
 }
 
-async fn interactive(client: &RelayClient, within: Duration) -> Result<ExitCode, String> {
+async fn interactive(
+    client: &RelayClient,
+    session: Option<&str>,
+    within: Duration,
+) -> Result<ExitCode, String> {
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     eprintln!(
@@ -576,7 +683,11 @@ async fn interactive(client: &RelayClient, within: Duration) -> Result<ExitCode,
             continue;
         }
         let mut events = client.subscribe();
-        let id = client.send(line).await.map_err(|e| e.to_string())?;
+        let id = client
+            .send_to(session, line, None)
+            .await
+            .map_err(|e| e.to_string())?
+            .id;
         stream_reply(client, &mut events, &id, within).await;
     }
 }
