@@ -13,7 +13,7 @@ mod tests {
     use clawtray_client::session_store::SessionInfo;
     use clawtray_client::state::{ClientEvent, ConnectionState, MessageState, PeerPresence, Sent};
     use clawtray_proto::chat::{
-        ApprovalDecision, ApprovalRequest, GatewayStatus, HistoryMessage, ToDesktop,
+        ApprovalDecision, ApprovalRequest, GatewayStatus, HistoryMessage, SessionSummary, ToDesktop,
     };
 
     use crate::events::PairLink;
@@ -35,6 +35,7 @@ mod tests {
             declaration::<MessageState>(&cfg),
             declaration::<GatewayStatus>(&cfg),
             declaration::<HistoryMessage>(&cfg),
+            declaration::<SessionSummary>(&cfg),
             declaration::<ApprovalDecision>(&cfg),
             declaration::<ApprovalRequest>(&cfg),
             declaration::<ToDesktop>(&cfg),

@@ -10,9 +10,14 @@ export const PAIR_LINK_EVENT = "clawtray://pair-link";
 export const api = {
   status: () => invoke<Status>("status"),
   pair: (code: string, relay: string) => invoke<SessionInfo>("pair", { code, relay }),
-  send: (text: string) => invoke<Sent>("send", { text }),
-  abort: (runId: string) => invoke<void>("abort", { runId }),
-  history: (limit: number) => invoke<void>("history", { limit }),
+  /** Send to session `session` (undefined: the agent's default one). */
+  send: (text: string, session?: string) => invoke<Sent>("send", session === undefined ? { text } : { text, session }),
+  abort: (runId: string, session?: string) => invoke<void>("abort", session === undefined ? { runId } : { runId, session }),
+  /** The latest `limit` messages of a session, or (with `before`) the page before one shown. */
+  history: (limit: number, before?: string, session?: string) =>
+    invoke<void>("history", { limit, ...(before === undefined ? {} : { before }), ...(session === undefined ? {} : { session }) }),
+  /** Ask for the agent's sessions (they come back as a `sessions` event). */
+  sessions: () => invoke<void>("sessions"),
   unpair: () => invoke<void>("unpair"),
   reconnect: () => invoke<void>("reconnect"),
   /** Answer an exec approval. */

@@ -36,16 +36,14 @@ async function show(link?: PairLink | null): Promise<void> {
   chat.setState(status.state);
   app.replaceChildren(chat.root);
   chat.focus();
-  void api.history(50);
+  chat.show("");
+  void api.sessions();
   void api.approvals();
 }
 
 void api.onEvent((e) => {
   if (e.kind === "state" && needsPairing(e.state) !== (chat === null)) {
-    // a pairing link opened while the app runs (or the one that started it) fills in the dialog;
-// the person still presses Pair
-void api.onPairLink((l) => void show(l));
-void api.takePairLink().then((l) => show(l), () => show());
+    void show();
     return;
   }
   chat?.onEvent(e);

@@ -16,6 +16,7 @@ export type {
   Queued,
   Sent,
   SessionInfo,
+  SessionSummary,
   Status,
   ToDesktop,
 } from "./generated/types";

@@ -359,3 +359,95 @@ test("an approval card shows the command as text, answers with the allowed butto
   assert.equal(await page.locator('.approval[data-id="ap-3"] button:disabled').count(), 0);
   assert.deepEqual(page.errors, []);
 });
+
+test("sessions: the list fills the picker, each session keeps its own conversation, and another session's reply marks it", async () => {
+  const page = await open("paired");
+  await page.waitForSelector("#message");
+  const first = await calls(page, "history");
+  assert.deepEqual(first[0].args, { limit: 50 }, "the default session's latest page, at start");
+  assert.equal((await calls(page, "sessions")).length, 1);
+  await emit(page, [
+    { kind: "chat", message: { type: "history", messages: [{ id: "h1", role: "user", text: "hello main" }, { id: "h2", role: "assistant", text: "hi from main" }] } },
+    { kind: "chat", message: { type: "sessions", sessions: [{ key: "main", default: true }, { key: "work", title: "Work stuff", running: true }] } },
+  ]);
+  await page.waitForFunction(() => document.querySelectorAll("#session option").length === 2, null, { polling: 100 });
+  assert.deepEqual(await page.$$eval("#session option", (os) => os.map((o) => o.textContent)), ["Main", "Work stuff …"]);
+  // a reply streams in "work" while "main" is shown: it stays out of sight, the picker says so
+  await emit(page, [
+    { kind: "chat", message: { type: "chat_ack", id: "w-msg", run_id: "w1", session: "work" } },
+    { kind: "chat", message: { type: "chat_delta", run_id: "w1", seq: 1, text: "working on it", session: "work" } },
+  ]);
+  await page.waitForFunction(() => [...document.querySelectorAll("#session option")].some((o) => o.textContent === "• Work stuff …"), null, { polling: 100 });
+  assert.equal(await page.locator('.msg[data-run="w1"]').count(), 0);
+  assert.equal(await page.locator(".msg").count(), 2);
+  // switch: that session's conversation, its reply as far as it got, and its own history asked for
+  await page.selectOption("#session", "work");
+  await page.waitForSelector('.msg.agent[data-run="w1"]');
+  assert.match(await page.textContent('.msg.agent[data-run="w1"]'), /working on it/);
+  assert.equal(await page.locator("text=hello main").count(), 0);
+  const asked = await calls(page, "history");
+  assert.deepEqual(asked.at(-1).args, { limit: 50, session: "work" });
+  await emit(page, [{ kind: "chat", message: { type: "history", session: "work", messages: [{ id: "w0", role: "user", text: "earlier at work" }] } }]);
+  await page.waitForSelector("text=earlier at work");
+  assert.equal(await page.locator('.msg.agent[data-run="w1"]').count(), 1, "the streaming reply stays after the history");
+  await page.fill("#message", "and the report?");
+  await page.press("#message", "Enter");
+  await page.waitForSelector("text=and the report?");
+  assert.deepEqual((await calls(page, "send")).at(-1).args, { text: "and the report?", session: "work" });
+  // Stop stops this session's reply, in this session
+  await page.click("#abort");
+  assert.deepEqual((await calls(page, "abort")).at(-1).args, { runId: "w1", session: "work" });
+  for (const theme of ["light", "dark"]) {
+    await page.emulateMedia({ colorScheme: theme });
+    await page.screenshot({ path: join(shots, `sessions-${theme}.png`) });
+  }
+  // back to main: its conversation as it was
+  await page.selectOption("#session", "");
+  await page.waitForSelector("text=hello main");
+  assert.equal(await page.locator('.msg[data-run="w1"]').count(), 0);
+  // a new conversation starts empty; its first message names it
+  await page.click("#new-session");
+  await page.waitForFunction(() => document.querySelectorAll(".msg").length === 0, null, { polling: 100 });
+  const key = await page.$eval("#session", (s) => s.value);
+  assert.match(key, /^chat-\d{8}-\d{6}$/);
+  await page.fill("#message", "a fresh start");
+  await page.press("#message", "Enter");
+  await page.waitForSelector("text=a fresh start");
+  assert.deepEqual((await calls(page, "send")).at(-1).args, { text: "a fresh start", session: key });
+  assert.deepEqual(page.errors, []);
+});
+
+test("scrolling to the top loads the page before without moving what the reader sees, each message once", async () => {
+  const page = await open("paired", { width: 720 });
+  await page.waitForSelector("#message");
+  const msg = (i) => ({ id: `m${i}`, role: i % 2 ? "assistant" : "user", text: `message number ${i}` });
+  const latest = Array.from({ length: 50 }, (_, k) => msg(50 + k));
+  await emit(page, [{ kind: "chat", message: { type: "history", messages: latest, older: "o50" } }]);
+  await page.waitForFunction(() => document.querySelectorAll(".msg").length === 50, null, { polling: 100 });
+  assert.equal((await calls(page, "history")).length, 1, "at the bottom, nothing more is asked");
+  // the reader scrolls up to the top: the page before is asked for, once
+  await page.$eval(".messages", (l) => (l.scrollTop = 0));
+  await page.waitForFunction(() => window.__clawtray.calls.filter((c) => c.cmd === "history").length === 2, null, { polling: 50 });
+  await page.$eval(".messages", (l) => l.dispatchEvent(new Event("scroll")));
+  await page.waitForTimeout(100);
+  const asked = await calls(page, "history");
+  assert.equal(asked.length, 2);
+  assert.deepEqual(asked[1].args, { limit: 50, before: "o50" });
+  const where = () => page.$eval('[data-history-id="m50"]', (e) => e.getBoundingClientRect().top);
+  const before = await where();
+  // the older page overlaps the shown one by a message (new messages came meanwhile)
+  const older = Array.from({ length: 51 }, (_, k) => msg(k));
+  assert.equal(await page.isVisible(".beginning"), false, "the beginning is not reached yet");
+  await emit(page, [{ kind: "chat", message: { type: "history", messages: older, before: "o50" } }]);
+  await page.waitForFunction(() => document.querySelectorAll(".msg").length >= 100, null, { polling: 100 });
+  assert.ok(Math.abs((await where()) - before) < 2, `the reader's message stays put (${before} → ${await where()})`);
+  const ids = await page.$$eval(".msg", (ls) => ls.map((l) => l.dataset.historyId));
+  assert.equal(ids.length, 100, "each message once");
+  assert.deepEqual(ids, Array.from({ length: 100 }, (_, i) => `m${i}`), "in order, no gap");
+  // that was the first page (no `older`): the beginning is marked, nothing more is asked
+  assert.equal(await page.isVisible(".beginning"), true, "the beginning is marked");
+  await page.$eval(".messages", (l) => (l.scrollTop = 0));
+  await page.waitForTimeout(200);
+  assert.equal((await calls(page, "history")).length, 2, "no cursor, no question");
+  assert.deepEqual(page.errors, []);
+});

@@ -50,6 +50,10 @@ export type GatewayStatus = "connected" | "disconnected";
  */
 export type HistoryMessage = { 
 /**
+ * The gateway's id for it, when it gives one (pages that overlap are deduplicated by it).
+ */
+id?: string, 
+/**
  * `user` or `assistant` (or another gateway role).
  */
 role: string, 
@@ -61,6 +65,31 @@ text: string,
  * Milliseconds since the epoch, when known.
  */
 timestamp?: number, };
+
+/**
+ * One conversation (gateway session) of the agent.
+ */
+export type SessionSummary = { 
+/**
+ * The session key to send to (`main`, `work`, …).
+ */
+key: string, 
+/**
+ * A title, when the gateway has one (a label or a generated title).
+ */
+title?: string, 
+/**
+ * Last activity, milliseconds since the epoch, when known.
+ */
+updated_at_ms?: number, 
+/**
+ * A reply is being written in it now.
+ */
+running?: boolean, 
+/**
+ * The agent's default session: its chat messages carry no `session`.
+ */
+default?: boolean, };
 
 /**
  * An answer to an exec approval, as the gateway names it.
@@ -123,7 +152,11 @@ id: string,
 /**
  * The gateway's run id.
  */
-run_id: string, } | { "type": "chat_delta", 
+run_id: string, 
+/**
+ * The gateway session (conversation) it belongs to; absent: the agent's default one.
+ */
+session?: string, } | { "type": "chat_delta", 
 /**
  * The run.
  */
@@ -139,7 +172,11 @@ text: string,
 /**
  * The gateway replaced the reply so far: `text` is the whole text, not an increment.
  */
-replace?: boolean, } | { "type": "chat_reply", 
+replace?: boolean, 
+/**
+ * The gateway session (conversation) it belongs to; absent: the agent's default one.
+ */
+session?: string, } | { "type": "chat_reply", 
 /**
  * The run.
  */
@@ -147,15 +184,27 @@ run_id: string,
 /**
  * The whole reply text.
  */
-text: string, } | { "type": "chat_typing", 
+text: string, 
+/**
+ * The gateway session (conversation) it belongs to; absent: the agent's default one.
+ */
+session?: string, } | { "type": "chat_typing", 
 /**
  * On or off.
  */
-on: boolean, } | { "type": "chat_aborted", 
+on: boolean, 
+/**
+ * The gateway session (conversation) it belongs to; absent: the agent's default one.
+ */
+session?: string, } | { "type": "chat_aborted", 
 /**
  * The run.
  */
-run_id: string, } | { "type": "chat_error", 
+run_id: string, 
+/**
+ * The gateway session (conversation) it belongs to; absent: the agent's default one.
+ */
+session?: string, } | { "type": "chat_error", 
 /**
  * The run, when the error belongs to one.
  */
@@ -163,11 +212,33 @@ run_id?: string,
 /**
  * A sentence for people.
  */
-message: string, } | { "type": "history", 
+message: string, 
+/**
+ * The gateway session (conversation) it belongs to; absent: the agent's default one.
+ */
+session?: string, } | { "type": "history", 
 /**
  * Oldest first.
  */
-messages: Array<HistoryMessage>, } | { "type": "agent_status", 
+messages: Array<HistoryMessage>, 
+/**
+ * The gateway session (conversation) it belongs to; absent: the agent's default one.
+ */
+session?: string, 
+/**
+ * The request's `before`: absent for the latest page (which replaces what is shown),
+ * present for an older page (which goes above it).
+ */
+before?: string, 
+/**
+ * Pass this as `before` for the page before this one; absent: this page starts at the
+ * conversation's first message.
+ */
+older?: string, } | { "type": "sessions", 
+/**
+ * The sessions.
+ */
+sessions: Array<SessionSummary>, } | { "type": "agent_status", 
 /**
  * Connected or not.
  */
