@@ -245,6 +245,49 @@ async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes
         "the stopped reply did not run to its end: {stopped}"
     );
 
+    // ── a second conversation (a new session on the gateway), then back to the first ────────
+    app.click_css("#new-session", STEP)
+        .await
+        .expect("start a new conversation");
+    let second_key = app
+        .exec("return document.querySelector('#session').value", json!([]))
+        .await
+        .expect("the new session's key");
+    let second_key = second_key.as_str().unwrap_or_default().to_owned();
+    assert!(second_key.starts_with("chat-"), "{second_key}");
+    let elsewhere = "in a second conversation #id=r5# #words=4# #delay=40#";
+    send(&app, elsewhere).await;
+    wait_reply(
+        &app,
+        "the reply in the second conversation",
+        &reply_for(elsewhere),
+    )
+    .await;
+    assert_eq!(
+        bubbles_with(&app, &reply_for(first)).await,
+        0,
+        "the second conversation shows only its own messages"
+    );
+    // the agent lists the gateway's sessions, the new one among them
+    app.wait_js(
+        "the agent's session list to name the new conversation",
+        "return [...document.querySelectorAll('#session option')].some(o => o.value === arguments[0])
+            && document.querySelectorAll('#session option').length >= 2",
+        json!([second_key]),
+        STEP,
+    )
+    .await
+    .expect("the session list");
+    screenshot(&app, "real-app-sessions.png").await;
+    app.exec(
+        "const s = document.querySelector('#session'); s.value = ''; s.dispatchEvent(new Event('change'));",
+        json!([]),
+    )
+    .await
+    .expect("switch back to the main conversation");
+    wait_reply(&app, "the first conversation again", &reply_for(first)).await;
+    assert_eq!(bubbles_with(&app, &reply_for(elsewhere)).await, 0);
+
     // ── the agent restarts (new process, new meeting keys); the chat carries on ─────────────
     agent.kill().await;
     agent = AgentRun::start(&agent_bin, &agent_state, &gateway, "real-app");

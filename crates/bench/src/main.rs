@@ -6,6 +6,7 @@
 mod agent_overhead;
 mod app_idle;
 mod crypto;
+mod history;
 mod overhead;
 mod pairing;
 mod report;
@@ -27,7 +28,7 @@ use clap::{Parser, Subcommand};
 struct Args {
     #[command(subcommand)]
     cmd: Option<Cmd>,
-    /// Only these rows (crypto, stream, overhead, pairing, agent, scale, app); all when empty.
+    /// Only these rows (crypto, stream, overhead, pairing, agent, history, scale, app); all when empty.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where report.md goes.
@@ -98,6 +99,10 @@ async fn main() {
     if want("agent") {
         println!("bench: agent overhead (starts the OpenClaw gateway, ~20 s)");
         agent_overhead::run(&mut rows, relay_one_way).await;
+    }
+    if want("history") {
+        println!("bench: opening a long conversation (fills 5,000 messages, ~1 minute)");
+        history::run(&mut rows).await;
     }
     if want("scale") {
         println!("bench: relay scale (1k, 5k, 9k sessions)");
