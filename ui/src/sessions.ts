@@ -66,7 +66,8 @@ export class SessionPicker {
     const old = new Map(this.rows.map((r) => [r.key, r]));
     const rows: Row[] = list.map((s) => {
       const key = s.default ? "" : s.key;
-      const label = s.title ?? (s.default ? "Main" : s.key);
+      // the gateway's title, else the name this desktop gave it, else its key
+      const label = s.title ?? (s.default ? "Main" : (old.get(key)?.label ?? s.key));
       return { key, label, unread: old.get(key)?.unread ?? false, busy: s.running ?? false };
     });
     if (!rows.some((r) => r.key === "")) rows.unshift({ key: "", label: "Main", unread: false, busy: false });
