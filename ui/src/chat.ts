@@ -137,6 +137,7 @@ export class ChatView {
   /** A message waiting in the outbox (shown at start), in its session. */
   addUser(id: string, text: string, state: MessageState, session: string | null = null): void {
     this.conv(session).addUser(id, text, state);
+    if (session !== null) this.picker.ensure(session);
   }
 
   private abortRunning(): void {

@@ -32,7 +32,7 @@ async function show(link?: PairLink | null): Promise<void> {
     return;
   }
   chat = new ChatView(status.session, () => void show());
-  for (const q of status.queued) chat.addUser(q.id, q.text, "queued");
+  for (const q of status.queued) chat.addUser(q.id, q.text, "queued", q.session ?? null);
   chat.setState(status.state);
   app.replaceChildren(chat.root);
   chat.focus();

@@ -305,7 +305,11 @@ export type SessionInfo = { relay_url: string, session_id: string, agent_name: s
 /**
  * A message still waiting for the agent.
  */
-export type Queued = { id: string, text: string, };
+export type Queued = { id: string, text: string, 
+/**
+ * The agent's session it goes to (absent: its default one).
+ */
+session?: string, };
 
 /**
  * Everything the UI needs to draw itself after (re)opening.

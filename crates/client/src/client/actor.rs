@@ -488,7 +488,9 @@ impl Actor {
                             .delivery()
                             .pending()
                             .filter_map(|(_, m)| match m {
-                                ToAgent::Chat { id, text, .. } => Some((id.clone(), text.clone())),
+                                ToAgent::Chat { id, text, session } => {
+                                    Some((id.clone(), text.clone(), session.clone()))
+                                }
                                 _ => None,
                             })
                             .collect()

@@ -49,7 +49,7 @@ pub(super) enum Command {
     /// Ask the agent for its sessions (answered with a `sessions` chat event).
     ListSessions,
     Queued {
-        reply: oneshot::Sender<Vec<(String, String)>>,
+        reply: oneshot::Sender<Vec<(String, String, Option<String>)>>,
     },
     Session {
         reply: oneshot::Sender<Option<SessionInfo>>,
@@ -255,6 +255,15 @@ impl RelayClient {
 
     /// Chat messages waiting in the outbox: `(id, text)`.
     pub async fn queued(&self) -> Vec<(String, String)> {
+        self.queued_in_sessions()
+            .await
+            .into_iter()
+            .map(|(id, text, _)| (id, text))
+            .collect()
+    }
+
+    /// Chat messages waiting in the outbox: `(id, text, session)` (`None`: the default session).
+    pub async fn queued_in_sessions(&self) -> Vec<(String, String, Option<String>)> {
         let (reply, rx) = oneshot::channel();
         if self.tx.send(Command::Queued { reply }).await.is_err() {
             return Vec::new();

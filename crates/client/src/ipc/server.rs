@@ -275,10 +275,10 @@ async fn answer(call: Call, shared: &Shared) -> Result<Value, CallError> {
         Call::Status => {
             let state = client.state().borrow().clone();
             let queued = client
-                .queued()
+                .queued_in_sessions()
                 .await
                 .into_iter()
-                .map(|(id, text)| Queued { id, text })
+                .map(|(id, text, session)| Queued { id, text, session })
                 .collect();
             json(&Status {
                 state,

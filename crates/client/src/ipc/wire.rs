@@ -193,6 +193,10 @@ impl From<ClientError> for CallError {
 pub struct Queued {
     pub id: String,
     pub text: String,
+    /// The agent's session it goes to (absent: its default one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub session: Option<String>,
 }
 
 /// Everything the UI needs to draw itself after (re)opening.
