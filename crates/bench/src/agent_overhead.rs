@@ -9,51 +9,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clawtray_agent::gateway::{GatewayClient, GatewayConfig, GatewayEvent};
-use clawtray_client::session_store::MemorySessionStore;
-use clawtray_client::{ClientConfig, ClientEvent, RelayClient};
+use clawtray_agent::gateway::GatewayEvent;
+use clawtray_client::ClientEvent;
 use clawtray_proto::chat::ToDesktop;
-use clawtray_proto::secret::SecretString;
-use clawtray_testkit::agent::{AgentRun, Pairing};
-use clawtray_testkit::gateway::{Gateway, TEST_GATEWAY_TOKEN};
 
+use crate::real_agent::RealAgent;
 use crate::report::Row;
 use crate::stats::{percentile, us};
-use crate::ws::{self, sibling_bin, Server};
 
 const MESSAGES: usize = 3;
 
 pub async fn run(rows: &mut Vec<Row>, relay_one_way: Option<Duration>) {
-    let gateway =
-        tokio::task::block_in_place(|| Gateway::start(clawtray_testkit::fake_model::start()));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("relay.db");
-    ws::seed_sessions(&db, 0);
-    let relay = Server::relay(&db).await;
-    let url = format!("ws://{}", relay.addr);
-    let agent_bin = sibling_bin("clawtray-agent");
-    let state = dir.path().join("agent");
-    let _agent = AgentRun::start(&agent_bin, &state, &gateway, "bench");
-    let pairing = Pairing::start(&agent_bin, &state, &url, "bench-agent").await;
-    let client = RelayClient::start(
-        ClientConfig::new(dir.path().join("desktop"), "bench-desktop".into()),
-        Arc::new(MemorySessionStore::default()),
-    );
-    let mut events = client.subscribe();
-    client.pair(&pairing.code, &url).await.expect("pairing");
-    pairing.finish().await;
-    crate::pairing::until(&client, crate::pairing::online, Duration::from_secs(60)).await;
-
-    let (tap, mut tapped) = GatewayClient::start(GatewayConfig {
-        url: gateway.url(),
-        token: Some(SecretString::new(TEST_GATEWAY_TOKEN.into())),
-        identity_path: dir.path().join("tap-identity.json"),
-        identity_key: None,
-        request_timeout: Duration::from_secs(30),
-        connect_timeout: Duration::from_secs(30),
-        approve_all_devices: false,
-    })
-    .expect("the tap");
+    let mut real = RealAgent::start("bench").await;
+    let (tap, mut tapped) = real.operator("tap", false).await;
+    let (client, events) = (&real.client, &mut real.events);
     let at_gateway: Arc<std::sync::Mutex<HashMap<(String, u64), Instant>>> = Arc::default();
     let seen = at_gateway.clone();
     let tapping = tokio::spawn(async move {

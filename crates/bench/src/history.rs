@@ -5,20 +5,14 @@
 //! core. The chat window renders one page either way, so this is what a long history costs to
 //! open.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clawtray_agent::gateway::{GatewayClient, GatewayConfig, GatewayEvent};
-use clawtray_client::session_store::MemorySessionStore;
-use clawtray_client::{ClientConfig, ClientEvent, RelayClient};
+use clawtray_client::ClientEvent;
 use clawtray_proto::chat::ToDesktop;
-use clawtray_proto::secret::SecretString;
-use clawtray_testkit::agent::{AgentRun, Pairing};
-use clawtray_testkit::gateway::{Gateway, TEST_GATEWAY_TOKEN};
 
+use crate::real_agent::RealAgent;
 use crate::report::Row;
 use crate::stats::percentile;
-use crate::ws::{self, sibling_bin, Server};
 
 const LONG: usize = 5_000;
 const SHORT: usize = 50;
@@ -26,40 +20,9 @@ const PAGE: u32 = 50;
 const ROUNDS: usize = 15;
 
 pub async fn run(rows: &mut Vec<Row>) {
-    let gateway =
-        tokio::task::block_in_place(|| Gateway::start(clawtray_testkit::fake_model::start()));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("relay.db");
-    ws::seed_sessions(&db, 0);
-    let relay = Server::relay(&db).await;
-    let url = format!("ws://{}", relay.addr);
-    let agent_bin = sibling_bin("clawtray-agent");
-    let state = dir.path().join("agent");
-    let _agent = AgentRun::start(&agent_bin, &state, &gateway, "bench-main");
-    let pairing = Pairing::start(&agent_bin, &state, &url, "bench-agent").await;
-    let client = RelayClient::start(
-        ClientConfig::new(dir.path().join("desktop"), "bench-desktop".into()),
-        Arc::new(MemorySessionStore::default()),
-    );
-    let mut events = client.subscribe();
-    client.pair(&pairing.code, &url).await.expect("pairing");
-    pairing.finish().await;
-    crate::pairing::until(&client, crate::pairing::online, Duration::from_secs(60)).await;
-
-    let (admin, mut admin_events) = GatewayClient::start(GatewayConfig {
-        url: gateway.url(),
-        token: Some(SecretString::new(TEST_GATEWAY_TOKEN.into())),
-        identity_path: dir.path().join("admin-identity.json"),
-        identity_key: None,
-        request_timeout: Duration::from_secs(30),
-        connect_timeout: Duration::from_secs(30),
-        approve_all_devices: true,
-    })
-    .expect("the admin connection");
-    while !matches!(
-        admin_events.recv().await,
-        Ok(GatewayEvent::Connected { .. })
-    ) {}
+    let mut real = RealAgent::start("bench-main").await;
+    let (admin, _admin_events) = real.operator("admin", true).await;
+    let (client, events) = (&real.client, &mut real.events);
 
     let mut medians = Vec::new();
     for (session, size) in [("bench-long", LONG), ("bench-short", SHORT)] {
@@ -70,7 +33,7 @@ pub async fn run(rows: &mut Vec<Row>) {
             .await
             .expect("send");
         wait_for(
-            &mut events,
+            events,
             |m| matches!(m, ToDesktop::ChatReply { run_id, .. } if *run_id == sent.id),
         )
         .await;
@@ -90,7 +53,7 @@ pub async fn run(rows: &mut Vec<Row>) {
                 .load_history_page(Some(session), PAGE, None)
                 .await
                 .expect("ask for history");
-            let page = wait_for(&mut events, |m| {
+            let page = wait_for(events, |m| {
                 matches!(m, ToDesktop::History { session: Some(s), before: None, .. } if s == session)
             })
             .await;

@@ -9,6 +9,7 @@ mod crypto;
 mod history;
 mod overhead;
 mod pairing;
+mod real_agent;
 mod report;
 mod scale;
 mod servers;
