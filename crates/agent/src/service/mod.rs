@@ -1091,6 +1091,55 @@ mod tests {
     }
 
     #[test]
+    fn session_rows_become_what_desktops_see() {
+        let rows: Vec<SessionRow> = serde_json::from_value(json!([
+            {"key": "agent:main:work", "label": null, "derivedTitle": "Quarterly report", "updatedAt": 5, "hasActiveRun": true},
+            {"key": "agent:main:old", "archived": true},
+            {"key": "agent:other:x", "label": "  ", "displayName": "Other agent's"}
+        ]))
+        .unwrap();
+        let shown = session_summaries(&rows, "main");
+        assert_eq!(
+            shown,
+            vec![
+                SessionSummary {
+                    key: "work".into(),
+                    title: Some("Quarterly report".into()),
+                    updated_at_ms: Some(5),
+                    running: true,
+                    default: false,
+                },
+                SessionSummary {
+                    key: "agent:other:x".into(),
+                    title: Some("Other agent's".into()),
+                    updated_at_ms: None,
+                    running: false,
+                    default: false,
+                },
+                SessionSummary {
+                    key: "main".into(),
+                    title: None,
+                    updated_at_ms: None,
+                    running: false,
+                    default: true,
+                },
+            ],
+            "archived left out, blank titles skipped, the default one always there"
+        );
+    }
+
+    #[test]
+    fn history_cursors_are_the_agents_own() {
+        assert_eq!(parse_cursor(&make_cursor(150)), Some(150));
+        for bad in ["", "150", "o", "o-1", "ox", "p150"] {
+            assert_eq!(parse_cursor(bad), None, "{bad:?}");
+        }
+        assert_eq!(canonical_session("agent:main:work"), "work");
+        assert_eq!(canonical_session("work"), "work");
+        assert_eq!(canonical_session("agent:other:work"), "agent:other:work");
+    }
+
+    #[test]
     fn wait_answers_become_endings() {
         let wait_outcome = |run: &str, v: &Value| {
             super::wait_outcome(run, &serde_json::from_value(v.clone()).unwrap())
