@@ -102,7 +102,7 @@ async fn main() {
         agent_overhead::run(&mut rows, relay_one_way).await;
     }
     if want("history") {
-        println!("bench: opening a long conversation (fills 5,000 messages, ~1 minute)");
+        println!("bench: opening a long conversation (fills 5,000 messages, ~3 minutes)");
         history::run(&mut rows).await;
     }
     if want("scale") {
