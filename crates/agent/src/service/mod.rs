@@ -190,10 +190,11 @@ impl Hub {
     }
 
     fn conv(&mut self, key: &str) -> &mut Conversation {
-        let tag = (key != self.default_key).then(|| key.to_owned());
-        self.convs
-            .entry(key.to_owned())
-            .or_insert_with(|| Conversation::new(key, tag.as_deref(), Vec::new()))
+        let default_key = &self.default_key;
+        self.convs.entry(key.to_owned()).or_insert_with(|| {
+            let tag = (key != default_key.as_str()).then_some(key);
+            Conversation::new(key, tag, Vec::new())
+        })
     }
 
     fn tagged(&self, key: &str, msgs: Vec<ToDesktop>) -> Vec<ToDesktop> {

@@ -126,7 +126,7 @@ impl RelayClient {
     /// Send a chat message; returns its id and where it is (sealed and sent, or queued): the
     /// core decides, so no UI has to guess from the connection state.
     pub async fn send_message(&self, text: &str) -> Result<Sent, ClientError> {
-        self.send_command(text, None).await
+        self.command_send(text, None, None).await
     }
 
     /// Send a chat message under the caller's `id` (1 to 64 of `[A-Za-z0-9_-]`, e.g. a UUID).
@@ -135,7 +135,7 @@ impl RelayClient {
     /// whose host died mid-call) can simply ask again. The agent and the gateway dedupe the id
     /// too, so a message already delivered is not run twice either.
     pub async fn send_message_as(&self, text: &str, id: &str) -> Result<Sent, ClientError> {
-        self.send_command(text, Some(id.to_owned())).await
+        self.command_send(text, Some(id.to_owned()), None).await
     }
 
     /// Send a chat message to the agent's session `session` (`None`: its default one), under
@@ -154,10 +154,6 @@ impl RelayClient {
         }
         self.command_send(text, id.map(str::to_owned), session.map(str::to_owned))
             .await
-    }
-
-    async fn send_command(&self, text: &str, id: Option<String>) -> Result<Sent, ClientError> {
-        self.command_send(text, id, None).await
     }
 
     async fn command_send(
