@@ -4,7 +4,7 @@
 use serde_json::Value;
 use tauri::State;
 
-use clawtray_client::ipc::wire::{Call, CallError, Sent, Status};
+use clawtray_client::ipc::wire::{Call, CallError, Sent, Status, WireFile};
 use clawtray_client::session_store::SessionInfo;
 use clawtray_proto::chat::ApprovalDecision;
 
@@ -25,16 +25,26 @@ pub async fn pair(
     core.host.call_as(Call::Pair { code, relay }).await
 }
 
-/// Send a message to the agent's session `session` (absent: its default one).
+/// Send a message to the agent's session `session` (absent: its default one), with the files
+/// the person attached (base64: the window reads them with `FileReader`).
 #[tauri::command]
 pub async fn send(
     core: State<'_, Core>,
     text: String,
     session: Option<String>,
+    files: Option<Vec<WireFile>>,
 ) -> Result<Sent, CallError> {
     // the key makes a call resent after a lost host connection return the same message
     let key = uuid::Uuid::new_v4().to_string();
-    core.host.call_as(Call::Send { session, text, key }).await
+    let files = files.unwrap_or_default();
+    core.host
+        .call_as(Call::Send {
+            session,
+            text,
+            key,
+            files,
+        })
+        .await
 }
 
 #[tauri::command]

@@ -20,6 +20,8 @@ pub enum Purpose {
     Tokens,
     /// The gateway device identity and its device token.
     GatewayIdentity,
+    /// Parts of files on their way from a desktop to the gateway.
+    Files,
 }
 
 impl Purpose {
@@ -29,6 +31,7 @@ impl Purpose {
             Purpose::Outbox => b"outbox",
             Purpose::Tokens => b"relay tokens",
             Purpose::GatewayIdentity => b"gateway identity",
+            Purpose::Files => b"received files",
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - [`config`]: gateway URL and token resolution (flags, env, the local OpenClaw config).
 //! - [`pair`]: `clawtray-agent pair` — claim a nameplate, show the code, run the first pairing.
 //! - [`link`]: one paired desktop's relay connection, meetings and outbox.
+//! - [`received_files`]: parts of files from desktops, kept sealed until their message goes.
 //! - [`turns`]: desktop messages waiting for, or in, their gateway run — one at a time.
 //! - [`service`]: `clawtray-agent run` — the hub between links and the gateway.
 // Nothing from the network, the disk or the person may panic the program: no unwrap/expect
@@ -27,6 +28,7 @@ pub mod gateway;
 pub mod keys;
 pub mod link;
 pub mod pair;
+pub mod received_files;
 pub mod service;
 pub mod state;
 pub mod turns;

@@ -199,6 +199,11 @@ impl StateDir {
         Ok(at_rest::sealing_key(&self.static_key()?, Purpose::Outbox))
     }
 
+    /// A key for sealing the parts of received files, derived from the static key.
+    pub fn files_key(&self) -> Result<SecretKey> {
+        Ok(at_rest::sealing_key(&self.static_key()?, Purpose::Files))
+    }
+
     /// A key for sealing the gateway identity file, derived from the static key.
     pub fn gateway_identity_key(&self) -> Result<SecretKey> {
         Ok(at_rest::sealing_key(

@@ -16,6 +16,8 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use clawtray_proto::files::Attachment;
+
 /// How many finished run ids are remembered, to drop a late second ending of the same run.
 const FINISHED_MEMORY: usize = 512;
 
@@ -33,6 +35,9 @@ pub struct PendingSend {
     /// The gateway session it goes to (`None`: the agent's default session).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    /// Files it carries (kept in [`crate::received_files`] until the gateway has them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
 }
 
 /// Where the message at the head of the queue is.
@@ -106,6 +111,17 @@ impl Turns {
     /// restart). A message whose run already ended is queued again on purpose: the gateway
     /// dedupes it and `agent.wait` gives its outcome, which the desktop dedupes by run id.
     pub fn push(&mut self, desktop: &str, id: &str, text: &str) -> bool {
+        self.push_with_files(desktop, id, text, Vec::new())
+    }
+
+    /// [`Turns::push`] for a message that carries files.
+    pub fn push_with_files(
+        &mut self,
+        desktop: &str,
+        id: &str,
+        text: &str,
+        attachments: Vec<Attachment>,
+    ) -> bool {
         if self
             .queue
             .iter()
@@ -120,6 +136,7 @@ impl Turns {
             text: text.to_owned(),
             started: false,
             session: self.session.clone(),
+            attachments,
         });
         true
     }
@@ -252,6 +269,7 @@ mod tests {
     #[test]
     fn a_restart_resends_the_started_head_and_a_lost_gateway_ends_its_run() {
         let mut t = Turns::new(vec![PendingSend {
+            attachments: Vec::new(),
             desktop: "d".into(),
             id: "a".into(),
             text: "x".into(),

@@ -259,7 +259,7 @@ impl Conversation {
                 self.typing = *on;
                 Change::Typing(*on)
             }
-            ToDesktop::AgentStatus { gateway } => {
+            ToDesktop::AgentStatus { gateway, .. } => {
                 self.gateway = Some(*gateway);
                 if *gateway == GatewayStatus::Disconnected {
                     // a run cannot survive its gateway: never leave a bubble spinning
@@ -425,6 +425,7 @@ mod tests {
         });
         c.apply(&delta("r1", 1, "x"));
         c.apply(&ToDesktop::AgentStatus {
+            files: None,
             gateway: GatewayStatus::Disconnected,
         });
         assert!(!c.typing());

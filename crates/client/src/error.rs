@@ -42,6 +42,9 @@ pub enum ClientError {
     BadMessageId(usize),
     #[error("a session name must be 1 to 128 printable characters without spaces")]
     BadSessionKey,
+    /// Files that cannot be sent (too large, empty, too many): nothing was queued.
+    #[error("{0}")]
+    Files(String),
     #[error("the client has stopped")]
     Stopped,
 }

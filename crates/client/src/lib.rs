@@ -8,6 +8,7 @@
 //!   until the agent acknowledges them.
 //! - [`approvals`]: the exec approvals waiting for the person, built from chat events. Pure.
 //! - [`chat_model`]: the conversation as the UI shows it, built from chat events. Pure.
+//! - [`outgoing_files`]: files attached to a message: checked, described, cut into parts. Pure.
 //! - [`pairing_flow`]: the first pairing over one relay connection.
 //! - [`ipc`]: the local channel between the tray host (which runs the [`RelayClient`]) and the
 //!   chat window process.
@@ -30,6 +31,7 @@ pub mod error;
 pub mod ipc;
 pub mod links;
 pub mod logging;
+pub mod outgoing_files;
 pub mod pairing_flow;
 pub mod relay_url;
 pub mod session_store;

@@ -46,6 +46,7 @@ async fn a_window_and_a_launch_are_served_from_the_core() {
     assert!(status.session.is_none() && status.queued.is_empty());
     let err = link
         .call(Call::Send {
+            files: Vec::new(),
             session: None,
             text: "hi".into(),
             key: "k1".into(),
@@ -173,6 +174,7 @@ async fn a_lost_host_is_reported_and_safe_calls_are_resent_with_their_key() {
     let l1 = link.clone();
     let send = tokio::spawn(async move {
         l1.call(Call::Send {
+            files: Vec::new(),
             session: None,
             text: "kept".into(),
             key: "key-1".into(),

@@ -363,6 +363,7 @@ mod tests {
 
     fn chat(id: &str, text: &str) -> ToAgent {
         ToAgent::Chat {
+            attachments: Vec::new(),
             id: id.into(),
             text: text.into(),
             session: None,

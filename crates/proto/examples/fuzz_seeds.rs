@@ -72,6 +72,7 @@ fn main() {
     let mut chats: Vec<Vec<u8>> = Vec::new();
     let to_agent = [
         ToAgent::Chat {
+            attachments: Vec::new(),
             id: "m1".into(),
             text: "hello".into(),
             session: None,

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::files::{Attachment, FileLimits};
+
 /// desktop → agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -17,6 +19,20 @@ pub enum ToAgent {
         /// Gateway session key (default `main`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session: Option<String>,
+        /// Files it carries; their parts ([`ToAgent::FilePart`]) travel before it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<Attachment>,
+    },
+    /// One part of a file a later chat message carries (see [`crate::files`]). Parts travel in
+    /// order, before their message, as ordinary numbered messages: a broken link resends only
+    /// those the agent has not acknowledged.
+    FilePart {
+        /// The file's id ([`Attachment::file`]).
+        file: String,
+        /// Which part, from 0.
+        index: u32,
+        /// Up to [`crate::files::PART_BYTES`] of the file, base64.
+        data: String,
     },
     /// Stop a running reply.
     ChatAbort {
@@ -283,6 +299,10 @@ pub enum ToDesktop {
     AgentStatus {
         /// Connected or not.
         gateway: GatewayStatus,
+        /// The files the agent's gateway takes, when it said (older agents: absent).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        files: Option<FileLimits>,
     },
     /// The agent ends the pairing (its operator ran `clawtray-agent unpair`). Sealed end to end:
     /// the desktop forgets the pairing and its queued messages when it arrives, and only then.
@@ -388,6 +408,7 @@ mod tests {
     #[test]
     fn wire_shapes_match_the_design() {
         let m = ToAgent::Chat {
+            attachments: Vec::new(),
             id: "u1".into(),
             text: "hi".into(),
             session: None,
@@ -408,6 +429,7 @@ mod tests {
             r#"{"type":"chat_delta","run_id":"r","seq":2,"text":"lo"}"#
         );
         let s = ToDesktop::AgentStatus {
+            files: None,
             gateway: GatewayStatus::Connected,
         };
         assert_eq!(

@@ -13,6 +13,7 @@
 //! - [`endpoint`]: one end of a session: meetings + sealed frames + reliable delivery, as a machine.
 //! - [`control`]: JSON control frames between an end and the relay.
 //! - [`chat`]: chat messages carried inside sealed frames.
+//! - [`files`]: files sent with a chat message: description, parts, limits, reassembly.
 //! - [`secret`]: secret types that redact in `Debug` and zeroize on drop.
 //! - [`kdf`]: the HKDF labels and derivations, in one place.
 // Nothing from the network, the disk or the person may panic the program: no unwrap/expect
@@ -25,6 +26,7 @@ pub mod control;
 pub mod delivery;
 pub mod endpoint;
 pub mod error;
+pub mod files;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;

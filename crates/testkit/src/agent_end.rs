@@ -70,6 +70,8 @@ pub struct Disk {
     pub delivery: DeliveryState<ToDesktop>,
     /// Texts of chat messages delivered to the agent, in order.
     pub received: Vec<String>,
+    /// File parts delivered to the agent: (file id, part index), in order.
+    pub file_parts: Vec<(String, u32)>,
     /// Replies finished: (run id, text).
     pub replied: Vec<(String, String)>,
     /// Errors the relay sent this agent.
@@ -176,6 +178,7 @@ impl TestAgent {
                 desktop_public: peer.static_public,
                 delivery: Delivery::<ToDesktop>::new(100_000).snapshot(),
                 received: Vec::new(),
+                file_parts: Vec::new(),
                 replied: Vec::new(),
                 relay_errors: Vec::new(),
                 refused: Vec::new(),
@@ -532,6 +535,7 @@ async fn handle(
                             default: true,
                         }],
                     }),
+                    ToAgent::FilePart { file, index, .. } => d.file_parts.push((file, index)),
                     ToAgent::Unpair => d.unpaired_by_desktop = true,
                     // the scripted agent has no gateway and so nothing to approve
                     ToAgent::ApprovalList => replies.push(ToDesktop::Approvals {

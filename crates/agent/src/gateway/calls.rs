@@ -33,6 +33,23 @@ pub struct ChatSend<'a> {
     pub idempotency_key: &'a str,
     /// `followup`: a message sent while a run goes on waits for it.
     pub queue_mode: &'a str,
+    /// Files the message carries.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub attachments: &'a [ChatAttachment],
+}
+
+/// One file of a `chat.send`, as the gateway takes it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatAttachment {
+    /// `image` or `file`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub mime_type: String,
+    pub file_name: String,
+    /// The bytes, base64.
+    pub content: String,
+    pub size_bytes: u64,
 }
 
 /// `chat.send`'s answer.
@@ -184,6 +201,7 @@ mod tests {
     #[test]
     fn parameters_go_out_as_the_gateway_names_them() {
         let send = ChatSend {
+            attachments: &[],
             session_key: "main",
             message: "hi",
             idempotency_key: "m1",

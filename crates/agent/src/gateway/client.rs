@@ -18,6 +18,7 @@ use tokio::time::{sleep, sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
+use clawtray_proto::files::FileLimits;
 use clawtray_proto::secret::{SecretKey, SecretString};
 
 use super::frames::{self, ErrorShape, Incoming, Request};
@@ -115,6 +116,9 @@ pub enum GatewayEvent {
     Connected {
         protocol: u64,
         server_version: String,
+        /// The files it takes (`policy.attachments`, `policy.maxPayload`; its defaults where
+        /// it does not say).
+        files: FileLimits,
     },
     /// The connection ended.
     Disconnected { reason: String },
@@ -346,11 +350,13 @@ impl Actor {
                 warn!("could not keep the gateway's device token: {e}");
             }
         }
+        let files = file_limits(&hello);
         info!(protocol, %server_version, "connected to the OpenClaw gateway");
         self.connected.send_replace(GatewayLink::Connected);
         let _ = self.events.send(GatewayEvent::Connected {
             protocol,
             server_version,
+            files,
         });
 
         let mut pending: HashMap<String, (String, oneshot::Sender<Result<Value, GatewayError>>)> =
@@ -542,4 +548,18 @@ impl Actor {
             }
         }
     }
+}
+
+/// The files a gateway takes, from its `hello-ok` (its documented defaults where it is silent).
+fn file_limits(hello: &Value) -> FileLimits {
+    use clawtray_proto::files as f;
+    let n = |p: &str, d: u64| hello.pointer(p).and_then(Value::as_u64).unwrap_or(d);
+    FileLimits::from_gateway(
+        n("/policy/attachments/maxBytes", f::DEFAULT_MAX_FILE_BYTES),
+        n(
+            "/policy/attachments/maxImageBytes",
+            f::DEFAULT_MAX_IMAGE_BYTES,
+        ),
+        n("/policy/maxPayload", f::DEFAULT_MAX_PAYLOAD),
+    )
 }

@@ -13,8 +13,10 @@
 //! waiting approvals, tells every desktop, and carries the first desktop answer to the gateway.
 
 mod approvals;
+mod attachments;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, watch};
@@ -22,6 +24,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use clawtray_proto::chat::{ApprovalRequest, GatewayStatus, SessionSummary, ToAgent, ToDesktop};
+use clawtray_proto::files::{Attachment, FileLimits};
 use clawtray_proto::secret::fill_random;
 
 use crate::bridge::{canonical_session, history_messages, Bridge};
@@ -33,6 +36,7 @@ use crate::gateway::calls::{
 use crate::gateway::events::{HistoryAnswer, SessionEvent};
 use crate::gateway::{GatewayClient, GatewayConfig, GatewayError, GatewayEvent, GatewayLink};
 use crate::link::{self, HubEvent, LinkCmd, LinkConfig};
+use crate::received_files::{ReceivedFiles, ORPHAN_AFTER};
 use crate::state::StateDir;
 use crate::turns::{PendingSend, Turns};
 
@@ -62,8 +66,11 @@ pub struct ServiceConfig {
 enum Done {
     Sent {
         session: String,
+        desktop: String,
         id: String,
         run_id: String,
+        /// Its files: the gateway has them now.
+        attachments: Vec<Attachment>,
     },
     /// `agent.wait` says the run ended; `msg` is its ending for the desktops.
     Ended {
@@ -76,6 +83,15 @@ enum Done {
         desktop: String,
         id: String,
         error: GatewayError,
+        attachments: Vec<Attachment>,
+    },
+    /// The files of message `id` cannot be used (`message` says why): it ends with that.
+    FilesUnusable {
+        session: String,
+        desktop: String,
+        id: String,
+        attachments: Vec<Attachment>,
+        message: String,
     },
     Reply {
         desktop: String,
@@ -176,6 +192,10 @@ struct Hub {
     approvals: crate::approvals::Approvals,
     /// Answers given while the gateway was away: (desktop, approval id, decision).
     held_decisions: Vec<(String, String, clawtray_proto::chat::ApprovalDecision)>,
+    /// Parts of files on their way to the gateway.
+    received: Arc<ReceivedFiles>,
+    /// What files the gateway takes (its defaults until it says).
+    file_limits: FileLimits,
 }
 
 impl Hub {
@@ -205,7 +225,8 @@ impl Hub {
     /// One event from the gateway client: a (re)connection, a loss, or a session event.
     fn on_gateway_event(&mut self, ev: GatewayEvent) {
         match ev {
-            GatewayEvent::Connected { .. } => {
+            GatewayEvent::Connected { files, .. } => {
+                self.file_limits = files;
                 let keys: Vec<String> = self.convs.keys().cloned().collect();
                 for key in &keys {
                     let out = self
@@ -249,6 +270,7 @@ impl Hub {
                     }
                 }
                 self.to_all(vec![ToDesktop::AgentStatus {
+                    files: None,
                     gateway: GatewayStatus::Disconnected,
                 }]);
             }
@@ -332,7 +354,10 @@ impl Hub {
             GatewayLink::Connected => GatewayStatus::Connected,
             GatewayLink::Down => GatewayStatus::Disconnected,
         };
-        Some(ToDesktop::AgentStatus { gateway })
+        Some(ToDesktop::AgentStatus {
+            files: Some(self.file_limits),
+            gateway,
+        })
     }
 
     fn save_pending(&self) {
@@ -385,6 +410,7 @@ impl Hub {
         if let Err(e) = self.state.remove_pairing(session) {
             warn!("{e}");
         }
+        self.received.forget_desktop(session);
     }
 
     /// Start links for new pairings, stop links for removed ones, and hand an operator's
@@ -458,33 +484,67 @@ impl Hub {
             return;
         }
         let Some(PendingSend {
-            desktop, id, text, ..
+            desktop,
+            id,
+            text,
+            started,
+            attachments,
+            ..
         }) = self.conv(key).turns.next_to_send()
         else {
             return;
         };
         let (gw, done, session) = (self.gw.clone(), self.done_tx.clone(), key.to_owned());
+        let (store, limits) = (self.received.clone(), self.file_limits);
         tokio::spawn(async move {
+            // a message the gateway accepted once is deduped by its id: its files went with the
+            // first `chat.send` (and were removed here after it)
+            let files = if started {
+                Vec::new()
+            } else {
+                attachments.clone()
+            };
+            let files = match attachments::for_gateway(store, desktop.clone(), files, limits).await
+            {
+                Ok(f) => f,
+                Err(message) => {
+                    let _ = done
+                        .send(Done::FilesUnusable {
+                            session,
+                            desktop,
+                            id,
+                            attachments,
+                            message,
+                        })
+                        .await;
+                    return;
+                }
+            };
             let r = gw
                 .chat_send(&ChatSend {
                     session_key: &session,
                     message: &text,
                     idempotency_key: &id,
                     queue_mode: "followup",
+                    attachments: &files,
                 })
                 .await;
+            drop(files);
             let _ = done
                 .send(match r {
                     Ok(sent) => Done::Sent {
                         run_id: sent.run_id.unwrap_or_else(|| id.clone()),
                         session,
+                        desktop,
                         id,
+                        attachments,
                     },
                     Err(error) => Done::SendFailed {
                         session,
                         desktop,
                         id,
                         error,
+                        attachments,
                     },
                 })
                 .await;
@@ -693,9 +753,21 @@ impl Hub {
                 msg,
                 stored,
             } => match msg {
-                ToAgent::Chat { id, text, session } => {
+                ToAgent::FilePart { file, index, data } => {
+                    self.on_file_part(desktop, file, index, data, stored);
+                }
+                ToAgent::Chat {
+                    id,
+                    text,
+                    session,
+                    attachments,
+                } => {
                     let key = self.key_of(session.as_deref());
-                    if self.conv(&key).turns.push(&desktop, &id, &text) {
+                    if self
+                        .conv(&key)
+                        .turns
+                        .push_with_files(&desktop, &id, &text, attachments)
+                    {
                         self.save_pending();
                         debug!(%id, session = %key, "a desktop message is kept");
                     } else {
@@ -760,9 +832,12 @@ impl Hub {
         match d {
             Done::Sent {
                 session,
+                desktop,
                 id,
                 run_id,
+                attachments,
             } => {
+                self.drop_files(&desktop, &attachments);
                 debug!(%id, %run_id, %session, "the gateway runs a desktop message");
                 let conv = self.conv(&session);
                 if conv.turns.sent(&id, &run_id) {
@@ -797,11 +872,28 @@ impl Hub {
                     self.save_pending();
                 }
             }
+            Done::FilesUnusable {
+                session,
+                desktop,
+                id,
+                attachments,
+                message,
+            } => {
+                warn!(%id, %message, "a desktop's message carries files that cannot be sent; the desktop is told");
+                self.drop_files(&desktop, &attachments);
+                self.refuse(
+                    &session,
+                    &desktop,
+                    id,
+                    format!("the message was not sent: {message}"),
+                );
+            }
             Done::SendFailed {
                 session,
                 desktop,
                 id,
                 error,
+                attachments,
             } => {
                 let retry_later = matches!(
                     error,
@@ -823,20 +915,13 @@ impl Hub {
                     });
                 } else {
                     warn!(%error, "the gateway refused a desktop's message; it was dropped and the desktop told");
-                    let refused = self.conv(&session).turns.refused(&id);
-                    self.to_one(
+                    self.drop_files(&desktop, &attachments);
+                    self.refuse(
+                        &session,
                         &desktop,
-                        // run ids are message ids here: this ends the message's turn
-                        ToDesktop::ChatError {
-                            session: self.tag(&session).map(str::to_owned),
-                            run_id: Some(id),
-                            message: format!("the gateway refused the message: {error}"),
-                        },
+                        id,
+                        format!("the gateway refused the message: {error}"),
                     );
-                    if let Some(p) = refused {
-                        self.settle(&session, p.id);
-                    }
-                    self.drive(&session);
                 }
             }
             Done::Reply { desktop, msg } => self.to_one(&desktop, msg),
@@ -853,6 +938,24 @@ impl Hub {
                 result,
             } => self.on_decided(&desktop, &id, result),
         }
+    }
+
+    /// Message `id` will not run: tell its desktop (run ids are message ids here, so this ends
+    /// the message's turn), let it settle, and go on with the next one.
+    fn refuse(&mut self, session: &str, desktop: &str, id: String, message: String) {
+        let refused = self.conv(session).turns.refused(&id);
+        self.to_one(
+            desktop,
+            ToDesktop::ChatError {
+                session: self.tag(session).map(str::to_owned),
+                run_id: Some(id),
+                message,
+            },
+        );
+        if let Some(p) = refused {
+            self.settle(session, p.id);
+        }
+        self.drive(session);
     }
 
     /// The typing indicator's watchdog, per session.
@@ -930,6 +1033,14 @@ pub async fn run(
             "removed temp files a killed agent left in the state dir"
         );
     }
+    let received = Arc::new(ReceivedFiles::new(cfg.state.path(), cfg.state.files_key()?));
+    let stale = received.sweep(ORPHAN_AFTER);
+    if stale > 0 {
+        info!(
+            files = stale,
+            "removed parts of files no message came for (older than a week)"
+        );
+    }
     let (gw, mut gw_events) = GatewayClient::start(cfg.gateway)?;
     let (hub_tx, mut hub_rx) = mpsc::channel(4096);
     let (done_tx, mut done_rx) = mpsc::channel(1024);
@@ -972,6 +1083,8 @@ pub async fn run(
         sessions_refreshing: false,
         approvals: crate::approvals::Approvals::restore(approvals_kept),
         held_decisions: Vec::new(),
+        received,
+        file_limits: FileLimits::default(),
     };
     hub.reconcile_links();
     info!(desktops = hub.links.len(), "clawtray-agent running");

@@ -160,7 +160,7 @@ impl Seen {
             ToDesktop::ChatError {
                 run_id, message, ..
             } => self.errors.push((run_id, message)),
-            ToDesktop::AgentStatus { gateway } => self.statuses.push(gateway),
+            ToDesktop::AgentStatus { gateway, .. } => self.statuses.push(gateway),
             ToDesktop::History {
                 messages,
                 session,

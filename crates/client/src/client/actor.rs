@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 use clawtray_proto::chat::{ToAgent, ToDesktop};
 use clawtray_proto::delivery::Delivery;
 use clawtray_proto::endpoint::{Endpoint, Event};
+use clawtray_proto::files::FileLimits;
 use clawtray_proto::sealed::MAX_PLAINTEXT;
 use clawtray_proto::secret::SecretString;
 use clawtray_proto::{ProtoError, Role};
@@ -23,12 +24,13 @@ use super::config::{ClientConfig, OUTBOX_CAPACITY};
 use super::handle::Command;
 use super::policy::{Input, Policy};
 use crate::error::{ClientError, PairError};
+use crate::outgoing_files::{prepare, OutgoingFile};
 use crate::pairing_flow;
 use crate::relay_url::RelayUrl;
 use crate::session_store::{SessionInfo, SessionStore, StoreError, StoredSession};
 use crate::state::{ClientEvent, ConnectionState, MessageState, Sent};
 use crate::wire::Ws;
-use clawtray_outbox::{Outbox, OUTBOX_FILE};
+use clawtray_outbox::{Durability, Outbox, OUTBOX_FILE};
 use clawtray_transport::backoff::{unit_random, Backoff};
 
 /// How one connection ended.
@@ -73,6 +75,8 @@ pub(super) struct Actor {
     pub(super) backoff: Backoff,
     /// Meetings, deadlines, the breaker, resync and the ack watchdog (spans connections).
     pub(super) policy: Policy,
+    /// What files the agent's gateway takes (its defaults until the agent says).
+    pub(super) file_limits: FileLimits,
 }
 
 /// Why the actor waits between connections.
@@ -120,6 +124,7 @@ impl Actor {
             paired: None,
             backoff: Backoff::default(),
             policy,
+            file_limits: FileLimits::default(),
         }
     }
 
@@ -438,8 +443,9 @@ impl Actor {
                 text,
                 id,
                 session,
+                files,
                 reply,
-            } => match self.enqueue_chat(text, id, session) {
+            } => match self.enqueue_chat(text, id, session, &files) {
                 Ok((sent, events)) => {
                     let _ = reply.send(Ok(sent));
                     events
@@ -488,9 +494,9 @@ impl Actor {
                             .delivery()
                             .pending()
                             .filter_map(|(_, m)| match m {
-                                ToAgent::Chat { id, text, session } => {
-                                    Some((id.clone(), text.clone(), session.clone()))
-                                }
+                                ToAgent::Chat {
+                                    id, text, session, ..
+                                } => Some((id.clone(), text.clone(), session.clone())),
                                 _ => None,
                             })
                             .collect()
@@ -539,6 +545,7 @@ impl Actor {
         text: String,
         id: Option<String>,
         session: Option<String>,
+        files: &[OutgoingFile],
     ) -> Result<(Sent, Vec<Event<ToDesktop>>), ClientError> {
         if text.len() > MAX_PLAINTEXT - 1024 {
             return Err(ClientError::MessageTooLong(text.len()));
@@ -554,11 +561,19 @@ impl Actor {
                 id
             }
         };
-        let events = self.enqueue(ToAgent::Chat {
+        let (attachments, file_parts) = prepare(files, &self.file_limits, new_message_id)
+            .map_err(|e| ClientError::Files(e.to_string()))?;
+        let mut events = Vec::new();
+        for part in file_parts {
+            // the message itself, synced, follows its parts and makes them durable too
+            events.extend(self.enqueue_as(part, Durability::Written)?);
+        }
+        events.extend(self.enqueue(ToAgent::Chat {
             id: id.clone(),
             text,
             session,
-        })?;
+            attachments,
+        })?);
         let state = if events.iter().any(|e| matches!(e, Event::Transmit(_))) {
             MessageState::Sent
         } else {
@@ -569,10 +584,19 @@ impl Actor {
 
     /// Persist, then hand to the endpoint (which transmits at once when a meeting is live).
     fn enqueue(&mut self, msg: ToAgent) -> Result<Vec<Event<ToDesktop>>, ClientError> {
+        self.enqueue_as(msg, Durability::Synced)
+    }
+
+    /// [`Self::enqueue`], persisted as durably as `d` says.
+    fn enqueue_as(
+        &mut self,
+        msg: ToAgent,
+        d: Durability,
+    ) -> Result<Vec<Event<ToDesktop>>, ClientError> {
         let p = self.paired.as_mut().ok_or(ClientError::NotPaired)?;
         let seq = p.endpoint.delivery().next_seq();
         p.outbox
-            .enqueue(seq, &msg)
+            .enqueue_as(seq, &msg, d)
             .map_err(|e| ClientError::Storage(e.to_string()))?;
         let id = match &msg {
             ToAgent::Chat { id, .. } => Some(id.clone()),

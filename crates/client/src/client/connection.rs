@@ -294,6 +294,13 @@ impl Actor {
                 self.notice(format!("could not record a received message: {e}"));
             }
         }
+        if let ToDesktop::AgentStatus {
+            files: Some(limits),
+            ..
+        } = &body
+        {
+            self.file_limits = *limits;
+        }
         if fresh {
             self.emit(ClientEvent::Chat { message: body });
         } else {

@@ -11,6 +11,7 @@ use super::config::ClientConfig;
 use clawtray_proto::chat::ApprovalDecision;
 
 use crate::error::{ClientError, PairError};
+use crate::outgoing_files::OutgoingFile;
 use crate::session_store::{SessionInfo, SessionStore};
 use crate::state::{ClientEvent, ConnectionState, Sent};
 
@@ -27,6 +28,8 @@ pub(super) enum Command {
         id: Option<String>,
         /// The agent's session (conversation) it goes to; `None`: its default one.
         session: Option<String>,
+        /// Files it carries.
+        files: Vec<OutgoingFile>,
         reply: oneshot::Sender<Result<Sent, ClientError>>,
     },
     Abort {
@@ -126,7 +129,7 @@ impl RelayClient {
     /// Send a chat message; returns its id and where it is (sealed and sent, or queued): the
     /// core decides, so no UI has to guess from the connection state.
     pub async fn send_message(&self, text: &str) -> Result<Sent, ClientError> {
-        self.command_send(text, None, None).await
+        self.command_send(text, None, None, Vec::new()).await
     }
 
     /// Send a chat message under the caller's `id` (1 to 64 of `[A-Za-z0-9_-]`, e.g. a UUID).
@@ -135,7 +138,8 @@ impl RelayClient {
     /// whose host died mid-call) can simply ask again. The agent and the gateway dedupe the id
     /// too, so a message already delivered is not run twice either.
     pub async fn send_message_as(&self, text: &str, id: &str) -> Result<Sent, ClientError> {
-        self.command_send(text, Some(id.to_owned()), None).await
+        self.command_send(text, Some(id.to_owned()), None, Vec::new())
+            .await
     }
 
     /// Send a chat message to the agent's session `session` (`None`: its default one), under
@@ -152,8 +156,32 @@ impl RelayClient {
                 return Err(ClientError::BadSessionKey);
             }
         }
-        self.command_send(text, id.map(str::to_owned), session.map(str::to_owned))
-            .await
+        self.send_with_files(session, text, id, Vec::new()).await
+    }
+
+    /// [`Self::send_to`] with files. They are checked against the agent's gateway's limits
+    /// first ([`ClientError::Files`] says what is wrong, and nothing is queued), then travel in
+    /// parts ahead of the message — queued like it, resent after a broken link only where the
+    /// agent has not acknowledged them.
+    pub async fn send_with_files(
+        &self,
+        session: Option<&str>,
+        text: &str,
+        id: Option<&str>,
+        files: Vec<OutgoingFile>,
+    ) -> Result<Sent, ClientError> {
+        if let Some(s) = session {
+            if !valid_session_key(s) {
+                return Err(ClientError::BadSessionKey);
+            }
+        }
+        self.command_send(
+            text,
+            id.map(str::to_owned),
+            session.map(str::to_owned),
+            files,
+        )
+        .await
     }
 
     async fn command_send(
@@ -161,6 +189,7 @@ impl RelayClient {
         text: &str,
         id: Option<String>,
         session: Option<String>,
+        files: Vec<OutgoingFile>,
     ) -> Result<Sent, ClientError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -168,6 +197,7 @@ impl RelayClient {
                 text: text.to_owned(),
                 id,
                 session,
+                files,
                 reply,
             })
             .await

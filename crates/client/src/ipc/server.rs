@@ -291,7 +291,12 @@ async fn answer(call: Call, shared: &Shared) -> Result<Value, CallError> {
             let _ = shared.requests.send(HostRequest::Paired).await;
             json(&info)
         }
-        Call::Send { text, key, session } => {
+        Call::Send {
+            text,
+            key,
+            session,
+            files,
+        } => {
             // one at a time per key: a resent call waits for the first and returns its id
             let mut sends = shared.sends.lock().await;
             if let Some((_, sent)) = sends.iter().find(|(k, _)| *k == key) {
@@ -299,8 +304,12 @@ async fn answer(call: Call, shared: &Shared) -> Result<Value, CallError> {
             }
             // the key is the message's id: a host started after one that died mid-call finds
             // the message in the outbox, and the agent and the gateway dedupe it too
+            let files = files
+                .into_iter()
+                .map(super::wire::WireFile::decode)
+                .collect::<Result<Vec<_>, _>>()?;
             let sent = client
-                .send_to(session.as_deref(), &text, Some(&key))
+                .send_with_files(session.as_deref(), &text, Some(&key), files)
                 .await?;
             sends.push_back((key, sent.clone()));
             while sends.len() > SEND_KEYS {

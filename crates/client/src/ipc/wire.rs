@@ -12,7 +12,7 @@ use crate::{ClientError, ClientEvent, ConnectionState, PairError};
 
 /// The longest line either side accepts (a chat message is at most 64 KiB of text; an event
 /// carries at most one message). A longer line ends the connection with a clear log line.
-pub const MAX_LINE: usize = 1024 * 1024;
+pub const MAX_LINE: usize = 32 * 1024 * 1024;
 
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +49,9 @@ pub enum Call {
         /// The agent's session it goes to (absent: its default one).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         session: Option<String>,
+        /// Files it carries.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<WireFile>,
     },
     /// Stop a running reply.
     Abort {
@@ -181,10 +184,45 @@ impl From<ClientError> for CallError {
             ClientError::OutboxFull(_) => "OUTBOX_FULL",
             ClientError::BadMessageId(_) => "BAD_MESSAGE_ID",
             ClientError::BadSessionKey => "BAD_SESSION",
+            ClientError::Files(_) => "FILES_REFUSED",
             ClientError::Storage(_) => "STORAGE",
             ClientError::Stopped => "STOPPED",
         };
         Self::new(code, e.to_string())
+    }
+}
+
+/// A file the window attaches to a message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ts_rs::TS)]
+pub struct WireFile {
+    /// Its name.
+    pub name: String,
+    /// Its MIME type.
+    pub mime: String,
+    /// Its bytes, base64 (standard alphabet, padded).
+    pub data: String,
+}
+
+impl WireFile {
+    /// The file, decoded.
+    pub fn decode(self) -> Result<crate::outgoing_files::OutgoingFile, CallError> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(self.data.as_bytes())
+            .map_err(|_| {
+                CallError::new(
+                    "FILES_REFUSED",
+                    format!(
+                        "“{}” could not be read (its content is not base64)",
+                        self.name
+                    ),
+                )
+            })?;
+        Ok(crate::outgoing_files::OutgoingFile {
+            name: self.name,
+            mime: self.mime,
+            bytes,
+        })
     }
 }
 
@@ -236,6 +274,7 @@ mod tests {
         let r = Request {
             id: 7,
             call: Call::Send {
+                files: Vec::new(),
                 session: None,
                 text: "hi".into(),
                 key: "k1".into(),
@@ -260,6 +299,7 @@ mod tests {
     fn only_calls_that_cannot_act_twice_are_resent() {
         assert!(Call::Status.may_resend());
         assert!(Call::Send {
+            files: Vec::new(),
             session: None,
             text: "x".into(),
             key: "k".into()
