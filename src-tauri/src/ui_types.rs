@@ -9,12 +9,13 @@ mod tests {
 
     use ts_rs::{Config, TS};
 
-    use clawtray_client::ipc::wire::{CallError, Queued, Status};
+    use clawtray_client::ipc::wire::{CallError, Queued, Status, WireFile};
     use clawtray_client::session_store::SessionInfo;
     use clawtray_client::state::{ClientEvent, ConnectionState, MessageState, PeerPresence, Sent};
     use clawtray_proto::chat::{
         ApprovalDecision, ApprovalRequest, GatewayStatus, HistoryMessage, SessionSummary, ToDesktop,
     };
+    use clawtray_proto::files::FileLimits;
 
     use crate::events::PairLink;
 
@@ -38,6 +39,7 @@ mod tests {
             declaration::<SessionSummary>(&cfg),
             declaration::<ApprovalDecision>(&cfg),
             declaration::<ApprovalRequest>(&cfg),
+            declaration::<FileLimits>(&cfg),
             declaration::<ToDesktop>(&cfg),
             declaration::<ClientEvent>(&cfg),
             declaration::<SessionInfo>(&cfg),
@@ -45,6 +47,7 @@ mod tests {
             declaration::<Status>(&cfg),
             declaration::<CallError>(&cfg),
             declaration::<Sent>(&cfg),
+            declaration::<WireFile>(&cfg),
             declaration::<PairLink>(&cfg),
         ] {
             out.push_str(&decl);

@@ -142,6 +142,23 @@ expires_at_ms: number,
 allowed: Array<ApprovalDecision>, };
 
 /**
+ * What files the agent's gateway takes, decoded sizes in bytes.
+ */
+export type FileLimits = { 
+/**
+ * One file.
+ */
+max_bytes: number, 
+/**
+ * One image.
+ */
+max_image_bytes: number, 
+/**
+ * All files of one message together.
+ */
+max_message_bytes: number, };
+
+/**
  * agent → desktop.
  */
 export type ToDesktop = { "type": "chat_ack", 
@@ -242,7 +259,11 @@ sessions: Array<SessionSummary>, } | { "type": "agent_status",
 /**
  * Connected or not.
  */
-gateway: GatewayStatus, } | { "type": "unpair" } | { "type": "approval_requested", 
+gateway: GatewayStatus, 
+/**
+ * The files the agent's gateway takes, when it said (older agents: absent).
+ */
+files?: FileLimits, } | { "type": "unpair" } | { "type": "approval_requested", 
 /**
  * What, where, for whom, until when.
  */
@@ -326,6 +347,23 @@ export type CommandError = { code: string, message: string, };
  * when a meeting with the agent is live, queued otherwise).
  */
 export type Sent = { id: string, state: MessageState, };
+
+/**
+ * A file the window attaches to a message.
+ */
+export type WireFile = { 
+/**
+ * Its name.
+ */
+name: string, 
+/**
+ * Its MIME type.
+ */
+mime: string, 
+/**
+ * Its bytes, base64 (standard alphabet, padded).
+ */
+data: string, };
 
 /**
  * A pairing link for the dialog: the person confirms before anything happens.
