@@ -2,7 +2,7 @@
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 
-import type { ApprovalDecision, ClientEvent, CommandError, PairLink, Sent, SessionInfo, Status } from "./types";
+import type { ApprovalDecision, ClientEvent, CommandError, PairLink, Sent, SessionInfo, Status, WireFile } from "./types";
 
 export const EVENT = "clawtray://event";
 export const PAIR_LINK_EVENT = "clawtray://pair-link";
@@ -10,8 +10,9 @@ export const PAIR_LINK_EVENT = "clawtray://pair-link";
 export const api = {
   status: () => invoke<Status>("status"),
   pair: (code: string, relay: string) => invoke<SessionInfo>("pair", { code, relay }),
-  /** Send to session `session` (undefined: the agent's default one). */
-  send: (text: string, session?: string) => invoke<Sent>("send", session === undefined ? { text } : { text, session }),
+  /** Send to session `session` (undefined: the agent's default one), with files (base64). */
+  send: (text: string, session?: string, files: WireFile[] = []) =>
+    invoke<Sent>("send", { text, ...(session === undefined ? {} : { session }), ...(files.length ? { files } : {}) }),
   abort: (runId: string, session?: string) => invoke<void>("abort", session === undefined ? { runId } : { runId, session }),
   /** The latest `limit` messages of a session, or (with `before`) the page before one shown. */
   history: (limit: number, before?: string, session?: string) =>

@@ -1,11 +1,14 @@
 // The chat view: the header (agent, session picker), the banner, the conversation shown, the
-// typing indicator, the approval cards and the composer. One `Conversation` per session of the
+// typing indicator, the approval cards and the composer (with the files attached to it: the
+// paperclip, a drop on the window, or a pasted image). One `Conversation` per session of the
 // agent; events go to the one they belong to, and the picker says where something happened.
 // Renders from events; sends intents through `api`.
 import { api, asCommandError } from "./api";
 import { ApprovalCards } from "./approvals";
+import { Attachments } from "./attachments";
 import { Conversation } from "./conversation";
 import { el } from "./dom";
+import { paperclip } from "./icons";
 import { SessionPicker } from "./sessions";
 import type { ClientEvent, ConnectionState, MessageState, SessionInfo, ToDesktop } from "./types";
 
@@ -19,8 +22,11 @@ export class ChatView {
   private input: HTMLTextAreaElement;
   private abortButton: HTMLButtonElement;
   private state: ConnectionState = { state: "connecting" };
+  /** A send (files being read and handed over) is under way. */
+  private sending = false;
   private gatewayDown = false;
   private approvals = new ApprovalCards();
+  private attachments = new Attachments(() => this.root?.classList.toggle("has-files", this.attachments.count > 0));
   private picker: SessionPicker;
   /** Conversations by session key ("" for the agent's default session). */
   private convs = new Map<string, Conversation>();
@@ -32,7 +38,9 @@ export class ChatView {
     this.input = el("textarea", { id: "message", rows: "1", placeholder: "Message your agent…", "aria-label": "Message" }) as HTMLTextAreaElement;
     this.abortButton = el("button", { type: "button", id: "abort", class: "secondary", hidden: "", title: "Stop the reply (Esc)" }, "Stop") as HTMLButtonElement;
     const send = el("button", { type: "submit", id: "send", class: "primary" }, "Send");
-    const form = el("form", { class: "composer" }, this.input, this.abortButton, send);
+    const picker = el("input", { type: "file", id: "file-input", multiple: "", hidden: "" }) as HTMLInputElement;
+    const attach = el("button", { type: "button", id: "attach", class: "secondary icon", title: "Attach files (or drop them here, or paste an image)", "aria-label": "Attach files" }, paperclip());
+    const form = el("form", { class: "composer" }, this.input, attach, picker, this.abortButton, send);
     this.picker = new SessionPicker((key) => this.show(key));
     const header = el(
       "header",
@@ -42,7 +50,45 @@ export class ChatView {
       el("button", { type: "button", class: "link", id: "unpair" }, "Unpair"),
     );
     this.shown = this.conv(null);
-    this.root = el("main", { class: "chat" }, header, this.banner, this.shown.list, this.typing, this.approvals.root, form);
+    this.root = el(
+      "main",
+      { class: "chat" },
+      header,
+      this.banner,
+      this.shown.list,
+      this.typing,
+      this.approvals.root,
+      this.attachments.root,
+      this.attachments.error,
+      form,
+    );
+
+    attach.addEventListener("click", () => picker.click());
+    picker.addEventListener("change", () => {
+      if (picker.files) this.attachments.add(picker.files);
+      picker.value = "";
+      this.input.focus();
+    });
+    this.root.addEventListener("dragover", (e) => {
+      if (!e.dataTransfer?.types.includes("Files")) return;
+      e.preventDefault();
+      this.root.classList.add("dropping");
+    });
+    this.root.addEventListener("dragleave", (e) => {
+      if (e.target === this.root || !this.root.contains(e.relatedTarget as Node | null)) this.root.classList.remove("dropping");
+    });
+    this.root.addEventListener("drop", (e) => {
+      this.root.classList.remove("dropping");
+      if (!e.dataTransfer?.files.length) return;
+      e.preventDefault();
+      this.attachments.add(e.dataTransfer.files);
+    });
+    this.input.addEventListener("paste", (e) => {
+      const files = e.clipboardData?.files;
+      if (!files?.length) return; // text pastes as text
+      e.preventDefault();
+      this.attachments.add(files);
+    });
 
     form.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -115,18 +161,27 @@ export class ChatView {
 
   private async send(): Promise<void> {
     const text = this.input.value.trim();
-    if (!text) return;
+    if (!text && this.attachments.count === 0) return;
+    if (this.sending) return;
     const conv = this.shown;
+    this.sending = true;
     this.input.value = "";
     this.autosize();
     try {
+      const { wire, shown } = await this.attachments.read();
       // the core says where the message is (sealed and sent, or queued): nothing is guessed here
-      const sent = await api.send(text, conv.session ?? undefined);
-      conv.addUser(sent.id, text, sent.state);
+      const sent = await api.send(text, conv.session ?? undefined, wire);
+      this.attachments.clear();
+      conv.addUser(sent.id, text, sent.state, shown);
       this.picker.ensure(conv.session ?? "");
     } catch (e) {
       this.input.value = text;
-      this.showBanner(asCommandError(e).message, "error");
+      const err = asCommandError(e);
+      // a refused file is said next to the files (they stay attached); anything else above
+      if (err.code === "FILES_REFUSED") this.attachments.say(err.message);
+      else this.showBanner(err.message, "error");
+    } finally {
+      this.sending = false;
     }
   }
 
@@ -172,6 +227,7 @@ export class ChatView {
         this.approvals.replace(m.pending);
         break;
       case "agent_status":
+        if (m.files) this.attachments.limits = m.files;
         this.gatewayDown = m.gateway === "disconnected";
         if (this.gatewayDown) {
           for (const c of this.convs.values()) {

@@ -10,7 +10,9 @@
 // History: the latest page replaces what is shown (keeping what is still on its way); scrolling
 // to the top asks for the page before it (`older` cursor), which goes above without moving what
 // the reader looks at. Messages carry ids, so a page that overlaps one shown adds nothing twice.
+import { size, type ShownFile } from "./attachments";
 import { el } from "./dom";
+import { fileIcon } from "./icons";
 import { renderMarkdown, StreamingMarkdown } from "./markdown";
 import type { HistoryMessage, MessageState, ToDesktop } from "./types";
 
@@ -26,6 +28,19 @@ interface Reply {
 const STATE_LABEL: Record<MessageState, string> = { queued: "Queued", sent: "Sent", delivered: "Delivered", answered: "Delivered" };
 /** Scrolled this close to the top, the page before is asked for. */
 const NEAR_TOP_PX = 80;
+
+/** The files a sent message carries: images as thumbnails (the file itself), others as chips. */
+function filesOf(files: ShownFile[]): HTMLElement {
+  return el(
+    "div",
+    { class: "files" },
+    ...files.map((f) =>
+      f.thumb
+        ? el("img", { class: "thumb", src: f.thumb, alt: f.name, title: `${f.name} (${size(f.size)})` })
+        : el("span", { class: "file-chip" }, fileIcon(), `${f.name} · ${size(f.size)}`),
+    ),
+  );
+}
 
 export class Conversation {
   readonly list: HTMLOListElement;
@@ -72,10 +87,13 @@ export class Conversation {
     this.askOlder(this.older);
   }
 
-  addUser(id: string, text: string, state: MessageState): void {
+  addUser(id: string, text: string, state: MessageState, files: ShownFile[] = []): void {
     if (this.userBubbles.has(id)) return;
     const mark = el("span", { class: `mark ${state}` }, STATE_LABEL[state]);
-    const bubble = el("li", { class: "msg user", "data-id": id }, el("div", { class: "body" }, text), mark);
+    const bubble = el("li", { class: "msg user", "data-id": id });
+    if (files.length) bubble.append(filesOf(files));
+    if (text) bubble.append(el("div", { class: "body" }, text));
+    bubble.append(mark);
     this.userBubbles.set(id, bubble);
     this.list.append(bubble);
     this.scrollToEnd();

@@ -8,6 +8,7 @@ export type {
   ClientEvent,
   CommandError,
   ConnectionState,
+  FileLimits,
   GatewayStatus,
   HistoryMessage,
   MessageState,
@@ -19,4 +20,5 @@ export type {
   SessionSummary,
   Status,
   ToDesktop,
+  WireFile,
 } from "./generated/types";

@@ -4,6 +4,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
+import { deflateSync } from "node:zlib";
 import { join, resolve } from "node:path";
 import { serveHarness, launchChromium } from "./harness.mjs";
 
@@ -449,5 +450,116 @@ test("scrolling to the top loads the page before without moving what the reader 
   await page.$eval(".messages", (l) => (l.scrollTop = 0));
   await page.waitForTimeout(200);
   assert.equal((await calls(page, "history")).length, 2, "no cursor, no question");
+  assert.deepEqual(page.errors, []);
+});
+
+// A real PNG (w×h, one colour per row band), so the thumbnail must decode to be seen.
+function png(w, h) {
+  const crcTable = Array.from({ length: 256 }, (_, n) => {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    return c >>> 0;
+  });
+  const crc = (buf) => {
+    let c = 0xffffffff;
+    for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
+    return (c ^ 0xffffffff) >>> 0;
+  };
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const sum = Buffer.alloc(4);
+    sum.writeUInt32BE(crc(body));
+    return Buffer.concat([len, body, sum]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(w, 0);
+  ihdr.writeUInt32BE(h, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8);
+  const rows = [];
+  for (let y = 0; y < h; y++) {
+    rows.push(0);
+    for (let x = 0; x < w; x++) rows.push(y < h / 2 ? 217 : 40, y < h / 2 ? 72 : 110, y < h / 2 ? 15 : 200);
+  }
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr), chunk("IDAT", deflateSync(Buffer.from(rows))), chunk("IEND", Buffer.alloc(0))]);
+}
+
+test("files: the paperclip, a drop and a paste attach files; what cannot go gets a sentence first; the rest go with the message and the image shows as a thumbnail", async () => {
+  const page = await open("paired");
+  await page.waitForSelector("#message");
+  const picture = png(64, 48);
+  const notes = Buffer.from("shopping: eggs, flour\n");
+  // too large (the gateway's default image limit), and empty: a sentence each, nothing attached
+  await page.setInputFiles("#file-input", { name: "huge.png", mimeType: "image/png", buffer: Buffer.alloc(7 * 1024 * 1024, 1) });
+  await page.waitForSelector(".attach-error:not([hidden])");
+  assert.equal(await page.textContent(".attach-error"), "“huge.png” is 7.3 MB — images up to 6.3 MB can be sent");
+  await page.setInputFiles("#file-input", { name: "empty.txt", mimeType: "text/plain", buffer: Buffer.alloc(0) });
+  await page.waitForFunction(() => document.querySelector(".attach-error")?.textContent?.includes("is empty"), null, { polling: 50 });
+  assert.equal(await page.locator(".attachment").count(), 0);
+  // the agent's gateway says its own limits: they are the ones checked
+  await emit(page, [{ kind: "chat", message: { type: "agent_status", gateway: "connected", files: { max_bytes: 100_000, max_image_bytes: 50_000, max_message_bytes: 120_000 } } }]);
+  await page.setInputFiles("#file-input", { name: "report.pdf", mimeType: "application/pdf", buffer: Buffer.alloc(150_000, 2) });
+  await page.waitForFunction(() => document.querySelector(".attach-error")?.textContent?.includes("files up to 100 KB"), null, { polling: 50 });
+  // the paperclip: a picture and a text file
+  await page.setInputFiles("#file-input", [
+    { name: "chart.png", mimeType: "image/png", buffer: picture },
+    { name: "notes.txt", mimeType: "text/plain", buffer: notes },
+  ]);
+  await page.waitForFunction(() => document.querySelectorAll(".attachment").length === 2, null, { polling: 50 });
+  assert.equal(await page.isVisible(".attach-error"), false, "a good pick clears the last sentence");
+  assert.equal(await page.locator(".attachment img.thumb").count(), 1);
+  // a paste and a drop, made the way the browser makes them
+  await page.evaluate(() => {
+    const dt = new DataTransfer();
+    dt.items.add(new File(["pasted bytes"], "clip.png", { type: "image/png" }));
+    document.querySelector("#message").dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }));
+    const drop = new DataTransfer();
+    drop.items.add(new File(["dropped"], "dropped.csv", { type: "text/csv" }));
+    document.querySelector(".chat").dispatchEvent(new DragEvent("drop", { dataTransfer: drop, bubbles: true, cancelable: true }));
+  });
+  await page.waitForFunction(() => document.querySelectorAll(".attachment").length === 4, null, { polling: 50 });
+  // remove the pasted one again
+  await page.click('button[aria-label="Remove clip.png"]');
+  await page.waitForFunction(() => document.querySelectorAll(".attachment").length === 3, null, { polling: 50 });
+  for (const theme of ["light", "dark"]) {
+    await page.emulateMedia({ colorScheme: theme });
+    await page.screenshot({ path: join(shots, `files-attached-${theme}.png`) });
+  }
+  // the core refuses (its own check): the files stay, the sentence shows next to them
+  await page.evaluate(() => (window.__clawtray.answers.send = { reject: { code: "FILES_REFUSED", message: "“notes.txt” could not be read" } }));
+  await page.fill("#message", "what do you make of these?");
+  await page.press("#message", "Enter");
+  await page.waitForFunction(() => document.querySelector(".attach-error")?.textContent === "“notes.txt” could not be read", null, { polling: 50 });
+  assert.equal(await page.locator(".attachment").count(), 3);
+  assert.equal(await page.inputValue("#message"), "what do you make of these?");
+  // sent: every byte, base64, with the text
+  await page.evaluate(() => delete window.__clawtray.answers.send);
+  await page.press("#message", "Enter");
+  await page.waitForSelector(".msg.user .files img.thumb");
+  const sent = (await calls(page, "send")).at(-1).args;
+  assert.equal(sent.text, "what do you make of these?");
+  assert.deepEqual(
+    sent.files.map((f) => [f.name, f.mime]),
+    [["chart.png", "image/png"], ["notes.txt", "text/plain"], ["dropped.csv", "text/csv"]],
+  );
+  assert.ok(Buffer.from(sent.files[0].data, "base64").equals(picture));
+  assert.ok(Buffer.from(sent.files[1].data, "base64").equals(notes));
+  assert.equal(await page.locator(".attachment").count(), 0, "the chips go once sent");
+  // the thumbnail is the file itself, decoded (a blob: URL the CSP allows; nothing fetched)
+  await page.waitForFunction(() => document.querySelector(".msg.user .files img.thumb")?.naturalWidth > 0, null, { polling: 50, timeout: 5000 });
+  const thumb = await page.$eval(".msg.user .files img.thumb", (i) => ({ src: i.src, w: i.naturalWidth, h: i.naturalHeight }));
+  assert.match(thumb.src, /^blob:/);
+  assert.deepEqual([thumb.w, thumb.h], [64, 48]);
+  assert.match(await page.textContent(".msg.user .files"), /notes\.txt · 1 KB/);
+  // a message of files alone goes too
+  await page.setInputFiles("#file-input", { name: "only.png", mimeType: "image/png", buffer: picture });
+  await page.click("#send");
+  await page.waitForFunction(() => document.querySelectorAll(".msg.user .files img.thumb").length === 2, null, { polling: 50 });
+  assert.equal((await calls(page, "send")).at(-1).args.text, "");
+  for (const theme of ["light", "dark"]) {
+    await page.emulateMedia({ colorScheme: theme });
+    await page.screenshot({ path: join(shots, `files-sent-${theme}.png`) });
+  }
   assert.deepEqual(page.errors, []);
 });
