@@ -300,3 +300,83 @@ async fn files_over_the_limits_get_a_sentence_and_nothing_is_queued() {
     assert!(e.to_string().contains("is empty"), "{e}");
     assert!(s.client.queued().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sends_a_file_with_a_message() {
+    let gw = gateway();
+    let relay = Relay::start(&[]).await;
+    let base = format!("ws://{}", relay.addr);
+    let state = tempfile::tempdir().unwrap();
+    let agent_state = state.path().join("agent");
+    let _agent = start_agent(&agent_state, gw, "files-cli");
+    let pairing = Pairing::start(agent_bin(), &agent_state, &base, "files-agent").await;
+    let dirs = tempfile::tempdir().unwrap();
+    let cli = |args: Vec<String>| {
+        let mut c =
+            tokio::process::Command::new(clawtray_testkit::bins::workspace_bin("clawtray-cli"));
+        c.arg("--data-dir")
+            .arg(dirs.path().join("data"))
+            .arg("--config-dir")
+            .arg(dirs.path().join("config"))
+            .args(args);
+        c
+    };
+    let out = cli(vec![
+        "pair".into(),
+        pairing.code.clone(),
+        "--relay".into(),
+        base.clone(),
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    pairing.finish().await;
+    // a text file: the gateway keeps every non-image attachment for its model
+    let notes: String = (0..3000)
+        .map(|i| format!("line {i} of the notes\n"))
+        .collect();
+    let path = dirs.path().join("meeting-notes.txt");
+    std::fs::write(&path, &notes).unwrap();
+    let out = cli(vec![
+        "chat".into(),
+        "summarise these #id=clif# #words=2#".into(),
+        "--file".into(),
+        path.display().to_string(),
+    ])
+    .output()
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{out:?}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ok clif: w1 w2"), "{stdout}");
+    let want = sha256_hex(notes.as_bytes());
+    assert!(
+        files_under(&gw.dir.path().join("state"))
+            .iter()
+            .any(|p| std::fs::read(p).is_ok_and(|b| sha256_hex(&b) == want)),
+        "the gateway holds no copy of the notes"
+    );
+    // a file over the limits is refused by the CLI with the sentence, before anything is sent
+    let big = dirs.path().join("big.png");
+    std::fs::write(&big, vec![0u8; 7 * 1024 * 1024]).unwrap();
+    let out = cli(vec![
+        "chat".into(),
+        "look".into(),
+        "--file".into(),
+        big.display().to_string(),
+    ])
+    .output()
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("“big.png” is 7.3 MB — images up to 6.3 MB can be sent"),
+        "{stderr}"
+    );
+}

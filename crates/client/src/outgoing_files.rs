@@ -26,6 +26,36 @@ impl std::fmt::Debug for OutgoingFile {
     }
 }
 
+/// The MIME type of a file by its name's extension (`application/octet-stream` when unknown):
+/// for callers that have a path, not a browser's idea of the type (the CLI). The gateway sniffs
+/// the bytes itself and says when they disagree.
+#[must_use]
+pub fn mime_for_name(name: &str) -> &'static str {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "heic" => "image/heic",
+        "svg" => "image/svg+xml",
+        "pdf" => "application/pdf",
+        "txt" | "log" => "text/plain",
+        "md" => "text/markdown",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "json" => "application/json",
+        "zip" => "application/zip",
+        "mp3" => "audio/mpeg",
+        "wav" => "audio/wav",
+        "mp4" => "video/mp4",
+        _ => "application/octet-stream",
+    }
+}
+
 /// Check `files` against `limits`; on success, their descriptions and the part messages to
 /// queue before the chat message, in order. `new_id` makes each file's id.
 pub fn prepare(
@@ -57,6 +87,13 @@ pub fn prepare(
 mod tests {
     use super::*;
     use clawtray_proto::files::PART_BYTES;
+
+    #[test]
+    fn types_by_extension() {
+        assert_eq!(mime_for_name("a/B.PNG"), "image/png");
+        assert_eq!(mime_for_name("report.pdf"), "application/pdf");
+        assert_eq!(mime_for_name("Makefile"), "application/octet-stream");
+    }
 
     #[test]
     fn parts_come_before_their_message_and_refusals_queue_nothing() {

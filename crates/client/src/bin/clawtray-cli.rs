@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use tokio::sync::broadcast::error::RecvError;
 
 use clawtray_client::approvals::{ApprovalBook, ApprovalChange};
+use clawtray_client::outgoing_files::{mime_for_name, OutgoingFile};
 use clawtray_client::relay_url::DEFAULT_RELAY_URL;
 use clawtray_client::session_store::KeyringSessionStore;
 use clawtray_client::state::PeerPresence;
@@ -66,6 +67,9 @@ enum Cmd {
     /// Send MESSAGE and print the streamed reply; with no message, chat interactively.
     Chat {
         message: Option<String>,
+        /// Attach a file (repeat for several; up to the agent's gateway's limits).
+        #[arg(long = "file", value_name = "PATH")]
+        files: Vec<std::path::PathBuf>,
         /// Seconds to wait for the agent and the reply.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
@@ -201,11 +205,24 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         }
         Cmd::Chat {
             message: Some(text),
+            files,
             timeout,
-        } => one_shot(&client, session, &text, Duration::from_secs(timeout)).await?,
+        } => {
+            let files = read_files(&files)?;
+            one_shot(&client, session, &text, files, Duration::from_secs(timeout)).await?
+        }
+        Cmd::Chat {
+            message: None,
+            files,
+            timeout,
+        } if !files.is_empty() => {
+            let files = read_files(&files)?;
+            one_shot(&client, session, "", files, Duration::from_secs(timeout)).await?
+        }
         Cmd::Chat {
             message: None,
             timeout,
+            ..
         } => interactive(&client, session, Duration::from_secs(timeout)).await?,
         Cmd::History {
             limit,
@@ -647,15 +664,35 @@ async fn history_page(
 /// A page of history and the cursor of the page before it.
 type HistoryPage = (Vec<clawtray_proto::chat::HistoryMessage>, Option<String>);
 
+/// Read the files to attach (a sentence naming the file when one cannot be read).
+fn read_files(paths: &[std::path::PathBuf]) -> Result<Vec<OutgoingFile>, String> {
+    paths
+        .iter()
+        .map(|p| {
+            let bytes =
+                std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            let name = p
+                .file_name()
+                .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+            Ok(OutgoingFile {
+                mime: mime_for_name(&name).to_owned(),
+                name,
+                bytes,
+            })
+        })
+        .collect()
+}
+
 async fn one_shot(
     client: &RelayClient,
     session: Option<&str>,
     text: &str,
+    files: Vec<OutgoingFile>,
     within: Duration,
 ) -> Result<ExitCode, String> {
     let mut events = client.subscribe();
     let id = client
-        .send_to(session, text, None)
+        .send_with_files(session, text, None, files)
         .await
         .map_err(|e| e.to_string())?
         .id;
