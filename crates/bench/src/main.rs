@@ -5,6 +5,7 @@
 
 mod agent_overhead;
 mod app_idle;
+mod attachments;
 mod crypto;
 mod history;
 mod overhead;
@@ -29,7 +30,7 @@ use clap::{Parser, Subcommand};
 struct Args {
     #[command(subcommand)]
     cmd: Option<Cmd>,
-    /// Only these rows (crypto, stream, overhead, pairing, agent, history, scale, app); all when empty.
+    /// Only these rows (crypto, stream, overhead, pairing, agent, history, files, scale, app); all when empty.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where report.md goes.
@@ -104,6 +105,10 @@ async fn main() {
     if want("history") {
         println!("bench: opening a long conversation (fills 5,000 messages, ~3 minutes)");
         history::run(&mut rows).await;
+    }
+    if want("files") {
+        println!("bench: a 5 MiB file through the relay (starts the OpenClaw gateway, ~40 s)");
+        attachments::run(&mut rows).await;
     }
     if want("scale") {
         println!("bench: relay scale (1k, 5k, 9k sessions)");
