@@ -15,7 +15,7 @@ mod tests {
     use clawtray_proto::chat::{
         ApprovalDecision, ApprovalRequest, GatewayStatus, HistoryMessage, SessionSummary, ToDesktop,
     };
-    use clawtray_proto::files::FileLimits;
+    use clawtray_proto::files::{FileLimits, FileSummary};
 
     use crate::events::PairLink;
 
@@ -40,6 +40,7 @@ mod tests {
             declaration::<ApprovalDecision>(&cfg),
             declaration::<ApprovalRequest>(&cfg),
             declaration::<FileLimits>(&cfg),
+            declaration::<FileSummary>(&cfg),
             declaration::<ToDesktop>(&cfg),
             declaration::<ClientEvent>(&cfg),
             declaration::<SessionInfo>(&cfg),

@@ -22,7 +22,10 @@ export function size(bytes: number): string {
 /** A file as a sent message shows it. */
 export interface ShownFile {
   name: string;
-  size: number;
+  /** Bytes, when known. */
+  size?: number;
+  /** An image (shown by name when there is no thumbnail). */
+  image?: boolean;
   /** A blob: URL of the image itself (images only). */
   thumb?: string;
 }

@@ -12,7 +12,7 @@
 // the reader looks at. Messages carry ids, so a page that overlaps one shown adds nothing twice.
 import { size, type ShownFile } from "./attachments";
 import { el } from "./dom";
-import { fileIcon } from "./icons";
+import { fileIcon, imageIcon } from "./icons";
 import { renderMarkdown, StreamingMarkdown } from "./markdown";
 import type { HistoryMessage, MessageState, ToDesktop } from "./types";
 
@@ -29,15 +29,16 @@ const STATE_LABEL: Record<MessageState, string> = { queued: "Queued", sent: "Sen
 /** Scrolled this close to the top, the page before is asked for. */
 const NEAR_TOP_PX = 80;
 
-/** The files a sent message carries: images as thumbnails (the file itself), others as chips. */
+/** The files a message carries: images sent from here as thumbnails (the file itself), the
+ * rest — and every file of the history, whose bytes stay with the gateway — as chips. */
 function filesOf(files: ShownFile[]): HTMLElement {
   return el(
     "div",
     { class: "files" },
     ...files.map((f) =>
       f.thumb
-        ? el("img", { class: "thumb", src: f.thumb, alt: f.name, title: `${f.name} (${size(f.size)})` })
-        : el("span", { class: "file-chip" }, fileIcon(), `${f.name} · ${size(f.size)}`),
+        ? el("img", { class: "thumb", src: f.thumb, alt: f.name, title: f.size === undefined ? f.name : `${f.name} (${size(f.size)})` })
+        : el("span", { class: "file-chip" }, f.image ? imageIcon() : fileIcon(), f.size === undefined ? f.name : `${f.name} · ${size(f.size)}`),
     ),
   );
 }
@@ -219,6 +220,8 @@ export class Conversation {
     if (h.id) li.dataset.historyId = h.id;
     if (h.role === "user") body.textContent = h.text;
     else renderMarkdown(body, h.text);
+    if (h.files?.length)
+      li.prepend(filesOf(h.files.map((f) => ({ name: f.name, ...(f.size === undefined ? {} : { size: f.size }), image: (f.mime ?? "").startsWith("image/") }))));
     return li;
   }
 

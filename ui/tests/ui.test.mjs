@@ -563,3 +563,28 @@ test("files: the paperclip, a drop and a paste attach files; what cannot go gets
   }
   assert.deepEqual(page.errors, []);
 });
+
+test("files in the history show by name and size (their bytes stay with the gateway; nothing is fetched)", async () => {
+  const page = await open("paired");
+  await page.waitForSelector("#message");
+  const requests = [];
+  page.on("request", (r) => requests.push(r.url()));
+  await emit(page, [
+    {
+      kind: "chat",
+      message: {
+        type: "history",
+        messages: [
+          { id: "u1", role: "user", text: "here are the scans", files: [{ name: "scan.pdf", mime: "application/pdf", size: 120000 }, { name: "photo.jpg", mime: "image/jpeg" }] },
+          { id: "a1", role: "assistant", text: "Thanks, **got them**." },
+        ],
+      },
+    },
+  ]);
+  await page.waitForSelector(".msg.user .files .file-chip");
+  assert.deepEqual(await page.$$eval(".msg.user .files .file-chip", (cs) => cs.map((c) => c.textContent)), ["scan.pdf · 120 KB", "photo.jpg"]);
+  assert.equal(await page.locator(".msg.user .files svg.image").count(), 1, "the image is marked as one");
+  assert.equal(await page.locator(".msg.user img").count(), 0);
+  assert.deepEqual(requests.filter((u) => !u.startsWith("data:")), []);
+  assert.deepEqual(page.errors, []);
+});

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use clawtray_proto::chat::{HistoryMessage, ToDesktop};
 
 use crate::gateway::events::{
-    AgentEvent, ChatEvent, ChatState, HistoryAnswer, Phase, SessionEvent,
+    AgentEvent, ChatEvent, ChatState, HistoryAnswer, MessageMeta, Phase, SessionEvent,
 };
 
 #[derive(Debug, Default)]
@@ -70,6 +70,11 @@ pub fn history_messages(answer: &HistoryAnswer) -> Vec<HistoryMessage> {
                 role: m.role.clone()?,
                 text: m.text()?,
                 timestamp: m.timestamp.as_ref().and_then(serde_json::Number::as_i64),
+                files: m
+                    .openclaw
+                    .as_ref()
+                    .map(MessageMeta::files)
+                    .unwrap_or_default(),
             })
         })
         .collect()
@@ -601,12 +606,14 @@ mod tests {
             h,
             vec![
                 HistoryMessage {
+                    files: Vec::new(),
                     id: None,
                     role: "user".into(),
                     text: "hi".into(),
                     timestamp: Some(5)
                 },
                 HistoryMessage {
+                    files: Vec::new(),
                     id: None,
                     role: "assistant".into(),
                     text: "hello!".into(),

@@ -247,6 +247,18 @@ async fn a_5_mb_image_through_a_link_broken_twice_arrives_byte_identical() {
         "no file of {} bytes with SHA-256 {want} in the gateway's state: {stored:?}",
         image.len()
     );
+    // the history names the file the message carried (its bytes stay with the gateway)
+    client.load_history_page(None, 10, None).await.unwrap();
+    seen.until("a history page", |s| !s.pages.is_empty()).await;
+    let files: Vec<_> = seen.pages[0]
+        .messages
+        .iter()
+        .flat_map(|m| m.files.clone())
+        .collect();
+    assert_eq!(files.len(), 1, "{:?}", seen.pages[0].messages);
+    assert_eq!(files[0].name, "holiday.png");
+    assert_eq!(files[0].mime.as_deref(), Some("image/png"));
+    assert_eq!(files[0].size, Some(image.len() as u64));
     // and the agent removed its parts once the gateway had the file
     wait_until_empty(&agent_state.join("files")).await;
 }

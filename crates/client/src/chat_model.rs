@@ -275,7 +275,7 @@ impl Conversation {
                 Change::All
             }
             // the client acts on it (forgets the pairing); it never reaches a conversation
-            ToDesktop::Unpair => Change::Nothing,
+            ToDesktop::Unpair | ToDesktop::Unknown => Change::Nothing,
             // approvals are kept apart from the conversation (`crate::approvals`)
             ToDesktop::ApprovalRequested { .. }
             | ToDesktop::ApprovalResolved { .. }
@@ -443,12 +443,14 @@ mod tests {
             session: None,
             messages: vec![
                 HistoryMessage {
+                    files: Vec::new(),
                     id: None,
                     role: "user".into(),
                     text: "hello".into(),
                     timestamp: None,
                 },
                 HistoryMessage {
+                    files: Vec::new(),
                     id: None,
                     role: "assistant".into(),
                     text: "hi there".into(),

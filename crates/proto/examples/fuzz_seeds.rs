@@ -123,6 +123,7 @@ fn main() {
             older: None,
             session: None,
             messages: vec![HistoryMessage {
+                files: Vec::new(),
                 id: None,
                 role: "user".into(),
                 text: "x".into(),

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::files::{Attachment, FileLimits};
+use crate::files::{Attachment, FileLimits, FileSummary};
 
 /// desktop → agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +71,10 @@ pub enum ToAgent {
     },
     /// Ask for the approvals waiting now (answered with [`ToDesktop::Approvals`]).
     ApprovalList,
+    /// A kind of message this build does not know (sent by a newer desktop): delivered,
+    /// acknowledged and ignored — refusing it would stop every message after it.
+    #[serde(other)]
+    Unknown,
 }
 
 /// An answer to an exec approval, as the gateway names it.
@@ -183,6 +187,10 @@ pub struct HistoryMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional, type = "number")]
     pub timestamp: Option<i64>,
+    /// Files it carried (what they were; their bytes stay with the gateway).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[ts(as = "Option<Vec<FileSummary>>", optional)]
+    pub files: Vec<FileSummary>,
 }
 
 /// Whether the agent reaches its OpenClaw gateway.
@@ -338,6 +346,11 @@ pub enum ToDesktop {
         /// Oldest first.
         pending: Vec<ApprovalRequest>,
     },
+    /// A kind of message this build does not know (sent by a newer agent): delivered,
+    /// acknowledged and ignored — refusing it would stop every message after it.
+    #[serde(other)]
+    #[ts(skip)]
+    Unknown,
 }
 
 impl ToDesktop {
@@ -498,7 +511,21 @@ mod tests {
     #[test]
     fn malformed_messages_are_errors() {
         assert!(serde_json::from_str::<ToAgent>(r#"{"type":"chat","id":"x"}"#).is_err());
-        assert!(serde_json::from_str::<ToDesktop>(r#"{"type":"nope"}"#).is_err());
+        assert!(serde_json::from_str::<ToDesktop>(r#"{"type":"chat_reply"}"#).is_err());
         assert!(serde_json::from_str::<ToDesktop>("[]").is_err());
+        assert!(serde_json::from_str::<ToDesktop>(r#"{"text":"no type"}"#).is_err());
+    }
+
+    #[test]
+    fn a_kind_from_a_newer_end_is_known_as_unknown_not_refused() {
+        // refusing it would leave a gap that stops every later message of the pairing
+        assert_eq!(
+            serde_json::from_str::<ToDesktop>(r#"{"type":"nope","x":1}"#).unwrap(),
+            ToDesktop::Unknown
+        );
+        assert_eq!(
+            serde_json::from_str::<ToAgent>(r#"{"type":"file_chunk_v9","data":"…"}"#).unwrap(),
+            ToAgent::Unknown
+        );
     }
 }

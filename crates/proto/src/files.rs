@@ -61,6 +61,22 @@ impl Attachment {
     }
 }
 
+/// A file a message of the history carried, as the gateway lists it (its bytes stay with the
+/// gateway: desktops show what it was, never fetch it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct FileSummary {
+    /// Its name.
+    pub name: String,
+    /// Its MIME type, when the gateway says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub mime: Option<String>,
+    /// Its size in bytes, when the gateway says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional, type = "number")]
+    pub size: Option<u64>,
+}
+
 /// What files the agent's gateway takes, decoded sizes in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct FileLimits {

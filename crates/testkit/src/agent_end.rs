@@ -505,6 +505,7 @@ async fn handle(
                         let replied = d.replied.clone();
                         for (i, text) in d.received.iter().enumerate() {
                             messages.push(HistoryMessage {
+                                files: Vec::new(),
                                 id: None,
                                 role: "user".into(),
                                 text: text.clone(),
@@ -512,6 +513,7 @@ async fn handle(
                             });
                             if let Some((_, r)) = replied.get(i) {
                                 messages.push(HistoryMessage {
+                                    files: Vec::new(),
                                     id: None,
                                     role: "assistant".into(),
                                     text: r.clone(),
@@ -537,6 +539,7 @@ async fn handle(
                     }),
                     ToAgent::FilePart { file, index, .. } => d.file_parts.push((file, index)),
                     ToAgent::Unpair => d.unpaired_by_desktop = true,
+                    ToAgent::Unknown => {}
                     // the scripted agent has no gateway and so nothing to approve
                     ToAgent::ApprovalList => replies.push(ToDesktop::Approvals {
                         pending: Vec::new(),

@@ -64,7 +64,11 @@ text: string,
 /**
  * Milliseconds since the epoch, when known.
  */
-timestamp?: number, };
+timestamp?: number, 
+/**
+ * Files it carried (what they were; their bytes stay with the gateway).
+ */
+files?: Array<FileSummary>, };
 
 /**
  * One conversation (gateway session) of the agent.
@@ -157,6 +161,24 @@ max_image_bytes: number,
  * All files of one message together.
  */
 max_message_bytes: number, };
+
+/**
+ * A file a message of the history carried, as the gateway lists it (its bytes stay with the
+ * gateway: desktops show what it was, never fetch it).
+ */
+export type FileSummary = { 
+/**
+ * Its name.
+ */
+name: string, 
+/**
+ * Its MIME type, when the gateway says.
+ */
+mime?: string, 
+/**
+ * Its size in bytes, when the gateway says.
+ */
+size?: number, };
 
 /**
  * agent → desktop.

@@ -61,6 +61,34 @@ pub struct MessageMeta {
     /// The transcript entry's id (stable across pages).
     #[serde(default)]
     pub id: Option<String>,
+    /// Files the message carried: `{fileName, contentType, sizeBytes, url, kind}` each (read
+    /// leniently: an entry of another shape is skipped, not an error).
+    #[serde(default)]
+    pub media: Vec<Value>,
+}
+
+impl MessageMeta {
+    /// The files the message carried, as desktops show them.
+    #[must_use]
+    pub fn files(&self) -> Vec<clawtray_proto::files::FileSummary> {
+        self.media
+            .iter()
+            .filter_map(|m| {
+                let name = m
+                    .get("fileName")
+                    .and_then(Value::as_str)
+                    .map(clawtray_proto::files::clean_name)?;
+                Some(clawtray_proto::files::FileSummary {
+                    name,
+                    mime: m
+                        .get("contentType")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    size: m.get("sizeBytes").and_then(Value::as_u64),
+                })
+            })
+            .collect()
+    }
 }
 
 impl Message {
@@ -201,6 +229,8 @@ struct AgentEventWire {
 }
 
 /// A gateway event about a session's runs.
+// parsed, routed and dropped one at a time: the size of the larger variant costs nothing
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum SessionEvent {
     Chat(ChatEvent),
@@ -288,6 +318,27 @@ mod tests {
             "unknown content is no text, not an error"
         );
         assert_eq!(text(json!({"role":"assistant"})), None);
+    }
+
+    #[test]
+    fn the_files_a_history_message_carried_are_read_leniently() {
+        // as the pinned gateway lists them (observed): name, type, size, a media:// reference
+        let h: HistoryAnswer = serde_json::from_value(json!({"messages": [
+            {"role":"user","content":"look","__openclaw":{"id":"m1","media":[
+                {"contentType":"image/png","fileName":"pic.png","kind":"image","sizeBytes":100000,"url":"media://inbound/pic---1.png"},
+                {"fileName":"../../n.txt","kind":"document"},
+                {"contentType":"image/png"},
+                7
+            ]}}
+        ]}))
+        .unwrap();
+        let files = h.messages[0].openclaw.as_ref().unwrap().files();
+        assert_eq!(files.len(), 2, "nameless and odd entries are skipped");
+        assert_eq!(files[0].name, "pic.png");
+        assert_eq!(files[0].mime.as_deref(), Some("image/png"));
+        assert_eq!(files[0].size, Some(100_000));
+        assert_eq!(files[1].name, "n.txt");
+        assert_eq!(files[1].size, None);
     }
 
     #[test]

@@ -804,6 +804,12 @@ impl Hub {
                     let _ = stored.send(());
                     self.on_decision(desktop, id, decision);
                 }
+                ToAgent::Unknown => {
+                    // a newer desktop's kind of message: taken (a refusal would stop the pairing's
+                    // every later message) and ignored
+                    let _ = stored.send(());
+                    debug!(session = %desktop, "a desktop sent a kind of message this agent does not know; ignored");
+                }
                 ToAgent::ApprovalList => {
                     let _ = stored.send(());
                     let pending = self.approvals.pending();

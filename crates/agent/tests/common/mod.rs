@@ -186,6 +186,9 @@ impl Seen {
             }
             ToDesktop::ApprovalRefused { id, message } => self.refused.push((id, message)),
             ToDesktop::Approvals { pending } => self.approval_lists.push(pending),
+            ToDesktop::Unknown => {
+                panic!("the agent sent a kind of message this build does not know")
+            }
         }
     }
 
