@@ -73,7 +73,15 @@ pub fn markdown(rows: &[Row]) -> String {
             Some(b) => format!("{}: {}", r.baseline_name, num(b, r.unit)),
             None => "—".into(),
         };
-        let ratio = r.ratio().map_or("—".into(), |x| format!("{x:.2}×"));
+        // small ratios keep two significant digits (0.0046×, not 0.00×)
+        let ratio = r.ratio().map_or("—".into(), |x| {
+            if x > 0.0 && x < 0.01 {
+                let places = (1.0 - x.log10().floor()) as usize;
+                format!("{x:.places$}×")
+            } else {
+                format!("{x:.2}×")
+            }
+        });
         let target = match r.met {
             Some(true) => format!("{} ✓", r.target),
             Some(false) => format!("{} ✗", r.target),

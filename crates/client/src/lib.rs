@@ -1,5 +1,6 @@
 //! The desktop side of clawtray, without any GUI: everything the tray app and `clawtray-cli` need.
 //!
+//! - [`agents`]: several agents on one desktop — a slot (keyring entry, metadata, outbox) each.
 //! - [`client`]: [`RelayClient`], one actor task that owns the relay connection, pairing, resume,
 //!   meetings, backoff and the outbox; driven by commands, reporting through events.
 //! - [`state`]: the connection state machine's states and the events the UI subscribes to.
@@ -23,6 +24,7 @@
 // outside tests (tests may: a panic is how a test fails).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod agents;
 pub mod approvals;
 pub mod chat_model;
 pub mod client;

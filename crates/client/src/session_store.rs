@@ -185,6 +185,12 @@ impl KeyringSessionStore {
             .map_err(|e| StoreError::KeyringUnavailable(e.to_string()))
     }
 
+    /// The pairing's metadata (not secret), without touching the keyring: which agent, which
+    /// relay. `None` when not paired.
+    pub fn info(&self) -> Result<Option<SessionInfo>, StoreError> {
+        self.read_meta()
+    }
+
     fn read_meta(&self) -> Result<Option<SessionInfo>, StoreError> {
         let path = self.meta_path();
         let bytes = match std::fs::read(&path) {

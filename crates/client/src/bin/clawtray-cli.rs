@@ -14,10 +14,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tokio::sync::broadcast::error::RecvError;
 
+use clawtray_client::agents::{choose, Slots, FIRST_SLOT};
 use clawtray_client::approvals::{ApprovalBook, ApprovalChange};
 use clawtray_client::outgoing_files::{mime_for_name, OutgoingFile};
 use clawtray_client::relay_url::DEFAULT_RELAY_URL;
-use clawtray_client::session_store::KeyringSessionStore;
+use clawtray_client::session_store::{KeyringSessionStore, SessionInfo};
 use clawtray_client::state::PeerPresence;
 use clawtray_client::{ClientConfig, ClientEvent, ConnectionState, RelayClient};
 use clawtray_proto::chat::{ApprovalDecision, ApprovalRequest, ToDesktop};
@@ -42,13 +43,20 @@ struct Args {
     /// `sessions` lists them; a new name starts a new one).
     #[arg(long, global = true)]
     session: Option<String>,
+    /// Which agent, when this desktop is paired with several (its name, or its slot as
+    /// `agents` lists it; default: the only one).
+    #[arg(long, global = true)]
+    agent: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Pair with the code the agent shows (like 73514062-K4Q7-2MXD).
+    /// The agents this desktop is paired with.
+    Agents,
+    /// Pair with the code the agent shows (like 73514062-K4Q7-2MXD); an agent paired before
+    /// stays paired.
     Pair {
         code: String,
         /// The relay the agent uses.
@@ -161,22 +169,61 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<ExitCode, String> {
     let (data_dir, config_dir) = dirs(&args)?;
-    let mut config = ClientConfig::new(data_dir, device_name());
+    let slots = Slots::new(data_dir, config_dir);
+    let paired = paired_slots(&slots);
+    if matches!(args.command, Cmd::Agents) {
+        if paired.is_empty() {
+            println!("not paired: run `clawtray-cli pair CODE`");
+            return Ok(ExitCode::from(3));
+        }
+        for (slot, info) in &paired {
+            println!("{}  {}  via {}", slot, info.agent_name, info.relay_url);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    // the slot this command works on: a free one (or a new one) to pair, else the chosen agent's
+    let (slot, fresh) = match &args.command {
+        Cmd::Pair { .. } => match slots
+            .ids()
+            .into_iter()
+            .find(|id| !paired.iter().any(|(s, _)| s == id))
+        {
+            Some(free) => (free, false),
+            None => (slots.new_id(), true),
+        },
+        _ if paired.is_empty() => (FIRST_SLOT.to_owned(), false),
+        _ => (choose(&paired, args.agent.as_deref())?.0.clone(), false),
+    };
+    let slot_dirs = slots.dirs(&slot);
+    let mut config = ClientConfig::new(slot_dirs.data, device_name());
     config.allow_insecure_relay = args.allow_insecure_relay;
-    let store = Arc::new(KeyringSessionStore::new(config_dir));
+    let store = Arc::new(KeyringSessionStore::new(slot_dirs.config));
     let client = RelayClient::start(config, store);
     let session = args.session.as_deref();
     let code = match args.command {
+        Cmd::Agents => ExitCode::SUCCESS,
         Cmd::Pair {
             code,
             relay,
             name: _,
         } => {
-            let info = client
-                .pair(&code, &relay)
-                .await
-                .map_err(|e| e.to_string())?;
+            let info = match client.pair(&code, &relay).await {
+                Ok(info) => info,
+                Err(e) => {
+                    client.shutdown().await;
+                    if fresh {
+                        slots.remove(&slot);
+                    }
+                    return Err(e.to_string());
+                }
+            };
             println!("paired with {} via {}", info.agent_name, info.relay_url);
+            if !paired.is_empty() {
+                println!(
+                    "this desktop is paired with {} agents now: choose one with --agent NAME",
+                    paired.len() + 1
+                );
+            }
             // let the first meeting run so the agent sees us online
             let _ = wait_online(&client, Duration::from_secs(5)).await;
             ExitCode::SUCCESS
@@ -302,13 +349,38 @@ async fn run(args: Args) -> Result<ExitCode, String> {
             timeout,
         } => approve(&client, &id, &decision, Duration::from_secs(timeout)).await?,
         Cmd::Unpair => {
+            let name = client.session().await.map(|i| i.agent_name);
             client.unpair().await.map_err(|e| e.to_string())?;
-            println!("unpaired");
-            ExitCode::SUCCESS
+            client.shutdown().await;
+            slots.remove(&slot);
+            match name {
+                Some(n) => println!("unpaired from {n}"),
+                None => println!("unpaired"),
+            }
+            return Ok(ExitCode::SUCCESS);
         }
     };
     client.shutdown().await;
     Ok(code)
+}
+
+/// The agents this desktop is paired with: (slot, pairing), from each slot's metadata (the
+/// keyring is not asked: that is for the slot a command works on).
+fn paired_slots(slots: &Slots) -> Vec<(String, SessionInfo)> {
+    slots
+        .ids()
+        .into_iter()
+        .filter_map(
+            |id| match KeyringSessionStore::new(slots.dirs(&id).config).info() {
+                Ok(Some(info)) => Some((id, info)),
+                Ok(None) => None,
+                Err(e) => {
+                    eprintln!("warning: the pairing in slot {id} cannot be read: {e}");
+                    None
+                }
+            },
+        )
+        .collect()
 }
 
 /// The approvals waiting, as the agent lists them now.

@@ -324,4 +324,10 @@ impl RelayClient {
         let _ = self.tx.send(Command::Shutdown).await;
         let _ = self.task.await;
     }
+
+    /// Ask the client to stop, through a shared handle: its connection closes; calls made after
+    /// it answer [`ClientError::Stopped`].
+    pub async fn stop(&self) {
+        let _ = self.tx.send(Command::Shutdown).await;
+    }
 }
