@@ -1,5 +1,5 @@
 //! The host link's events, turned into what the web view sees (`clawtray://event`): the core's
-//! events as they are; a lost host as a notice and, when it is back, the state again (the UI
+//! events, each with the agent (slot) it is about; a lost host as a notice and, when it is back, the state again (the UI
 //! redraws from it); the host's requests carried out — close the window, bring it to the front,
 //! hand a pairing link to the dialog (`clawtray://pair-link`, kept until the UI takes it).
 
@@ -23,13 +23,22 @@ pub struct PairLink {
     pub relay: Option<String>,
 }
 
+/// The event as the UI reads it: the core's event, with `agent` (the slot it is about) added.
+fn tagged(event: &ClientEvent, agent: Option<&str>) -> serde_json::Value {
+    let mut v = serde_json::to_value(event).unwrap_or(serde_json::Value::Null);
+    if let (Some(a), Some(o)) = (agent, v.as_object_mut()) {
+        o.insert("agent".into(), a.into());
+    }
+    v
+}
+
 pub fn forward(app: AppHandle, mut events: mpsc::Receiver<LinkEvent>) {
     tauri::async_runtime::spawn(async move {
         let mut lost = false;
         while let Some(ev) = events.recv().await {
             match ev {
-                LinkEvent::Host(FromHost::Event { event }) => {
-                    let _ = app.emit(EVENT, &event);
+                LinkEvent::Host(FromHost::Event { event, agent }) => {
+                    let _ = app.emit(EVENT, tagged(&event, agent.as_deref()));
                 }
                 LinkEvent::Host(FromHost::Close) => app.exit(0),
                 LinkEvent::Host(FromHost::Raise) => windows::show_main(&app),

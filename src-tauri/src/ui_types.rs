@@ -9,7 +9,7 @@ mod tests {
 
     use ts_rs::{Config, TS};
 
-    use clawtray_client::ipc::wire::{CallError, Queued, Status, WireFile};
+    use clawtray_client::ipc::wire::{AgentView, CallError, Queued, Status, WireFile};
     use clawtray_client::session_store::SessionInfo;
     use clawtray_client::state::{ClientEvent, ConnectionState, MessageState, PeerPresence, Sent};
     use clawtray_proto::chat::{
@@ -45,6 +45,7 @@ mod tests {
             declaration::<ClientEvent>(&cfg),
             declaration::<SessionInfo>(&cfg),
             declaration::<Queued>(&cfg),
+            declaration::<AgentView>(&cfg),
             declaration::<Status>(&cfg),
             declaration::<CallError>(&cfg),
             declaration::<Sent>(&cfg),

@@ -17,6 +17,7 @@ export const HISTORY_PAGE = 50;
 
 export class ChatView {
   readonly root: HTMLElement;
+  private header: HTMLElement;
   private banner: HTMLElement;
   private typing: HTMLElement;
   private input: HTMLTextAreaElement;
@@ -47,8 +48,9 @@ export class ChatView {
       { class: "top" },
       el("div", { class: "who" }, el("strong", {}, session?.agent_name ?? "Your agent"), el("span", { class: "dot", id: "presence" })),
       this.picker.root,
-      el("button", { type: "button", class: "link", id: "unpair" }, "Unpair"),
+      el("span", { class: "agent-actions" }, el("button", { type: "button", class: "link", id: "add-agent", title: "Pair another agent" }, "Add agent"), el("button", { type: "button", class: "link", id: "unpair" }, "Unpair")),
     );
+    this.header = header;
     this.shown = this.conv(null);
     this.root = el(
       "main",
@@ -110,6 +112,17 @@ export class ChatView {
 
   focus(): void {
     this.input.focus();
+  }
+
+  /** With several agents, `switcher` stands where the agent's name is; "Add agent" pairs another. */
+  setAgents(switcher: HTMLElement | null, addAgent: () => void): void {
+    const add = this.header.querySelector("#add-agent");
+    if (switcher) {
+      // the switcher's last entry pairs another agent
+      this.header.querySelector(".who")?.replaceWith(switcher);
+      add?.remove();
+    }
+    add?.addEventListener("click", addAgent);
   }
 
   /** The conversation of `session` (null: the default one), made on first use. */

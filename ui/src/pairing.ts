@@ -14,7 +14,14 @@ export function pairingView(opts: {
   relay?: string;
   /** Filled in from a `clawtray://pair` link: say so, and say plainly when its relay is not the default. */
   fromLink?: boolean;
-  onPaired: () => void;
+  /** Pair the shown agent again (in its place) rather than adding one. */
+  again?: boolean;
+  /** Adding another agent to those paired (the title says so). */
+  another?: boolean;
+  /** The slot of the agent paired. */
+  onPaired: (slot?: string) => void;
+  /** Back to the chat without pairing (offered when an agent is paired already). */
+  onCancel?: () => void;
 }): HTMLElement {
   const input = el("input", {
     id: "code",
@@ -31,6 +38,8 @@ export function pairingView(opts: {
   const button = el("button", { type: "submit", class: "primary", id: "pair" }, "Pair") as HTMLButtonElement;
   const error = el("p", { class: "error", role: "alert", id: "pair-error" });
   const retry = el("button", { type: "button", class: "link", hidden: "" }, "Try again") as HTMLButtonElement;
+  const cancel = el("button", { type: "button", class: "secondary", id: "pair-cancel" }, "Cancel") as HTMLButtonElement;
+  cancel.addEventListener("click", () => opts.onCancel?.());
 
   const refresh = () => {
     const c = checkCode(input.value);
@@ -51,7 +60,7 @@ export function pairingView(opts: {
   const form = el(
     "form",
     { class: "card pairing", novalidate: "" },
-    el("h1", {}, "Pair with your agent"),
+    el("h1", {}, opts.another ? "Pair another agent" : "Pair with your agent"),
     opts.reason ? el("p", { class: "notice", id: "repair-reason" }, opts.reason) : "",
     opts.refused ? refusedActions(opts.refused.queued) : "",
     opts.fromLink ? linkNotice(opts.relay) : "",
@@ -61,7 +70,7 @@ export function pairingView(opts: {
     hint,
     el("details", {}, el("summary", {}, "Relay"), el("label", { for: "relay" }, "Relay address"), relay),
     error,
-    el("div", { class: "actions" }, retry, button),
+    el("div", { class: "actions" }, retry, ...(opts.onCancel ? [cancel] : []), button),
   );
 
   const submit = async () => {
@@ -72,8 +81,8 @@ export function pairingView(opts: {
     error.textContent = "";
     retry.hidden = true;
     try {
-      await api.pair(c.normalized, relay.value.trim());
-      opts.onPaired();
+      const paired = await api.pair(c.normalized, relay.value.trim(), opts.again ?? false);
+      opts.onPaired(paired?.slot);
     } catch (e) {
       const { code, message } = asCommandError(e);
       error.textContent = sentence(code, message);

@@ -3,6 +3,7 @@
 // a Rust test fails when that file is stale.
 
 export type {
+  AgentView,
   ApprovalDecision,
   ApprovalRequest,
   ClientEvent,

@@ -588,3 +588,67 @@ test("files in the history show by name and size (their bytes stay with the gate
   assert.deepEqual(requests.filter((u) => !u.startsWith("data:")), []);
   assert.deepEqual(page.errors, []);
 });
+
+test("agents: the switcher lists each paired agent with its state, marks news from another, shows the one picked, and pairs another without touching the first", async () => {
+  const page = await open("two-agents");
+  await page.waitForSelector("#agent");
+  const options = () => page.$$eval("#agent option", (os) => os.map((o) => o.textContent));
+  assert.deepEqual(await options(), ["● Molty on homelab", "○ Work box", "Pair another agent…"]);
+  assert.equal(await page.$eval("#agent", (s) => s.value), "first");
+  // the work box's reply streams while Molty is shown: not here, marked in the switcher
+  await page.evaluate(() => window.__clawtray.emit({ kind: "chat", message: { type: "chat_delta", run_id: "w1", seq: 1, text: "from work" } }, "a1b2c3d4"));
+  await page.evaluate(() => window.__clawtray.emit({ kind: "state", state: { state: "online", peer: "online" } }, "a1b2c3d4"));
+  await page.waitForFunction(() => [...document.querySelectorAll("#agent option")].some((o) => o.textContent === "• ● Work box"), null, { polling: 50 });
+  assert.equal(await page.locator("text=from work").count(), 0);
+  // Molty's own events still reach the chat
+  await page.evaluate(() => window.__clawtray.emit({ kind: "chat", message: { type: "chat_ack", id: "m1", run_id: "r1" } }, "first"));
+  await page.evaluate(() => window.__clawtray.emit({ kind: "chat", message: { type: "chat_reply", run_id: "r1", text: "hello from home" } }, "first"));
+  await page.waitForSelector("text=hello from home");
+  for (const theme of ["light", "dark"]) {
+    await page.emulateMedia({ colorScheme: theme });
+    await page.screenshot({ path: join(shots, `agents-${theme}.png`) });
+  }
+  await page.emulateMedia({ colorScheme: "light" });
+  // pick the work box: its chat, its queue, its calls
+  await page.selectOption("#agent", "a1b2c3d4");
+  await page.waitForSelector("text=waiting for the work box");
+  assert.equal(await page.locator("text=hello from home").count(), 0);
+  assert.equal((await calls(page, "status")).at(-1).agent, "a1b2c3d4");
+  await page.fill("#message", "for the work box");
+  await page.press("#message", "Enter");
+  await page.waitForSelector("text=for the work box");
+  const sent = (await calls(page, "send")).at(-1);
+  assert.equal(sent.agent, "a1b2c3d4");
+  assert.equal(sent.args.text, "for the work box");
+  // now Molty's news is what the switcher marks
+  await page.evaluate(() => window.__clawtray.emit({ kind: "chat", message: { type: "chat_typing", on: true } }, "first"));
+  await page.waitForFunction(() => [...document.querySelectorAll("#agent option")].some((o) => o.textContent === "• ● Molty on homelab"), null, { polling: 50 });
+  // pair another: a dialog that can be cancelled, and a pairing that names no agent (a new slot)
+  await page.selectOption("#agent", "__pair_another__");
+  await page.waitForSelector("text=Pair another agent");
+  await page.click("#pair-cancel");
+  await page.waitForSelector("#agent");
+  await page.selectOption("#agent", "__pair_another__");
+  await page.waitForSelector("#code");
+  await page.evaluate(() => (window.__clawtray.answers.pair = { relay_url: "ws://127.0.0.1:8765", session_id: "n", agent_name: "Lab", paired_at_ms: 0, slot: "c0ffee00" }));
+  await page.fill("#code", "73514062-K4Q7-2MXD");
+  await page.click("#pair");
+  await page.waitForSelector("#message");
+  const pairs = await calls(page, "pair");
+  assert.equal(pairs.length, 1);
+  assert.equal(pairs[0].agent, undefined, "another agent: no slot named, the first one untouched");
+  assert.equal((await calls(page, "unpair")).length, 0);
+  assert.equal((await calls(page, "status")).at(-1).agent, "c0ffee00", "the new agent is shown");
+  assert.deepEqual(page.errors, []);
+});
+
+test("with one agent, Add agent opens the pairing dialog for another, and Cancel goes back", async () => {
+  const page = await open("paired");
+  await page.waitForSelector("#message");
+  assert.equal(await page.locator("#agent").count(), 0, "no switcher for one agent");
+  await page.click("#add-agent");
+  await page.waitForSelector("text=Pair another agent");
+  await page.click("#pair-cancel");
+  await page.waitForSelector("#message");
+  assert.deepEqual(page.errors, []);
+});

@@ -13,9 +13,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use tokio::sync::broadcast;
+
 use crate::client::{ClientConfig, RelayClient};
 use crate::error::{ClientError, PairError};
 use crate::session_store::{SessionInfo, SessionStore};
+use crate::state::{ClientEvent, ConnectionState, PeerPresence};
 
 /// The slot of the first pairing (the platform dirs themselves).
 pub const FIRST_SLOT: &str = "first";
@@ -172,6 +175,32 @@ pub struct Agents {
     base: ClientConfig,
     store_for: StoreFor,
     list: Vec<Agent>,
+    /// Every client's events, marked with its slot.
+    events: broadcast::Sender<(String, ClientEvent)>,
+}
+
+/// One state for several agents (the tray's icon): unpaired when none is paired; online with
+/// the agent there when every paired one is; otherwise the state of the first that is not
+/// (refused or waiting before connecting, before an agent that is away).
+#[must_use]
+pub fn combined_state(states: &[ConnectionState]) -> ConnectionState {
+    let paired: Vec<&ConnectionState> = states
+        .iter()
+        .filter(|s| !matches!(s, ConnectionState::Unpaired))
+        .collect();
+    let rank = |s: &ConnectionState| match s {
+        ConnectionState::Refused { .. } | ConnectionState::NeedsRepairing { .. } => 0,
+        ConnectionState::WaitingToRetry { .. } => 1,
+        ConnectionState::Connecting | ConnectionState::Handshaking | ConnectionState::Pairing => 2,
+        ConnectionState::Online {
+            peer: PeerPresence::Away,
+        } => 3,
+        _ => 4,
+    };
+    paired
+        .iter()
+        .min_by_key(|s| rank(s))
+        .map_or(ConnectionState::Unpaired, |s| (*s).clone())
 }
 
 impl Agents {
@@ -179,11 +208,13 @@ impl Agents {
     /// gets its own.
     pub fn open(base: ClientConfig, config_root: PathBuf, store_for: StoreFor) -> Self {
         let slots = Slots::new(base.data_dir.clone(), config_root);
+        let (events, _) = broadcast::channel(4096);
         let mut me = Self {
             slots,
             base,
             store_for,
             list: Vec::new(),
+            events,
         };
         for id in me.slots.ids() {
             let agent = me.start(&id);
@@ -196,9 +227,84 @@ impl Agents {
         let dirs = self.slots.dirs(slot);
         let mut config = self.base.clone();
         config.data_dir = dirs.data;
+        let client = Arc::new(RelayClient::start(config, (self.store_for)(&dirs.config)));
+        // its events, marked with its slot, into the one stream (ends with the client)
+        let (mut rx, tx, tag) = (client.subscribe(), self.events.clone(), slot.to_owned());
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => {
+                        let _ = tx.send((tag.clone(), ev));
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
         Agent {
             slot: slot.to_owned(),
-            client: Arc::new(RelayClient::start(config, (self.store_for)(&dirs.config))),
+            client,
+        }
+    }
+
+    /// Every agent's events, each with its slot.
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<(String, ClientEvent)> {
+        self.events.subscribe()
+    }
+
+    /// The stream [`Agents::subscribe`] reads (to subscribe without holding the book).
+    #[must_use]
+    pub fn events(&self) -> broadcast::Sender<(String, ClientEvent)> {
+        self.events.clone()
+    }
+
+    /// Each slot's connection state now.
+    #[must_use]
+    pub fn states(&self) -> Vec<(String, ConnectionState)> {
+        self.list
+            .iter()
+            .map(|a| (a.slot.clone(), a.client.state().borrow().clone()))
+            .collect()
+    }
+
+    /// The agent a call names (`None`: the first paired one, else the first slot).
+    pub async fn resolve(&self, slot: Option<&str>) -> Option<&Agent> {
+        match slot {
+            Some(s) => self.get(s),
+            None => {
+                for a in &self.list {
+                    if !matches!(*a.client.state().borrow(), ConnectionState::Unpaired) {
+                        return Some(a);
+                    }
+                }
+                self.list.first()
+            }
+        }
+    }
+
+    /// The slot a new pairing goes to: one that holds no pairing, or a new one (`true`: new —
+    /// hand it back to [`Agents::pairing_done`] either way). Pairing runs without the book.
+    pub async fn pairing_slot(&self) -> (Agent, bool) {
+        for a in &self.list {
+            if a.client.session().await.is_none() {
+                return (a.clone(), false);
+            }
+        }
+        (self.start(&self.slots.new_id()), true)
+    }
+
+    /// A pairing in a slot from [`Agents::pairing_slot`] ended: keep a new slot that paired,
+    /// drop one that did not.
+    pub async fn pairing_done(&mut self, agent: Agent, fresh: bool, paired: bool) {
+        if !fresh {
+            return;
+        }
+        if paired {
+            self.list.push(agent);
+        } else {
+            agent.client.stop().await;
+            self.slots.remove(&agent.slot);
         }
     }
 
@@ -232,33 +338,11 @@ impl Agents {
         code: &str,
         relay: &str,
     ) -> Result<(String, SessionInfo), PairError> {
-        let mut free = None;
-        for a in &self.list {
-            if a.client.session().await.is_none() {
-                free = Some(a.clone());
-                break;
-            }
-        }
-        let (agent, fresh) = match free {
-            Some(a) => (a, false),
-            None => (self.start(&self.slots.new_id()), true),
-        };
-        match agent.client.pair(code, relay).await {
-            Ok(info) => {
-                let slot = agent.slot.clone();
-                if fresh {
-                    self.list.push(agent);
-                }
-                Ok((slot, info))
-            }
-            Err(e) => {
-                if fresh {
-                    agent.client.stop().await;
-                    self.slots.remove(&agent.slot);
-                }
-                Err(e)
-            }
-        }
+        let (agent, fresh) = self.pairing_slot().await;
+        let slot = agent.slot.clone();
+        let r = agent.client.pair(code, relay).await;
+        self.pairing_done(agent, fresh, r.is_ok()).await;
+        r.map(|info| (slot, info))
     }
 
     /// Unpair slot `slot`'s agent (telling it and the relay); its slot goes (the first one
@@ -298,6 +382,25 @@ mod tests {
             agent_name: name.into(),
             paired_at_ms: 0,
         }
+    }
+
+    #[test]
+    fn the_combined_state_is_the_one_that_needs_attention() {
+        use ConnectionState as S;
+        let online = S::Online {
+            peer: PeerPresence::Online,
+        };
+        let away = S::Online {
+            peer: PeerPresence::Away,
+        };
+        assert_eq!(combined_state(&[]), S::Unpaired);
+        assert_eq!(combined_state(&[S::Unpaired]), S::Unpaired);
+        assert_eq!(combined_state(&[online.clone(), S::Unpaired]), online);
+        assert_eq!(combined_state(&[online.clone(), away.clone()]), away);
+        assert_eq!(
+            combined_state(&[away.clone(), S::Connecting, online]),
+            S::Connecting
+        );
     }
 
     #[test]

@@ -10,12 +10,13 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 
+use clawtray_client::agents::{Agents, StoreFor};
 use clawtray_client::ipc::endpoint;
 use clawtray_client::ipc::link::{HostLink, LinkEvent};
 use clawtray_client::ipc::server::{self, HostRequest};
 use clawtray_client::ipc::wire::{Call, FromHost, Role, Status, MAX_LINE};
-use clawtray_client::session_store::MemorySessionStore;
-use clawtray_client::{ClientConfig, ConnectionState, RelayClient};
+use clawtray_client::session_store::{MemorySessionStore, SessionStore};
+use clawtray_client::{ClientConfig, ConnectionState};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -26,19 +27,31 @@ async fn next(rx: &mut tokio::sync::mpsc::Receiver<LinkEvent>) -> LinkEvent {
         .expect("the link is running")
 }
 
-fn host(dir: &std::path::Path) -> (std::path::PathBuf, Arc<RelayClient>) {
-    let client = RelayClient::start(
+type Book = Arc<tokio::sync::Mutex<Agents>>;
+type Events = tokio::sync::broadcast::Sender<(String, clawtray_client::ClientEvent)>;
+
+/// The host's core: its agents (one empty slot), their pairings in memory.
+fn host(dir: &std::path::Path) -> (std::path::PathBuf, (Book, Events)) {
+    let memory: StoreFor = Arc::new(|_: &std::path::Path| {
+        Arc::new(MemorySessionStore::default()) as Arc<dyn SessionStore>
+    });
+    let agents = Agents::open(
         ClientConfig::new(dir.join("data"), "test".into()),
-        Arc::new(MemorySessionStore::default()),
+        dir.join("config"),
+        memory,
     );
-    (dir.join("rt/clawtray/host.sock"), Arc::new(client))
+    let events = agents.events();
+    (
+        dir.join("rt/clawtray/host.sock"),
+        (Arc::new(tokio::sync::Mutex::new(agents)), events),
+    )
 }
 
 #[tokio::test]
 async fn a_window_and_a_launch_are_served_from_the_core() {
     let tmp = tempfile::tempdir().unwrap();
-    let (path, client) = host(tmp.path());
-    let (handle, mut requests) = server::spawn(endpoint::listen(&path).unwrap(), client);
+    let (path, (agents, source)) = host(tmp.path());
+    let (handle, mut requests) = server::spawn(endpoint::listen(&path).unwrap(), agents, source);
     let (link, mut events) = HostLink::start(path.clone(), Role::Window);
     assert_eq!(next(&mut events).await, LinkEvent::Connected);
     let status: Status = link.call_as(Call::Status).await.unwrap();
@@ -83,7 +96,8 @@ async fn a_window_and_a_launch_are_served_from_the_core() {
             LinkEvent::Host(FromHost::Event {
                 event: clawtray_client::ClientEvent::State {
                     state: ConnectionState::Pairing
-                }
+                },
+                agent: Some(_),
             })
         )),
         "{seen:?}"
@@ -118,8 +132,8 @@ async fn a_window_and_a_launch_are_served_from_the_core() {
 #[tokio::test]
 async fn garbage_and_oversized_lines_cut_off_only_their_sender() {
     let tmp = tempfile::tempdir().unwrap();
-    let (path, client) = host(tmp.path());
-    let _server = server::spawn(endpoint::listen(&path).unwrap(), client);
+    let (path, (agents, source)) = host(tmp.path());
+    let _server = server::spawn(endpoint::listen(&path).unwrap(), agents, source);
     // no hello, just noise: the connection is closed
     let mut noise = tokio::net::UnixStream::connect(&path).await.unwrap();
     noise.write_all(b"{not json\n").await.unwrap();

@@ -1,23 +1,26 @@
-//! The tray host's one actor: owns the desktop core ([`RelayClient`]), the local channel's server,
+//! The tray host's one actor: owns the desktop core (one [`RelayClient`] per paired agent, in
+//! [`Agents`]), the local channel's server,
 //! the tray icon, notifications, start at login and the chat window process, and turns what the
 //! person asks for ([`Intent`]s from the tray, hotkey and notifications; [`HostRequest`]s from
 //! windows and second launches) into actions. Nothing here draws: the window process does.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, Mutex};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use clawtray_client::agents::{combined_state, Agents, StoreFor};
 use clawtray_client::approvals::{ApprovalBook, ApprovalChange};
 use clawtray_client::ipc::endpoint;
 use clawtray_client::ipc::server::{self, HostRequest};
 use clawtray_client::ipc::wire::{parse_pair_link, FromHost};
-use clawtray_client::session_store::KeyringSessionStore;
+use clawtray_client::session_store::{KeyringSessionStore, SessionStore};
 use clawtray_client::state::PeerPresence;
-use clawtray_client::{ClientConfig, ClientEvent, ConnectionState, RelayClient};
+use clawtray_client::{ClientConfig, ClientEvent, ConnectionState};
 use clawtray_proto::chat::ToDesktop;
 
 use crate::autostart::XdgAutostart;
@@ -73,11 +76,18 @@ pub async fn run(opts: Options) -> Result<(), String> {
     let device = std::fs::read_to_string("/etc/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "desktop".into());
-    let client = Arc::new(RelayClient::start(
+    let keyring: StoreFor = Arc::new(|dir: &std::path::Path| {
+        Arc::new(KeyringSessionStore::new(dir.to_owned())) as Arc<dyn SessionStore>
+    });
+    let agents = Agents::open(
         ClientConfig::new(dirs.data_dir().to_owned(), device),
-        Arc::new(KeyringSessionStore::new(dirs.config_dir().to_owned())),
-    ));
-    let (server, mut requests) = server::spawn(listener, client.clone());
+        dirs.config_dir().to_owned(),
+        keyring,
+    );
+    let mut events = agents.subscribe();
+    let event_source = agents.events();
+    let agents = Arc::new(Mutex::new(agents));
+    let (server, mut requests) = server::spawn(listener, agents.clone(), event_source);
     let (intents_tx, mut intents) = mpsc::unbounded_channel();
     let (settings, problem) = settings::load(dirs.config_dir());
     if let Some(problem) = problem {
@@ -107,13 +117,11 @@ pub async fn run(opts: Options) -> Result<(), String> {
         }
     };
     let mut chat = ChatProcess::new(chat_bin());
-    let mut events = client.subscribe();
-    let mut state = client.state();
     let mut windows = server.windows();
     let mut pending_link = opts.link.as_deref().and_then(parse_pair_link);
-    if let Some(t) = &tray {
-        t.show_state(&state.borrow().clone()).await;
-    }
+    show_agents(&agents, tray.as_ref()).await;
+    // which agent asked for each approval waiting (a notification's answer goes back to it)
+    let mut approval_agent: HashMap<String, String> = HashMap::new();
     info!(autostarted = opts.autostarted, "clawtray tray host running");
     // when to open the chat the launch asked for: at once, or after a window left by a host that
     // died has had its chance to come back (it reconnects every 250 ms)
@@ -150,18 +158,34 @@ pub async fn run(opts: Options) -> Result<(), String> {
                         reopen |= show(&mut chat, &server, *windows.borrow());
                     }
                     Intent::Unpair => {
-                        let c = client.clone();
+                        // the tray offers it with one agent; with several, the window does
+                        let book = agents.clone();
                         tokio::spawn(async move {
-                            if let Err(e) = c.unpair().await {
-                                warn!("unpair failed: {e}");
+                            let mut book = book.lock().await;
+                            let paired = book.paired().await;
+                            if let [(slot, _)] = paired.as_slice() {
+                                if let Err(e) = book.unpair(slot).await {
+                                    warn!("unpair failed: {e}");
+                                }
                             }
                         });
                     }
-                    Intent::Reconnect => client.reconnect_now().await,
+                    Intent::Reconnect => {
+                        for a in agents.lock().await.list() {
+                            a.client.reconnect_now().await;
+                        }
+                    }
                     Intent::Decide { id, decision } => {
-                        // kept in the outbox and delivered once, like a message
-                        if let Err(e) = client.decide(&id, decision).await {
-                            warn!("the answer could not be kept: {e}");
+                        // kept in that agent's outbox and delivered once, like a message
+                        let client = {
+                            let book = agents.lock().await;
+                            let slot = approval_agent.get(&id).cloned();
+                            book.resolve(slot.as_deref()).await.map(|a| a.client.clone())
+                        };
+                        if let Some(c) = client {
+                            if let Err(e) = c.decide(&id, decision).await {
+                                warn!("the answer could not be kept: {e}");
+                            }
                         }
                     }
                     Intent::SetAutostart(on) => set_autostart(&autostart, tray.as_ref(), on).await,
@@ -186,31 +210,39 @@ pub async fn run(opts: Options) -> Result<(), String> {
                 HostRequest::Paired => set_autostart(&autostart, tray.as_ref(), true).await,
             },
             ev = events.recv() => match ev {
-                Ok(ClientEvent::Chat { message: ToDesktop::ChatReply { text, .. } }) if *windows.borrow() == 0 && settings.notify_replies => {
+                Ok((_, ClientEvent::Chat { message: ToDesktop::ChatReply { text, .. } })) if *windows.borrow() == 0 && settings.notify_replies => {
                     if let Some(n) = &notifier {
                         let preview: String = text.chars().take(120).collect();
                         n.notify("Your agent replied", &preview).await;
                     }
                 }
-                Ok(ClientEvent::Chat { message }) => {
+                Ok((slot, ClientEvent::Chat { message })) => {
+                    match &message {
+                        ToDesktop::ApprovalRequested { approval } => {
+                            approval_agent.insert(approval.id.clone(), slot);
+                        }
+                        ToDesktop::Approvals { pending } => {
+                            for a in pending {
+                                approval_agent.insert(a.id.clone(), slot.clone());
+                            }
+                        }
+                        _ => {}
+                    }
                     approvals_changed(&mut approvals, &message, notifier.as_ref(), tray.as_ref()).await;
+                    approval_agent.retain(|id, _| approvals.pending().iter().any(|a| a.id == *id));
                 }
-                Ok(ClientEvent::State { state: ConnectionState::Online { peer: PeerPresence::Online } }) => {
-                    // a meeting with the agent: what waits now (answered or expired meanwhile?)
-                    let _ = client.list_approvals().await;
+                Ok((slot, ClientEvent::State { state })) => {
+                    if state == (ConnectionState::Online { peer: PeerPresence::Online }) {
+                        // a meeting with the agent: what waits now (answered or expired meanwhile?)
+                        if let Some(a) = agents.lock().await.get(&slot) {
+                            let _ = a.client.list_approvals().await;
+                        }
+                    }
+                    show_agents(&agents, tray.as_ref()).await;
                 }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => break,
             },
-            changed = state.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let s = state.borrow_and_update().clone();
-                if let Some(t) = &tray {
-                    t.show_state(&s).await;
-                }
-            }
             _ = windows.changed() => {
                 if *windows.borrow_and_update() > 0 {
                     // the window that was starting (or one a dead host left) is here: nothing to
@@ -250,8 +282,8 @@ pub async fn run(opts: Options) -> Result<(), String> {
         t.shutdown().await;
     }
     drop(server);
-    if let Ok(c) = Arc::try_unwrap(client) {
-        c.shutdown().await;
+    if let Ok(book) = Arc::try_unwrap(agents) {
+        book.into_inner().shutdown().await;
     }
     let _ = std::fs::remove_file(&socket);
     Ok(())
@@ -335,6 +367,27 @@ async fn approvals_changed(
     if let Some(t) = tray {
         t.show_approvals(book.len()).await;
     }
+}
+
+/// Show every agent's state on the tray: the combined one as its icon, each in its menu.
+async fn show_agents(agents: &Mutex<Agents>, tray: Option<&SniTray>) {
+    let Some(t) = tray else {
+        return;
+    };
+    let (states, listed) = {
+        let book = agents.lock().await;
+        let states = book.states();
+        let mut listed = Vec::new();
+        for a in book.list() {
+            if let Some(info) = a.client.session().await {
+                listed.push((info.agent_name, a.client.state().borrow().clone()));
+            }
+        }
+        (states, listed)
+    };
+    let all: Vec<ConnectionState> = states.into_iter().map(|(_, s)| s).collect();
+    t.show_state(&combined_state(&all)).await;
+    t.show_agents(listed).await;
 }
 
 /// Turn start at login on or off and show what it is now.

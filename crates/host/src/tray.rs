@@ -57,8 +57,28 @@ pub fn look(state: &ConnectionState) -> Look {
 /// The icon shown while approvals wait (the item's attention icon).
 pub const ATTENTION_ICON: &str = "clawtray-attention";
 
-/// The tooltip: the state's, or the approvals waiting.
+/// One agent's state in a word or two (the tray menu and tooltip with several agents).
 #[must_use]
+pub fn state_word(state: &ConnectionState) -> &'static str {
+    match state {
+        ConnectionState::Online {
+            peer: PeerPresence::Online,
+        } => "online",
+        ConnectionState::Online {
+            peer: PeerPresence::Away,
+        } => "agent offline",
+        ConnectionState::Connecting | ConnectionState::Handshaking | ConnectionState::Pairing => {
+            "connecting"
+        }
+        ConnectionState::WaitingToRetry { .. } => "relay unreachable",
+        ConnectionState::Refused { .. } | ConnectionState::NeedsRepairing { .. } => {
+            "needs pairing again"
+        }
+        ConnectionState::Unpaired => "not paired",
+    }
+}
+
+/// The tooltip: the state's, or the approvals waiting.
 pub fn tooltip(look: Look, waiting: usize) -> String {
     match waiting {
         0 => look.tooltip.to_owned(),
@@ -127,6 +147,8 @@ fn write_icons(dir: &Path) {
 
 struct Item {
     look: Look,
+    /// The paired agents (name, state), when there are several.
+    agents: Vec<(String, ConnectionState)>,
     /// Approvals waiting for the person.
     waiting: usize,
     autostart: bool,
@@ -177,8 +199,18 @@ impl ksni::Tray for Item {
         self.pixmap_of(ATTENTION_ICON)
     }
     fn tool_tip(&self) -> ToolTip {
+        let title = if self.agents.len() > 1 && self.waiting == 0 {
+            let each: Vec<String> = self
+                .agents
+                .iter()
+                .map(|(n, s)| format!("{n}: {}", state_word(s)))
+                .collect();
+            format!("clawtray — {}", each.join(", "))
+        } else {
+            tooltip(self.look, self.waiting)
+        };
         ToolTip {
-            title: tooltip(self.look, self.waiting),
+            title,
             ..Default::default()
         }
     }
@@ -198,6 +230,19 @@ impl ksni::Tray for Item {
             );
             items.push(MenuItem::Separator);
         }
+        if self.agents.len() > 1 {
+            for (name, state) in &self.agents {
+                items.push(
+                    StandardItem {
+                        label: format!("{name} — {}", state_word(state)),
+                        activate: Box::new(|t: &mut Self| t.send(Intent::OpenChat)),
+                        ..Default::default()
+                    }
+                    .into(),
+                );
+            }
+            items.push(MenuItem::Separator);
+        }
         items.extend([
             StandardItem {
                 label: self.open_label.clone(),
@@ -212,8 +257,9 @@ impl ksni::Tray for Item {
             }
             .into(),
             StandardItem {
+                // with several agents, the window says which one to unpair
                 label: "Unpair".into(),
-                enabled: self.paired,
+                enabled: self.paired && self.agents.len() <= 1,
                 activate: Box::new(|t: &mut Self| t.send(Intent::Unpair)),
                 ..Default::default()
             }
@@ -277,6 +323,7 @@ impl SniTray {
         write_icons(&theme_dir);
         let item = Item {
             look: look(&ConnectionState::Unpaired),
+            agents: Vec::new(),
             waiting: 0,
             autostart,
             paired: false,
@@ -295,6 +342,16 @@ impl SniTray {
             .await
             .map_err(|e| format!("cannot put the tray icon on the session bus: {e}"))?;
         Ok(Self { handle })
+    }
+}
+
+impl SniTray {
+    /// The paired agents and their states (listed in the menu and tooltip when there are
+    /// several).
+    pub async fn show_agents(&self, agents: Vec<(String, ConnectionState)>) {
+        self.handle
+            .update(move |i: &mut Item| i.agents = agents)
+            .await;
     }
 }
 

@@ -355,9 +355,31 @@ export type Queued = { id: string, text: string,
 session?: string, };
 
 /**
- * Everything the UI needs to draw itself after (re)opening.
+ * One agent this desktop is paired with, for the switcher.
  */
-export type Status = { state: ConnectionState, session: SessionInfo | null, queued: Array<Queued>, };
+export type AgentView = { 
+/**
+ * Its slot (what calls name it by).
+ */
+slot: string, 
+/**
+ * Its pairing (absent: an empty slot).
+ */
+session: SessionInfo | null, state: ConnectionState, };
+
+/**
+ * Everything the UI needs to draw itself after (re)opening: the state, pairing and queue of one
+ * agent (`agent`, the one asked for or the first paired), and every agent for the switcher.
+ */
+export type Status = { state: ConnectionState, session: SessionInfo | null, queued: Array<Queued>, 
+/**
+ * The slot this status is about.
+ */
+agent: string, 
+/**
+ * Every agent, the first slot first.
+ */
+agents: Array<AgentView>, };
 
 /**
  * A failed call, for the UI: `code` to branch on, `message` to show.

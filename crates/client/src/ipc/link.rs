@@ -34,6 +34,7 @@ pub enum LinkEvent {
 
 struct Pending {
     call: Call,
+    agent: Option<String>,
     reply: oneshot::Sender<Result<Value, CallError>>,
 }
 
@@ -58,9 +59,17 @@ impl HostLink {
     /// # Errors
     /// The host's answer, or `HOST_LOST` when the call cannot be made safely.
     pub async fn call(&self, call: Call) -> Result<Value, CallError> {
+        self.call_for(None, call).await
+    }
+
+    /// [`Self::call`] for agent (slot) `agent` (`None`: the first paired one).
+    ///
+    /// # Errors
+    /// As [`Self::call`].
+    pub async fn call_for(&self, agent: Option<String>, call: Call) -> Result<Value, CallError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Pending { call, reply })
+            .send(Pending { call, agent, reply })
             .await
             .map_err(|_| CallError::host_lost("the link has stopped"))?;
         rx.await
@@ -72,7 +81,19 @@ impl HostLink {
     /// # Errors
     /// As [`Self::call`]; `BAD_ANSWER` when the answer is not a `T`.
     pub async fn call_as<T: DeserializeOwned>(&self, call: Call) -> Result<T, CallError> {
-        let v = self.call(call).await?;
+        self.call_as_for(None, call).await
+    }
+
+    /// [`Self::call_as`] for agent (slot) `agent`.
+    ///
+    /// # Errors
+    /// As [`Self::call_as`].
+    pub async fn call_as_for<T: DeserializeOwned>(
+        &self,
+        agent: Option<String>,
+        call: Call,
+    ) -> Result<T, CallError> {
+        let v = self.call_for(agent, call).await?;
         serde_json::from_value(v).map_err(|e| {
             CallError::new(
                 "BAD_ANSWER",
@@ -142,6 +163,7 @@ async fn run(
         for (id, p) in std::mem::take(&mut waiting) {
             let req = Request {
                 id,
+                agent: p.agent.clone(),
                 call: p.call.clone(),
             };
             in_flight.insert(id, p);
@@ -180,7 +202,7 @@ async fn run(
                     Some(p) => {
                         let id = next_id;
                         next_id += 1;
-                        let req = Request { id, call: p.call.clone() };
+                        let req = Request { id, agent: p.agent.clone(), call: p.call.clone() };
                         in_flight.insert(id, p);
                         if let Err(e) = write_line(&mut w, &req).await {
                             broke = Some(e.to_string());

@@ -1,6 +1,7 @@
 //! The tray host's side of the local channel: accepts windows and launches (same user only),
-//! answers their calls from the [`RelayClient`] in the order each peer made them, streams the
-//! core's events to every window, and passes on what only the host can do (show the chat, a
+//! answers their calls from the agents' [`RelayClient`]s (the agent a call names, else the first
+//! paired one) in the order each peer made them, streams every agent's events, each marked with
+//! its agent, to every window, and passes on what only the host can do (show the chat, a
 //! pairing link, start at login after a pairing) as [`HostRequest`]s. A window that goes away
 //! changes nothing in the core: the host carries on and the next window starts from `status`.
 
@@ -16,9 +17,11 @@ use tokio::sync::{broadcast, mpsc, watch, Mutex};
 use tracing::{debug, info, warn};
 
 use super::endpoint::check_peer;
+use super::wire::AgentView;
 use super::wire::{
     Call, CallError, FromHost, Hello, Outcome, Queued, Request, Role, Status, MAX_LINE,
 };
+use crate::agents::Agents;
 use crate::{ClientEvent, RelayClient, Sent};
 
 /// A peer must say hello this soon after connecting.
@@ -56,7 +59,8 @@ impl ServerHandle {
 }
 
 struct Shared {
-    client: Arc<RelayClient>,
+    agents: Arc<Mutex<Agents>>,
+    events: broadcast::Sender<(String, ClientEvent)>,
     requests: mpsc::Sender<HostRequest>,
     to_windows: broadcast::Sender<FromHost>,
     windows: watch::Sender<usize>,
@@ -64,18 +68,20 @@ struct Shared {
     sends: Mutex<VecDeque<(String, Sent)>>,
 }
 
-/// Serve `client` on `listener` until the listener fails. Returns the handle and the requests
+/// Serve `agents` on `listener` until the listener fails. Returns the handle and the requests
 /// the host must act on.
 #[must_use]
 pub fn spawn(
     listener: UnixListener,
-    client: Arc<RelayClient>,
+    agents: Arc<Mutex<Agents>>,
+    events: broadcast::Sender<(String, ClientEvent)>,
 ) -> (ServerHandle, mpsc::Receiver<HostRequest>) {
     let (requests, requests_rx) = mpsc::channel(64);
     let (to_windows, _) = broadcast::channel(64);
     let (windows, windows_rx) = watch::channel(0usize);
     let shared = Arc::new(Shared {
-        client,
+        agents,
+        events,
         requests,
         to_windows: to_windows.clone(),
         windows,
@@ -163,7 +169,7 @@ async fn serve_peer(stream: UnixStream, shared: Arc<Shared>) -> std::io::Result<
     let window = hello.role == Role::Window;
     // subscribed before the first call is answered: a window that asks for `status` misses
     // no event that follows it
-    let events = window.then(|| shared.client.subscribe());
+    let events = window.then(|| shared.events.subscribe());
     let host_msgs = window.then(|| shared.to_windows.subscribe());
     if window {
         shared.windows.send_modify(|n| *n += 1);
@@ -213,7 +219,7 @@ async fn serve_peer(stream: UnixStream, shared: Arc<Shared>) -> std::io::Result<
 async fn write_loop(
     w: &mut tokio::net::unix::OwnedWriteHalf,
     mut out: mpsc::Receiver<FromHost>,
-    mut events: Option<broadcast::Receiver<ClientEvent>>,
+    mut events: Option<broadcast::Receiver<(String, ClientEvent)>>,
     mut host_msgs: Option<broadcast::Receiver<FromHost>>,
 ) -> std::io::Result<()> {
     loop {
@@ -223,10 +229,10 @@ async fn write_loop(
                 None => return Ok(()),
             },
             ev = recv_opt(&mut events) => match ev {
-                Ok(event) => FromHost::Event { event },
+                Ok((agent, event)) => FromHost::Event { event, agent: Some(agent) },
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     warn!(n, "the chat window fell behind the core's events");
-                    FromHost::Event { event: ClientEvent::Notice { message: "Some updates were skipped; reopen the chat if something looks stale.".into() } }
+                    FromHost::Event { event: ClientEvent::Notice { message: "Some updates were skipped; reopen the chat if something looks stale.".into() }, agent: None }
                 }
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             },
@@ -254,8 +260,8 @@ async fn answer_calls(
     out: mpsc::Sender<FromHost>,
     shared: Arc<Shared>,
 ) {
-    while let Some(Request { id, call }) = calls.recv().await {
-        let outcome = match answer(call, &shared).await {
+    while let Some(Request { id, agent, call }) = calls.recv().await {
+        let outcome = match answer(call, agent, &shared).await {
             Ok(v) => Outcome::Ok(v),
             Err(e) => Outcome::Err(e),
         };
@@ -269,9 +275,51 @@ fn json<T: Serialize>(v: &T) -> Result<Value, CallError> {
     serde_json::to_value(v).map_err(|e| CallError::new("INTERNAL", e.to_string()))
 }
 
-async fn answer(call: Call, shared: &Shared) -> Result<Value, CallError> {
-    let client = &shared.client;
+/// The agent a call is for: (slot, client).
+async fn agent_for(
+    shared: &Shared,
+    agent: Option<&str>,
+) -> Result<(String, Arc<RelayClient>), CallError> {
+    let book = shared.agents.lock().await;
+    match book.resolve(agent).await {
+        Some(a) => Ok((a.slot.clone(), a.client.clone())),
+        None => Err(CallError::new(
+            "AGENT_UNKNOWN",
+            format!(
+                "this desktop is not paired with that agent ({}); it may have been unpaired",
+                agent.unwrap_or("none")
+            ),
+        )),
+    }
+}
+
+async fn answer(call: Call, agent: Option<String>, shared: &Shared) -> Result<Value, CallError> {
+    if let (Call::Pair { code, relay }, None) = (&call, &agent) {
+        // another agent: a free slot, or a new one; the book is not held while pairing (a call
+        // naming an agent pairs again in its slot, replacing a pairing the relay refuses)
+        let (slot, fresh) = shared.agents.lock().await.pairing_slot().await;
+        let r = slot.client.pair(code, relay).await;
+        shared
+            .agents
+            .lock()
+            .await
+            .pairing_done(slot.clone(), fresh, r.is_ok())
+            .await;
+        let info = r?;
+        let _ = shared.requests.send(HostRequest::Paired).await;
+        let mut v = json(&info)?;
+        v["slot"] = Value::String(slot.slot);
+        return Ok(v);
+    }
+    let (slot, client) = agent_for(shared, agent.as_deref()).await?;
     match call {
+        Call::Pair { code, relay } => {
+            let info = client.pair(&code, &relay).await?;
+            let _ = shared.requests.send(HostRequest::Paired).await;
+            let mut v = json(&info)?;
+            v["slot"] = Value::String(slot);
+            Ok(v)
+        }
         Call::Status => {
             let state = client.state().borrow().clone();
             let queued = client
@@ -280,16 +328,21 @@ async fn answer(call: Call, shared: &Shared) -> Result<Value, CallError> {
                 .into_iter()
                 .map(|(id, text, session)| Queued { id, text, session })
                 .collect();
+            let mut agents = Vec::new();
+            for a in shared.agents.lock().await.list() {
+                agents.push(AgentView {
+                    slot: a.slot.clone(),
+                    session: a.client.session().await,
+                    state: a.client.state().borrow().clone(),
+                });
+            }
             json(&Status {
                 state,
                 session: client.session().await,
                 queued,
+                agent: slot,
+                agents,
             })
-        }
-        Call::Pair { code, relay } => {
-            let info = client.pair(&code, &relay).await?;
-            let _ = shared.requests.send(HostRequest::Paired).await;
-            json(&info)
         }
         Call::Send {
             text,
@@ -330,7 +383,7 @@ async fn answer(call: Call, shared: &Shared) -> Result<Value, CallError> {
                 .await?,
         ),
         Call::Sessions => json(&client.list_sessions().await?),
-        Call::Unpair => json(&client.unpair().await?),
+        Call::Unpair => json(&shared.agents.lock().await.unpair(&slot).await?),
         Call::Decide { id, decision } => json(&client.decide(&id, decision).await?),
         Call::Approvals => json(&client.list_approvals().await?),
         Call::Reconnect => {

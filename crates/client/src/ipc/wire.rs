@@ -102,6 +102,9 @@ impl Call {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub id: u64,
+    /// The agent (slot) the call is for; absent: the first paired one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     #[serde(flatten)]
     pub call: Call,
 }
@@ -120,8 +123,12 @@ pub enum Outcome {
 pub enum FromHost {
     /// The answer to request `id`.
     Reply { id: u64, outcome: Outcome },
-    /// An event of the core, in order.
-    Event { event: ClientEvent },
+    /// An event of the core, in order; `agent`: the slot of the agent it is about.
+    Event {
+        event: ClientEvent,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+    },
     /// The person toggled the chat off (tray click, hotkey): close the window.
     Close,
     /// Bring the window to the front (the chat was asked for while it is open).
@@ -237,12 +244,29 @@ pub struct Queued {
     pub session: Option<String>,
 }
 
-/// Everything the UI needs to draw itself after (re)opening.
+/// One agent this desktop is paired with, for the switcher.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ts_rs::TS)]
+pub struct AgentView {
+    /// Its slot (what calls name it by).
+    pub slot: String,
+    /// Its pairing (absent: an empty slot).
+    pub session: Option<SessionInfo>,
+    pub state: ConnectionState,
+}
+
+/// Everything the UI needs to draw itself after (re)opening: the state, pairing and queue of one
+/// agent (`agent`, the one asked for or the first paired), and every agent for the switcher.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ts_rs::TS)]
 pub struct Status {
     pub state: ConnectionState,
     pub session: Option<SessionInfo>,
     pub queued: Vec<Queued>,
+    /// The slot this status is about.
+    #[serde(default)]
+    pub agent: String,
+    /// Every agent, the first slot first.
+    #[serde(default)]
+    pub agents: Vec<AgentView>,
 }
 
 /// A `clawtray://pair?code=…&relay=…` link, read. `None` when it is not one.
@@ -272,6 +296,7 @@ mod tests {
     #[test]
     fn requests_and_answers_cross_as_one_flat_object() {
         let r = Request {
+            agent: None,
             id: 7,
             call: Call::Send {
                 files: Vec::new(),
