@@ -288,6 +288,73 @@ async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes
     wait_reply(&app, "the first conversation again", &reply_for(first)).await;
     assert_eq!(bubbles_with(&app, &reply_for(elsewhere)).await, 0);
 
+    // ── a second agent paired beside the first (Add agent), the switcher, then unpaired ─────
+    let work_state = work.join("agent-work");
+    let work_agent = AgentRun::start(&agent_bin, &work_state, &gateway, "real-app-work");
+    let pairing2 = Pairing::start(&agent_bin, &work_state, &base, "Work agent").await;
+    app.click_css("#add-agent", STEP).await.expect("Add agent");
+    pair_in_dialog(&app, &base, &pairing2.code).await;
+    let said = pairing2.finish().await;
+    assert!(
+        said.contains("Paired with"),
+        "the second agent confirms: {said}"
+    );
+    app.wait_js(
+        "the switcher to name both agents, the new one shown and online",
+        "const s = document.querySelector('#agent');
+         return !!s && s.options.length === 3
+            && s.selectedOptions[0].textContent === '● Work agent'
+            && [...s.options].some(o => o.textContent.includes('Home agent'))",
+        json!([]),
+        STEP,
+    )
+    .await
+    .expect("the agent switcher");
+    let at_work = "for the work agent #id=w1# #words=3# #delay=40#";
+    send(&app, at_work).await;
+    wait_reply(&app, "the work agent's reply", &reply_for(at_work)).await;
+    assert_eq!(
+        bubbles_with(&app, &reply_for(first)).await,
+        0,
+        "the work agent's chat shows only its own conversation"
+    );
+    screenshot(&app, "real-app-agents.png").await;
+    let pick = |name: &str| {
+        format!(
+            "const s = document.querySelector('#agent');
+             s.value = [...s.options].find(o => o.textContent.includes('{name}')).value;
+             s.dispatchEvent(new Event('change'));"
+        )
+    };
+    app.exec(&pick("Home agent"), json!([]))
+        .await
+        .expect("switch to the first agent");
+    wait_reply(&app, "the first agent's conversation", &reply_for(first)).await;
+    assert_eq!(bubbles_with(&app, &reply_for(at_work)).await, 0);
+    // unpair the work agent from its chat: the first stays paired, online, and talking
+    app.exec(&pick("Work agent"), json!([]))
+        .await
+        .expect("switch to the work agent");
+    wait_reply(&app, "the work agent's conversation", &reply_for(at_work)).await;
+    app.click_css("#unpair", STEP)
+        .await
+        .expect("unpair the work agent");
+    app.wait_js(
+        "one agent again: no switcher, the first agent shown online",
+        "return !document.querySelector('#agent') && !!document.querySelector('#presence.on')",
+        json!([]),
+        STEP,
+    )
+    .await
+    .expect("back to one agent");
+    wait_reply(
+        &app,
+        "the first agent after the second went",
+        &reply_for(first),
+    )
+    .await;
+    drop(work_agent);
+
     // ── the agent restarts (new process, new meeting keys); the chat carries on ─────────────
     agent.kill().await;
     agent = AgentRun::start(&agent_bin, &agent_state, &gateway, "real-app");

@@ -89,10 +89,11 @@ async function show(link?: PairLink | null, another = false): Promise<void> {
 }
 
 void api.onEvent((e) => {
+  // every agent's state shows in the switcher, the one shown too
+  if (e.agent !== undefined && e.kind === "state") switcher?.setState(e.agent, e.state);
   if (e.agent !== undefined && e.agent !== shownAgent()) {
-    // another agent's news: its state and an unread mark in the switcher
-    if (e.kind === "state") switcher?.setState(e.agent, e.state);
-    else if (e.kind === "chat" && e.message.type !== "agent_status") switcher?.markUnread(e.agent);
+    // another agent's news: an unread mark in the switcher
+    if (e.kind === "chat" && e.message.type !== "agent_status") switcher?.markUnread(e.agent);
     return;
   }
   if (pairingAnother) return;

@@ -604,11 +604,27 @@ test("agents: the switcher lists each paired agent with its state, marks news fr
   await page.evaluate(() => window.__clawtray.emit({ kind: "chat", message: { type: "chat_ack", id: "m1", run_id: "r1" } }, "first"));
   await page.evaluate(() => window.__clawtray.emit({ kind: "chat", message: { type: "chat_reply", run_id: "r1", text: "hello from home" } }, "first"));
   await page.waitForSelector("text=hello from home");
+  // the shown agent's own state shows in the switcher too
+  await page.evaluate(() => window.__clawtray.emit({ kind: "state", state: { state: "connecting" } }, "first"));
+  await page.waitForFunction(() => document.querySelector("#agent").selectedOptions[0].textContent === "◌ Molty on homelab", null, { polling: 50 });
+  await page.evaluate(() => window.__clawtray.emit({ kind: "state", state: { state: "online", peer: "online" } }, "first"));
+  await page.waitForFunction(() => document.querySelector("#agent").selectedOptions[0].textContent === "● Molty on homelab", null, { polling: 50 });
   for (const theme of ["light", "dark"]) {
     await page.emulateMedia({ colorScheme: theme });
     await page.screenshot({ path: join(shots, `agents-${theme}.png`) });
   }
   await page.emulateMedia({ colorScheme: "light" });
+  // the app's own window is narrow: the header still holds the switcher, the picker and Unpair
+  await page.setViewportSize({ width: 440, height: 640 });
+  const fits = await page.evaluate(() =>
+    ["#agent", "#session", "#new-session", "#unpair"].every((q) => {
+      const r = document.querySelector(q).getBoundingClientRect();
+      return r.width > 0 && r.right <= innerWidth && r.left >= 0;
+    }),
+  );
+  assert.ok(fits, "every header control is on screen at 440 px");
+  await page.screenshot({ path: join(shots, "agents-narrow.png") });
+  await page.setViewportSize({ width: 720, height: 640 });
   // pick the work box: its chat, its queue, its calls
   await page.selectOption("#agent", "a1b2c3d4");
   await page.waitForSelector("text=waiting for the work box");
