@@ -9,6 +9,9 @@
 //! - `Activate` again ends the window process; a reply that lands meanwhile raises a notification
 //!   on dunst, and a click on it opens the chat, which shows the reply once;
 //! - the window process killed (SIGKILL) mid-stream and reopened shows the whole reply once;
+//! - with a second agent paired, the menu and tooltip list both with their states, the icon
+//!   shows the one that needs attention (the second killed → away), Unpair is the window's (it
+//!   unpairs the agent it shows; the first stays);
 //! - the dbusmenu items Reconnect now, Open chat, Unpair and Quit do what they say.
 //!
 //! Needs Xvfb, dunst, WebKitWebDriver, a Secret Service and the pinned gateway (`scripts/test`).
@@ -394,6 +397,65 @@ async fn the_tray_host_opens_the_chat_on_click_follows_the_state_and_notifies() 
     agent = AgentRun::start(&agent_bin, &agent_state, &gateway, "tray-host");
     item.wait_state("the agent back online", "clawtray-online")
         .await;
+
+    // ── a second agent: the menu and tooltip list both; the icon shows the one that needs
+    //    attention; Unpair moves to the window (which unpairs only the agent it shows) ──────
+    let second_state = work.join("agent-second");
+    let mut second = AgentRun::start(&agent_bin, &second_state, &gateway, "tray-host-second");
+    let pairing2 = Pairing::start(&agent_bin, &second_state, &base, "Lab agent").await;
+    app.click_css("#add-agent", STEP).await.expect("Add agent");
+    pair_in_dialog(&app, &base, &pairing2.code).await;
+    assert!(pairing2.finish().await.contains("Paired with"));
+    let deadline = Instant::now() + STEP;
+    loop {
+        let menu = item.menu().await;
+        if menu.contains_key("Home agent — online") && menu.contains_key("Lab agent — online") {
+            assert_eq!(
+                menu.get("Unpair").map(|(_, on)| *on),
+                Some(false),
+                "{menu:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the menu never listed both agents: {menu:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        item.tooltip().await,
+        "clawtray — Home agent: online, Lab agent: online"
+    );
+    second.kill().await;
+    item.wait_state("the second agent away: the icon says so", "clawtray-away")
+        .await;
+    assert!(item.menu().await.contains_key("Lab agent — agent offline"));
+    assert!(item.menu().await.contains_key("Home agent — online"));
+    // the window shows the second agent (just paired): unpair it there; the first stays
+    app.click_css("#unpair", STEP)
+        .await
+        .expect("unpair the second agent");
+    item.wait_state("one agent again, online", "clawtray-online")
+        .await;
+    let deadline = Instant::now() + STEP;
+    while item.menu().await.keys().any(|l| l.starts_with("Lab agent")) {
+        assert!(
+            Instant::now() < deadline,
+            "the unpaired agent stays in the menu"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(item.tooltip().await, "clawtray — online");
+    app.wait_js(
+        "the window back on the first agent",
+        "return !document.querySelector('#agent') && !!document.querySelector('#presence.on')",
+        serde_json::json!([]),
+        STEP,
+    )
+    .await
+    .expect("the first agent's chat");
+    drop(second);
 
     // ── an exec approval: the icon asks for attention, dunst shows the command with its
     //    answers; the person picks "Allow once" in dunst's menu; the command runs for real ────
