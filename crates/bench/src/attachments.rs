@@ -31,15 +31,7 @@ pub async fn run(rows: &mut Vec<Row>) {
     let mut real = RealAgent::start("bench-files").await;
     let mut took = Vec::with_capacity(ROUNDS);
     for round in 0..ROUNDS {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ round as u64;
-        let bytes: Vec<u8> = (0..FILE_BYTES)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let bytes = clawtray_testkit::files::noise(FILE_BYTES, 0x9e37_79b9 ^ round as u64);
         let t0 = Instant::now();
         let sent = real
             .client

@@ -6,6 +6,7 @@
 //! - [`desktop`]: the desktop app's tray host and its chat window (attached to by WebKitWebDriver).
 //! - [`display`]: a private X display (Xvfb).
 //! - [`webdriver`]: a minimal W3C WebDriver client.
+//! - [`files`]: incompressible bytes and valid PNGs of any size, for file tests and benches.
 //! - [`faulty_link`]: a TCP proxy that stalls or resets the links it carries, on command.
 //! - [`mitm`]: a hostile relay (WebSocket man-in-the-middle) that tampers with what it carries.
 //! - [`relay`]: the real `clawtray-relay` binary as a child process (start, SIGKILL, SIGTERM,
@@ -25,6 +26,7 @@ pub mod desktop;
 pub mod display;
 pub mod fake_model;
 pub mod faulty_link;
+pub mod files;
 pub mod gateway;
 pub mod mitm;
 pub mod relay;
