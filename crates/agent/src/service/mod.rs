@@ -843,11 +843,12 @@ impl Hub {
                 run_id,
                 attachments,
             } => {
-                self.drop_files(&desktop, &attachments);
                 debug!(%id, %run_id, %session, "the gateway runs a desktop message");
                 let conv = self.conv(&session);
                 if conv.turns.sent(&id, &run_id) {
                     conv.set_running();
+                    // `started` is on disk before the files go: an agent killed in between
+                    // sends the message again without them (the gateway dedupes it by id)
                     self.save_pending();
                     let ack = ToDesktop::ChatAck {
                         session: self.tag(&session).map(str::to_owned),
@@ -856,7 +857,10 @@ impl Hub {
                     };
                     self.to_all(vec![ack]);
                     self.follow(&session, run_id);
+                    self.drop_files(&desktop, &attachments);
                 }
+                // otherwise the message is still to be sent (its files with it), or was settled
+                // already; parts nothing will use again go with the weekly sweep
             }
             Done::Ended {
                 session,
