@@ -889,7 +889,8 @@ impl Hub {
                 attachments,
                 message,
             } => {
-                warn!(%id, %message, "a desktop's message carries files that cannot be sent; the desktop is told");
+                // the sentence names the file: it goes to the desktop, not to the log
+                warn!(%id, "a desktop's message carries files that cannot be sent; the desktop is told");
                 self.drop_files(&desktop, &attachments);
                 self.refuse(
                     &session,
