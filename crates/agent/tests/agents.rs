@@ -197,6 +197,10 @@ async fn one_desktop_two_agents_each_in_its_own_slot() {
     let out = cli(desk.path(), &["--agent", "home", "chat", text]).await;
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&reply_for(text)));
+    let out = cli(desk.path(), &["--agent", "home", "sessions"]).await;
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(listed.contains("agents-home  (default)"), "{listed}");
 
     // unpairing Work leaves Home paired, in its slot, and talking
     let out = cli(desk.path(), &["--agent", "Work", "unpair"]).await;

@@ -301,37 +301,30 @@ async fn run(args: Args) -> Result<ExitCode, String> {
         Cmd::Sessions { timeout } => {
             let mut events = client.subscribe();
             client.list_sessions().await.map_err(|e| e.to_string())?;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-            loop {
-                match tokio::time::timeout_at(deadline, events.recv()).await {
-                    Err(_) => {
-                        eprintln!("the agent did not answer in time (is it online? `clawtray-cli status`)");
-                        client.shutdown().await;
-                        return Ok(ExitCode::from(4));
-                    }
-                    Ok(Err(RecvError::Closed)) => break ExitCode::FAILURE,
-                    Ok(Err(RecvError::Lagged(_))) => continue,
-                    Ok(Ok(ClientEvent::Chat {
-                        message: ToDesktop::Sessions { sessions },
-                    })) => {
-                        for s in sessions {
-                            let mut line = s.key.clone();
-                            if let Some(t) = &s.title {
-                                line.push_str(&format!("  \"{t}\""));
-                            }
-                            if s.default {
-                                line.push_str("  (default)");
-                            }
-                            if s.running {
-                                line.push_str("  (replying)");
-                            }
-                            println!("{line}");
-                        }
-                        break ExitCode::SUCCESS;
-                    }
-                    Ok(Ok(_)) => {}
+            let listed = wait_for_chat(&mut events, Duration::from_secs(timeout), |m| match m {
+                ToDesktop::Sessions { sessions } => Step::Done(sessions),
+                _ => Step::Wait,
+            })
+            .await?;
+            let Some(sessions) = listed else {
+                eprintln!("{NO_ANSWER}");
+                client.shutdown().await;
+                return Ok(ExitCode::from(4));
+            };
+            for s in sessions {
+                let mut line = s.key.clone();
+                if let Some(t) = &s.title {
+                    line.push_str(&format!("  \"{t}\""));
                 }
+                if s.default {
+                    line.push_str("  (default)");
+                }
+                if s.running {
+                    line.push_str("  (replying)");
+                }
+                println!("{line}");
             }
+            ExitCode::SUCCESS
         }
         Cmd::Approvals { timeout } => {
             let book = approvals_now(&client, Duration::from_secs(timeout)).await?;
@@ -383,29 +376,56 @@ fn paired_slots(slots: &Slots) -> Vec<(String, SessionInfo)> {
         .collect()
 }
 
+/// What the agent did not do in time.
+const NO_ANSWER: &str = "the agent did not answer in time (is it online? `clawtray-cli status`)";
+
+/// What a chat message means to a command waiting for its answer.
+enum Step<T> {
+    /// Not the answer: keep waiting.
+    Wait,
+    /// The answer.
+    Done(T),
+    /// The agent said no, in a sentence.
+    Fail(String),
+}
+
+/// Wait up to `within` for the chat message that answers a request (`pick` reads each one);
+/// `Ok(None)` when none came in time.
+async fn wait_for_chat<T>(
+    events: &mut tokio::sync::broadcast::Receiver<ClientEvent>,
+    within: Duration,
+    mut pick: impl FnMut(ToDesktop) -> Step<T>,
+) -> Result<Option<T>, String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => return Ok(None),
+            Ok(Err(RecvError::Closed)) => return Err("the client stopped".into()),
+            Ok(Err(RecvError::Lagged(_))) => {}
+            Ok(Ok(ClientEvent::Chat { message })) => match pick(message) {
+                Step::Wait => {}
+                Step::Done(v) => return Ok(Some(v)),
+                Step::Fail(why) => return Err(why),
+            },
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
 /// The approvals waiting, as the agent lists them now.
 async fn approvals_now(client: &RelayClient, within: Duration) -> Result<ApprovalBook, String> {
     let mut events = client.subscribe();
     client.list_approvals().await.map_err(|e| e.to_string())?;
-    let deadline = tokio::time::Instant::now() + within;
     let mut book = ApprovalBook::new();
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Err(_) => {
-                return Err(
-                    "the agent did not answer in time (is it online? `clawtray-cli status`)".into(),
-                )
-            }
-            Ok(Err(RecvError::Closed)) => return Err("the client stopped".into()),
-            Ok(Err(RecvError::Lagged(_))) => {}
-            Ok(Ok(ClientEvent::Chat { message })) => {
-                if matches!(book.apply(&message), ApprovalChange::Replaced) {
-                    return Ok(book);
-                }
-            }
-            Ok(Ok(_)) => {}
+    let listed = wait_for_chat(&mut events, within, |m| {
+        if matches!(book.apply(&m), ApprovalChange::Replaced) {
+            Step::Done(())
+        } else {
+            Step::Wait
         }
-    }
+    })
+    .await?;
+    listed.map(|()| book).ok_or_else(|| NO_ANSWER.to_owned())
 }
 
 /// One approval, for a terminal: the command exactly as it will run, then where and until when.
@@ -486,47 +506,42 @@ async fn approve(
         .decide(&id, decision)
         .await
         .map_err(|e| e.to_string())?;
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Err(_) => {
-                eprintln!("the agent has not confirmed yet; the answer stays queued and will be delivered once");
-                return Ok(ExitCode::from(4));
-            }
-            Ok(Err(RecvError::Closed)) => return Ok(ExitCode::FAILURE),
-            Ok(Err(RecvError::Lagged(_))) => {}
-            Ok(Ok(ClientEvent::Chat {
-                message:
-                    ToDesktop::ApprovalResolved {
-                        id: done,
-                        decision: d,
-                        by,
-                    },
-            })) if done == id => {
-                match d {
-                    Some(d) => println!(
-                        "{}: {}{}",
-                        id,
-                        d.as_str(),
-                        by.map(|b| format!(" (by {b})")).unwrap_or_default()
-                    ),
-                    None if by.as_deref() == Some("expiry") => println!("{id}: expired"),
-                    None => println!("{id}: no longer waiting"),
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            Ok(Ok(ClientEvent::Chat {
-                message:
-                    ToDesktop::ApprovalRefused {
-                        id: refused,
-                        message,
-                    },
-            })) if refused == id => {
-                eprintln!("not taken: {message}");
-                return Ok(ExitCode::from(3));
-            }
-            Ok(Ok(_)) => {}
+    let outcome = wait_for_chat(&mut events, within, |m| match m {
+        ToDesktop::ApprovalResolved {
+            id: done,
+            decision: d,
+            by,
+        } if done == id => Step::Done(Ok(match d {
+            Some(d) => format!(
+                "{}: {}{}",
+                id,
+                d.as_str(),
+                by.map(|b| format!(" (by {b})")).unwrap_or_default()
+            ),
+            None if by.as_deref() == Some("expiry") => format!("{id}: expired"),
+            None => format!("{id}: no longer waiting"),
+        })),
+        ToDesktop::ApprovalRefused {
+            id: refused,
+            message,
+        } if refused == id => Step::Done(Err(message)),
+        _ => Step::Wait,
+    })
+    .await;
+    match outcome {
+        Ok(Some(Ok(line))) => {
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
         }
+        Ok(Some(Err(message))) => {
+            eprintln!("not taken: {message}");
+            Ok(ExitCode::from(3))
+        }
+        Ok(None) => {
+            eprintln!("the agent has not confirmed yet; the answer stays queued and will be delivered once");
+            Ok(ExitCode::from(4))
+        }
+        Err(_) => Ok(ExitCode::FAILURE),
     }
 }
 
@@ -703,34 +718,21 @@ async fn history_page(
         .load_history_page(session, limit, before)
         .await
         .map_err(|e| e.to_string())?;
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Err(_) => return Ok(None),
-            Ok(Err(RecvError::Closed)) => return Err("the client stopped".into()),
-            Ok(Err(RecvError::Lagged(_))) => {}
-            Ok(Ok(ClientEvent::Chat {
-                message:
-                    ToDesktop::History {
-                        messages,
-                        session: s,
-                        before: b,
-                        older,
-                    },
-            })) if s.as_deref() == session && b.as_deref() == before => {
-                return Ok(Some((messages, older)))
-            }
-            Ok(Ok(ClientEvent::Chat {
-                message:
-                    ToDesktop::ChatError {
-                        run_id: None,
-                        message,
-                        session: s,
-                    },
-            })) if s.as_deref() == session => return Err(message),
-            Ok(Ok(_)) => {}
-        }
-    }
+    wait_for_chat(&mut events, within, |m| match m {
+        ToDesktop::History {
+            messages,
+            session: s,
+            before: b,
+            older,
+        } if s.as_deref() == session && b.as_deref() == before => Step::Done((messages, older)),
+        ToDesktop::ChatError {
+            run_id: None,
+            message,
+            session: s,
+        } if s.as_deref() == session => Step::Fail(message),
+        _ => Step::Wait,
+    })
+    .await
 }
 
 /// A page of history and the cursor of the page before it.
