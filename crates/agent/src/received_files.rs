@@ -81,11 +81,8 @@ impl ReceivedFiles {
     ) -> Result<(), FileError> {
         let bytes = decode_part(file, data)?;
         let sealed = at_rest::seal(&self.key, &bytes).map_err(AgentError::from)?;
-        let path = self.part_path(desktop, file, index);
-        if let Some(dir) = path.parent() {
-            files::ensure_private_dir(dir)?;
-        }
-        files::write_private(&path, &sealed)?;
+        // write_private makes the file's (private) directories
+        files::write_private(&self.part_path(desktop, file, index), &sealed)?;
         Ok(())
     }
 

@@ -891,11 +891,11 @@ impl Hub {
             } => {
                 // the sentence names the file: it goes to the desktop, not to the log
                 warn!(%id, "a desktop's message carries files that cannot be sent; the desktop is told");
-                self.drop_files(&desktop, &attachments);
                 self.refuse(
                     &session,
                     &desktop,
                     id,
+                    &attachments,
                     format!("the message was not sent: {message}"),
                 );
             }
@@ -926,11 +926,11 @@ impl Hub {
                     });
                 } else {
                     warn!(%error, "the gateway refused a desktop's message; it was dropped and the desktop told");
-                    self.drop_files(&desktop, &attachments);
                     self.refuse(
                         &session,
                         &desktop,
                         id,
+                        &attachments,
                         format!("the gateway refused the message: {error}"),
                     );
                 }
@@ -952,8 +952,16 @@ impl Hub {
     }
 
     /// Message `id` will not run: tell its desktop (run ids are message ids here, so this ends
-    /// the message's turn), let it settle, and go on with the next one.
-    fn refuse(&mut self, session: &str, desktop: &str, id: String, message: String) {
+    /// the message's turn), remove its files, let it settle, and go on with the next one.
+    fn refuse(
+        &mut self,
+        session: &str,
+        desktop: &str,
+        id: String,
+        files: &[Attachment],
+        message: String,
+    ) {
+        self.drop_files(desktop, files);
         let refused = self.conv(session).turns.refused(&id);
         self.to_one(
             desktop,
