@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::client::{ClientConfig, RelayClient};
@@ -157,6 +158,16 @@ pub fn choose<'a>(
     }
 }
 
+/// One slot as it is now: for the window's switcher and the tray.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ts_rs::TS)]
+pub struct AgentView {
+    /// Its slot (what calls name it by).
+    pub slot: String,
+    /// Its pairing (absent: an empty slot).
+    pub session: Option<SessionInfo>,
+    pub state: ConnectionState,
+}
+
 /// Makes the session store of a slot from its config dir.
 pub type StoreFor = Arc<dyn Fn(&Path) -> Arc<dyn SessionStore> + Send + Sync>;
 
@@ -259,17 +270,22 @@ impl Agents {
         self.events.clone()
     }
 
-    /// Each slot's connection state now.
-    #[must_use]
-    pub fn states(&self) -> Vec<(String, ConnectionState)> {
-        self.list
-            .iter()
-            .map(|a| (a.slot.clone(), a.client.state().borrow().clone()))
-            .collect()
+    /// Every slot now: its pairing and its connection state, the first slot first.
+    pub async fn views(&self) -> Vec<AgentView> {
+        let mut out = Vec::with_capacity(self.list.len());
+        for a in &self.list {
+            out.push(AgentView {
+                slot: a.slot.clone(),
+                session: a.client.session().await,
+                state: a.client.state().borrow().clone(),
+            });
+        }
+        out
     }
 
     /// The agent a call names (`None`: the first paired one, else the first slot).
-    pub async fn resolve(&self, slot: Option<&str>) -> Option<&Agent> {
+    #[must_use]
+    pub fn resolve(&self, slot: Option<&str>) -> Option<&Agent> {
         match slot {
             Some(s) => self.get(s),
             None => {
@@ -322,13 +338,11 @@ impl Agents {
 
     /// The paired agents: (slot, pairing).
     pub async fn paired(&self) -> Vec<(String, SessionInfo)> {
-        let mut out = Vec::new();
-        for a in &self.list {
-            if let Some(info) = a.client.session().await {
-                out.push((a.slot.clone(), info));
-            }
-        }
-        out
+        self.views()
+            .await
+            .into_iter()
+            .filter_map(|v| Some((v.slot, v.session?)))
+            .collect()
     }
 
     /// Pair with another agent: in a slot that holds no pairing, or a new one. The agents

@@ -180,7 +180,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
                         let client = {
                             let book = agents.lock().await;
                             let slot = approval_agent.get(&id).cloned();
-                            book.resolve(slot.as_deref()).await.map(|a| a.client.clone())
+                            book.resolve(slot.as_deref()).map(|a| a.client.clone())
                         };
                         if let Some(c) = client {
                             if let Err(e) = c.decide(&id, decision).await {
@@ -374,19 +374,13 @@ async fn show_agents(agents: &Mutex<Agents>, tray: Option<&SniTray>) {
     let Some(t) = tray else {
         return;
     };
-    let (states, listed) = {
-        let book = agents.lock().await;
-        let states = book.states();
-        let mut listed = Vec::new();
-        for a in book.list() {
-            if let Some(info) = a.client.session().await {
-                listed.push((info.agent_name, a.client.state().borrow().clone()));
-            }
-        }
-        (states, listed)
-    };
-    let all: Vec<ConnectionState> = states.into_iter().map(|(_, s)| s).collect();
+    let views = agents.lock().await.views().await;
+    let all: Vec<ConnectionState> = views.iter().map(|v| v.state.clone()).collect();
     t.show_state(&combined_state(&all)).await;
+    let listed = views
+        .into_iter()
+        .filter_map(|v| Some((v.session?.agent_name, v.state)))
+        .collect();
     t.show_agents(listed).await;
 }
 

@@ -355,7 +355,7 @@ export type Queued = { id: string, text: string,
 session?: string, };
 
 /**
- * One agent this desktop is paired with, for the switcher.
+ * One slot as it is now: for the window's switcher and the tray.
  */
 export type AgentView = { 
 /**

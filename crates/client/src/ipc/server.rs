@@ -17,7 +17,6 @@ use tokio::sync::{broadcast, mpsc, watch, Mutex};
 use tracing::{debug, info, warn};
 
 use super::endpoint::check_peer;
-use super::wire::AgentView;
 use super::wire::{
     Call, CallError, FromHost, Hello, Outcome, Queued, Request, Role, Status, MAX_LINE,
 };
@@ -281,7 +280,7 @@ async fn agent_for(
     agent: Option<&str>,
 ) -> Result<(String, Arc<RelayClient>), CallError> {
     let book = shared.agents.lock().await;
-    match book.resolve(agent).await {
+    match book.resolve(agent) {
         Some(a) => Ok((a.slot.clone(), a.client.clone())),
         None => Err(CallError::new(
             "AGENT_UNKNOWN",
@@ -293,33 +292,47 @@ async fn agent_for(
     }
 }
 
+/// Pair: agent `agent` again, in its slot (replacing a pairing the relay refuses), or — no agent
+/// named — another agent, in a free slot or a new one (the book is not held while pairing).
+/// The answer is the pairing with its `slot`.
+async fn pair(
+    shared: &Shared,
+    agent: Option<&str>,
+    code: &str,
+    relay: &str,
+) -> Result<Value, CallError> {
+    let (slot, paired) = match agent {
+        Some(_) => {
+            let (slot, client) = agent_for(shared, agent).await?;
+            (slot, client.pair(code, relay).await)
+        }
+        None => {
+            let (new, fresh) = shared.agents.lock().await.pairing_slot().await;
+            let r = new.client.pair(code, relay).await;
+            let slot = new.slot.clone();
+            shared
+                .agents
+                .lock()
+                .await
+                .pairing_done(new, fresh, r.is_ok())
+                .await;
+            (slot, r)
+        }
+    };
+    let info = paired?;
+    let _ = shared.requests.send(HostRequest::Paired).await;
+    let mut v = json(&info)?;
+    v["slot"] = Value::String(slot);
+    Ok(v)
+}
+
 async fn answer(call: Call, agent: Option<String>, shared: &Shared) -> Result<Value, CallError> {
-    if let (Call::Pair { code, relay }, None) = (&call, &agent) {
-        // another agent: a free slot, or a new one; the book is not held while pairing (a call
-        // naming an agent pairs again in its slot, replacing a pairing the relay refuses)
-        let (slot, fresh) = shared.agents.lock().await.pairing_slot().await;
-        let r = slot.client.pair(code, relay).await;
-        shared
-            .agents
-            .lock()
-            .await
-            .pairing_done(slot.clone(), fresh, r.is_ok())
-            .await;
-        let info = r?;
-        let _ = shared.requests.send(HostRequest::Paired).await;
-        let mut v = json(&info)?;
-        v["slot"] = Value::String(slot.slot);
-        return Ok(v);
+    if let Call::Pair { code, relay } = &call {
+        return pair(shared, agent.as_deref(), code, relay).await;
     }
     let (slot, client) = agent_for(shared, agent.as_deref()).await?;
     match call {
-        Call::Pair { code, relay } => {
-            let info = client.pair(&code, &relay).await?;
-            let _ = shared.requests.send(HostRequest::Paired).await;
-            let mut v = json(&info)?;
-            v["slot"] = Value::String(slot);
-            Ok(v)
-        }
+        Call::Pair { .. } => Ok(Value::Null), // answered above, before any slot is resolved
         Call::Status => {
             let state = client.state().borrow().clone();
             let queued = client
@@ -328,17 +341,14 @@ async fn answer(call: Call, agent: Option<String>, shared: &Shared) -> Result<Va
                 .into_iter()
                 .map(|(id, text, session)| Queued { id, text, session })
                 .collect();
-            let mut agents = Vec::new();
-            for a in shared.agents.lock().await.list() {
-                agents.push(AgentView {
-                    slot: a.slot.clone(),
-                    session: a.client.session().await,
-                    state: a.client.state().borrow().clone(),
-                });
-            }
+            let agents = shared.agents.lock().await.views().await;
+            let session = agents
+                .iter()
+                .find(|a| a.slot == slot)
+                .and_then(|a| a.session.clone());
             json(&Status {
                 state,
-                session: client.session().await,
+                session,
                 queued,
                 agent: slot,
                 agents,

@@ -3,6 +3,7 @@
 //! [`FromHost::Reply`] with the same id; a window also gets every [`ClientEvent`] of the core and
 //! the host's requests ([`FromHost::Close`], [`FromHost::PairLink`]).
 
+pub use crate::agents::AgentView;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -242,16 +243,6 @@ pub struct Queued {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub session: Option<String>,
-}
-
-/// One agent this desktop is paired with, for the switcher.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ts_rs::TS)]
-pub struct AgentView {
-    /// Its slot (what calls name it by).
-    pub slot: String,
-    /// Its pairing (absent: an empty slot).
-    pub session: Option<SessionInfo>,
-    pub state: ConnectionState,
 }
 
 /// Everything the UI needs to draw itself after (re)opening: the state, pairing and queue of one
