@@ -19,6 +19,7 @@ use clawtray_client::session_store::{KeyringSessionStore, SessionStore};
 use clawtray_client::state::PeerPresence;
 use clawtray_client::{ClientConfig, ConnectionState, RelayClient};
 use clawtray_testkit::agent::Pairing;
+use clawtray_testkit::bins::cli_output as cli;
 use clawtray_testkit::fake_model::reply_for;
 use clawtray_testkit::gateway::Gateway;
 use clawtray_testkit::relay::Relay;
@@ -71,18 +72,6 @@ async fn chat(client: &RelayClient, text: &str) -> String {
     let id = client.send_to(None, text, None).await.unwrap().id;
     seen.until("the reply", |s| s.reply_of(&id).is_some()).await;
     seen.reply_of(&id).unwrap()[0].clone()
-}
-
-async fn cli(dirs: &Path, args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new(clawtray_testkit::bins::workspace_bin("clawtray-cli"))
-        .arg("--data-dir")
-        .arg(dirs.join("data"))
-        .arg("--config-dir")
-        .arg(dirs.join("config"))
-        .args(args)
-        .output()
-        .await
-        .expect("run clawtray-cli")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

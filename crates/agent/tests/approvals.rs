@@ -62,15 +62,7 @@ fn reply_containing<'a>(s: &'a Seen, needle: &str) -> Option<&'a String> {
 /// Run `clawtray-cli` with its pairing in `dir` (the keyring of the test's Secret Service);
 /// its stdout, after it succeeded.
 async fn cli(dir: &std::path::Path, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(clawtray_testkit::bins::workspace_bin("clawtray-cli"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--config-dir")
-        .arg(dir.join("config"))
-        .args(args)
-        .output()
-        .await
-        .expect("run clawtray-cli");
+    let out = clawtray_testkit::bins::cli_output(dir, args).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -208,21 +200,16 @@ async fn approvals_reach_every_desktop_and_the_first_answer_decides() {
     assert!(out.contains("paired with e2e-agent"), "{out}");
     pairing.finish().await;
     // `clawtray-cli chat` prints a request that arrives during its reply (answered elsewhere)
-    let mut chat =
-        tokio::process::Command::new(clawtray_testkit::bins::workspace_bin("clawtray-cli"))
-            .arg("--data-dir")
-            .arg(cli_dirs.path().join("data"))
-            .arg("--config-dir")
-            .arg(cli_dirs.path().join("config"))
-            .args([
-                "chat",
-                &format!("from the terminal #id=ap2t# #exec={cmd}    #"),
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("run clawtray-cli chat");
+    let mut chat = clawtray_testkit::bins::cli_command(cli_dirs.path())
+        .args([
+            "chat",
+            &format!("from the terminal #id=ap2t# #exec={cmd}    #"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run clawtray-cli chat");
     let t = approval_for(&mut s.seen, &format!("{cmd}    ")).await;
     second.decide(&t.id, ApprovalDecision::Deny).await.unwrap();
     let done = tokio::time::timeout(WAIT, async {

@@ -18,6 +18,7 @@ use clawtray_client::session_store::MemorySessionStore;
 use clawtray_client::{ClientError, RelayClient};
 use clawtray_proto::files::{sha256_hex, PART_BYTES};
 use clawtray_testkit::agent::Pairing;
+use clawtray_testkit::bins::cli_output;
 use clawtray_testkit::faulty_link::FaultyLink;
 use clawtray_testkit::files::png_of_size;
 use clawtray_testkit::gateway::Gateway;
@@ -253,25 +254,7 @@ async fn the_cli_sends_a_file_with_a_message() {
     let _agent = start_agent(&agent_state, gw, "files-cli");
     let pairing = Pairing::start(agent_bin(), &agent_state, &base, "files-agent").await;
     let dirs = tempfile::tempdir().unwrap();
-    let cli = |args: Vec<String>| {
-        let mut c =
-            tokio::process::Command::new(clawtray_testkit::bins::workspace_bin("clawtray-cli"));
-        c.arg("--data-dir")
-            .arg(dirs.path().join("data"))
-            .arg("--config-dir")
-            .arg(dirs.path().join("config"))
-            .args(args);
-        c
-    };
-    let out = cli(vec![
-        "pair".into(),
-        pairing.code.clone(),
-        "--relay".into(),
-        base.clone(),
-    ])
-    .output()
-    .await
-    .unwrap();
+    let out = cli_output(dirs.path(), &["pair", &pairing.code, "--relay", &base]).await;
     assert!(out.status.success(), "{out:?}");
     pairing.finish().await;
     // a text file: the gateway keeps every non-image attachment for its model
@@ -280,15 +263,17 @@ async fn the_cli_sends_a_file_with_a_message() {
         .collect();
     let path = dirs.path().join("meeting-notes.txt");
     std::fs::write(&path, &notes).unwrap();
-    let out = cli(vec![
-        "chat".into(),
-        "summarise these #id=clif# #words=2#".into(),
-        "--file".into(),
-        path.display().to_string(),
-    ])
-    .output()
-    .await
-    .unwrap();
+    let file = path.display().to_string();
+    let out = cli_output(
+        dirs.path(),
+        &[
+            "chat",
+            "summarise these #id=clif# #words=2#",
+            "--file",
+            &file,
+        ],
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -306,15 +291,8 @@ async fn the_cli_sends_a_file_with_a_message() {
     // a file over the limits is refused by the CLI with the sentence, before anything is sent
     let big = dirs.path().join("big.png");
     std::fs::write(&big, vec![0u8; 7 * 1024 * 1024]).unwrap();
-    let out = cli(vec![
-        "chat".into(),
-        "look".into(),
-        "--file".into(),
-        big.display().to_string(),
-    ])
-    .output()
-    .await
-    .unwrap();
+    let big = big.display().to_string();
+    let out = cli_output(dirs.path(), &["chat", "look", "--file", &big]).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -32,3 +32,24 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     assert!(bin.exists(), "{} was not built", bin.display());
     bin
 }
+
+/// `clawtray-cli` with its pairings under `dirs` (`dirs/data`, `dirs/config`), ready for its
+/// arguments.
+#[must_use]
+pub fn cli_command(dirs: &Path) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(workspace_bin("clawtray-cli"));
+    c.arg("--data-dir")
+        .arg(dirs.join("data"))
+        .arg("--config-dir")
+        .arg(dirs.join("config"));
+    c
+}
+
+/// Run `clawtray-cli args` with its pairings under `dirs`; its output (whatever its status).
+pub async fn cli_output(dirs: &Path, args: &[&str]) -> std::process::Output {
+    cli_command(dirs)
+        .args(args)
+        .output()
+        .await
+        .expect("run clawtray-cli")
+}
