@@ -352,6 +352,10 @@ async fn approvals_changed(
     if matches!(change, ApprovalChange::Nothing) {
         return;
     }
+    // the tray first: a person (or a test) who sees the notification finds the icon asking too
+    if let Some(t) = tray {
+        t.show_approvals(book.len()).await;
+    }
     if let Some(n) = notifier {
         for a in book.pending() {
             if !before.contains(&a.id) {
@@ -363,9 +367,6 @@ async fn approvals_changed(
                 n.withdraw(id).await;
             }
         }
-    }
-    if let Some(t) = tray {
-        t.show_approvals(book.len()).await;
     }
 }
 
