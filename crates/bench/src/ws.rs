@@ -12,7 +12,7 @@ use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 
 use clawtray_proto::secret::fill_random;
-use clawtray_relay::store::{token_hash, SessionRecord, SessionStore, SqliteStore};
+use clawtray_relay::store::{token_hash, SessionRecord, SqliteStore};
 
 use crate::stats::percentile;
 

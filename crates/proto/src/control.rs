@@ -139,6 +139,8 @@ pub enum ErrorCode {
     ShuttingDown,
     /// The relay hit an internal problem.
     Internal,
+    /// A relay of a cluster cannot reach the cluster's shared store (Redis) right now; retry.
+    Unavailable,
     /// A code this version does not know.
     #[serde(other)]
     Unknown,
@@ -182,6 +184,7 @@ impl ErrorCode {
             ErrorCode::Replaced => "A newer connection for this device took over.",
             ErrorCode::ShuttingDown => "The relay is restarting. Reconnecting shortly.",
             ErrorCode::Internal => "The relay hit an internal problem. Try again.",
+            ErrorCode::Unavailable => "The relay cannot reach its shared store right now. It recovers by itself; try again in a few seconds.",
             ErrorCode::Unknown => "The relay reported an error this version does not know.",
         }
     }
@@ -210,6 +213,7 @@ impl ErrorCode {
             ErrorCode::Replaced => "REPLACED",
             ErrorCode::ShuttingDown => "SHUTTING_DOWN",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::Unavailable => "UNAVAILABLE",
             ErrorCode::Unknown => "UNKNOWN",
         }
     }

@@ -106,6 +106,9 @@ pub enum StoreConfig {
     Sqlite(PathBuf),
     /// In memory only: sessions die with the process (tests, throwaway relays).
     Memory,
+    /// A relay cluster's Redis (`--redis`): sessions, nameplates, presence and cross-node frames
+    /// are shared with the other nodes.
+    Redis(crate::cluster::ClusterConfig),
 }
 
 /// TLS certificate chain and key (PEM files).

@@ -6,6 +6,8 @@
 //!   Fresh ──join───────────────────────────────▶ Linked
 //!   (connect with Bearer + ?session=) ─────────────────────────────────────▶ Session
 //! ```
+//! The other connection of a pairing or a session is a [`Target`]: a handle on this relay, or on
+//! a cluster node a location on another node (`cluster`), reached the same way.
 //! It never logs frame contents, tokens or session secrets.
 
 use std::net::IpAddr;
@@ -24,12 +26,12 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info, warn};
 
 use clawtray_proto::control::{ControlFrame, ErrorCode, MAX_CONTROL_FRAME};
-use clawtray_proto::secret::{fill_random, new_device_token, SecretString};
+use clawtray_proto::secret::{fill_random, new_device_token, DeviceToken, SecretString};
 use clawtray_proto::Role;
 
 use crate::limits::TokenBucket;
-use crate::nameplates::Confirmation;
-use crate::peer::{self, DeliverError, Mailbox, Outbound, PeerHandle};
+use crate::pairing::{Both, Confirmation};
+use crate::peer::{self, DeliverError, Loc, Mailbox, Outbound, PeerHandle, Target};
 use crate::shared::Shared;
 use crate::store::{token_hash, SessionRecord};
 
@@ -73,9 +75,16 @@ enum State {
     Linked {
         nameplate: String,
         deadline: Instant,
+        /// The other end of the pairing.
+        partner: Target,
+        /// The device token this end gets if pairing completes (made when it confirms; only
+        /// its hash leaves this connection before `paired`).
+        token: Option<DeviceToken>,
     },
     Session {
         session: String,
+        /// The other end, while it is connected to another node of the cluster.
+        remote_peer: Option<Loc>,
     },
 }
 
@@ -200,8 +209,11 @@ where
         unauthenticated_since: None,
     };
     debug!(conn = conn_id, role = %conn.role, "connection open");
+    if let Some(c) = &shared.cluster {
+        c.register(&conn.handle);
+    }
     let end = match info.resume {
-        Some(r) => match conn.limited_resume(r) {
+        Some(r) => match conn.limited_resume(r).await {
             Ok(()) => conn.event_loop().await,
             Err(code) => End::Close(code),
         },
@@ -210,7 +222,10 @@ where
     if let End::Close(code) = end {
         conn.close(code).await;
     }
-    conn.cleanup();
+    conn.cleanup().await;
+    if let Some(c) = &shared.cluster {
+        c.unregister(conn_id);
+    }
     debug!(conn = conn_id, "connection closed");
 }
 
@@ -248,7 +263,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                         }
                         Some(Ok(m)) => {
                             idle_deadline = Instant::now() + idle_timeout;
-                            if let Err(end) = self.on_message(m) {
+                            if let Err(end) = self.on_message(m).await {
                                 return end;
                             }
                         }
@@ -314,36 +329,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         .await;
     }
 
-    fn cleanup(&mut self) {
+    async fn cleanup(&mut self) {
         match std::mem::replace(&mut self.state, State::Fresh) {
             State::Fresh => {}
             State::Claimed { nameplate, .. } => {
-                self.shared.nameplates.burn(&nameplate);
+                self.shared.pairing.burn(&nameplate).await;
             }
-            State::Linked { nameplate, .. } => {
+            State::Linked {
+                nameplate, partner, ..
+            } => {
                 // Still live means this side abandoned the attempt (a failure already burned it).
-                let burned = self.shared.nameplates.burn(&nameplate);
-                if !burned.is_empty() {
+                if self.shared.pairing.burn(&nameplate).await {
                     self.shared
                         .metrics
                         .pairing_failures
                         .fetch_add(1, Ordering::Relaxed);
-                }
-                for h in burned {
-                    if h.conn_id != self.handle.conn_id {
-                        h.close(ErrorCode::PeerGone);
-                    }
+                    self.shared.close(&partner, ErrorCode::PeerGone);
                 }
             }
-            State::Session { session } => {
-                if let Some(Some(peer)) =
-                    self.shared
-                        .routes
-                        .detach(&session, self.role, self.handle.conn_id)
+            State::Session { session, .. } => {
+                let conn_id = self.handle.conn_id;
+                if let Some(Some(peer)) = self
+                    .shared
+                    .routes
+                    .detach(&session, self.role, conn_id)
+                    .await
                 {
-                    let _ = peer.deliver(Outbound::Control(ControlFrame::PeerOffline));
+                    let note = Outbound::PeerNote {
+                        frame: ControlFrame::PeerOffline,
+                        from: self.shared.from_for(&peer, conn_id),
+                    };
+                    let _ = self.shared.deliver(&peer, note);
                 }
-                if let Err(e) = self.shared.store.touch(&session, unix_now()) {
+                if let Err(e) = self.shared.store.touch(&session, unix_now()).await {
                     warn!(error = %e, "could not record last-seen time");
                 }
             }
@@ -358,7 +376,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Ok(())
     }
 
-    fn on_message(&mut self, msg: Message) -> Result<(), End> {
+    async fn on_message(&mut self, msg: Message) -> Result<(), End> {
         match msg {
             Message::Text(t) => {
                 self.check_rate(t.len())?;
@@ -367,7 +385,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 }
                 let frame = ControlFrame::from_json(t.as_str())
                     .map_err(|_| End::Close(ErrorCode::BadFrame))?;
-                self.on_control(frame)
+                self.on_control(frame).await
             }
             Message::Binary(b) => {
                 self.check_rate(b.len())?;
@@ -386,30 +404,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             .map_err(|_| End::Close(ErrorCode::SlowReader))
     }
 
-    fn pairing_allowed(&self) -> bool {
-        self.shared
+    /// One more pairing attempt from this address: within the per-address limit (across the
+    /// cluster, on a cluster node)?
+    async fn pairing_allowed(&self) -> Result<(), End> {
+        if !self
+            .shared
             .pairing_limiter
             .allow(self.ip, std::time::Instant::now())
+        {
+            return Err(End::Close(ErrorCode::RateLimited));
+        }
+        if let Some(c) = &self.shared.cluster {
+            let per_minute = self.shared.limits.pairing_per_ip_per_min;
+            match c.pairing_allowed(self.ip, per_minute).await {
+                Ok(true) => {}
+                Ok(false) => return Err(End::Close(ErrorCode::RateLimited)),
+                Err(code) => return Err(End::Close(code)),
+            }
+        }
+        Ok(())
     }
 
-    fn on_control(&mut self, frame: ControlFrame) -> Result<(), End> {
+    async fn on_control(&mut self, frame: ControlFrame) -> Result<(), End> {
         match (&self.state, self.role, frame) {
             (State::Fresh, Role::Agent, ControlFrame::Claim) => {
-                if !self.pairing_allowed() {
-                    return Err(End::Close(ErrorCode::RateLimited));
-                }
+                self.pairing_allowed().await?;
                 let now = Instant::now();
                 let nameplate = self
                     .shared
-                    .nameplates
-                    .claim(
-                        self.handle.clone(),
-                        self.instance.clone(),
-                        now.into_std(),
-                        random_u64,
-                    )
-                    .ok_or(End::Close(ErrorCode::TooManyConnections))?;
-                let ttl = self.shared.nameplates.ttl();
+                    .pairing
+                    .claim(&self.handle, self.instance.clone(), random_u64)
+                    .await
+                    .map_err(End::Close)?;
+                let ttl = self.shared.pairing.ttl();
                 self.state = State::Claimed {
                     nameplate: nameplate.clone(),
                     expires: now + ttl,
@@ -420,36 +447,32 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 })
             }
             (State::Fresh, Role::Desktop, ControlFrame::Join { nameplate }) => {
-                if !self.pairing_allowed() {
-                    return Err(End::Close(ErrorCode::RateLimited));
-                }
+                self.pairing_allowed().await?;
                 self.shared
                     .metrics
                     .pairing_attempts
                     .fetch_add(1, Ordering::Relaxed);
-                match self.shared.nameplates.join(
-                    &nameplate,
-                    self.handle.clone(),
-                    std::time::Instant::now(),
-                ) {
+                match self.shared.pairing.join(&nameplate, &self.handle).await {
                     Err(code) => self.reply(ControlFrame::error(code)),
                     Ok(agent) => {
-                        if agent
-                            .deliver(Outbound::Control(ControlFrame::Linked))
-                            .is_err()
-                        {
-                            self.shared.nameplates.burn(&nameplate);
+                        let linked = Outbound::Linked {
+                            partner: Target::Local(self.handle.clone()),
+                        };
+                        if self.shared.deliver(&agent, linked).is_err() {
+                            self.shared.pairing.burn(&nameplate).await;
                             return self.reply(ControlFrame::error(ErrorCode::PeerGone));
                         }
                         self.state = State::Linked {
                             nameplate,
                             deadline: Instant::now() + self.shared.limits.pairing_timeout,
+                            partner: agent,
+                            token: None,
                         };
                         self.reply(ControlFrame::Linked)
                     }
                 }
             }
-            (State::Linked { nameplate, .. }, role, ControlFrame::Pake { msg }) => {
+            (State::Linked { partner, .. }, _, ControlFrame::Pake { msg }) => {
                 if msg.len() > MAX_PAKE_B64
                     || base64::engine::general_purpose::STANDARD
                         .decode(&msg)
@@ -457,47 +480,50 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 {
                     return Err(End::Close(ErrorCode::BadFrame));
                 }
-                let partner = self
-                    .shared
-                    .nameplates
-                    .partner(nameplate, role)
-                    .ok_or(End::Close(ErrorCode::PeerGone))?;
-                partner
-                    .deliver(Outbound::Control(ControlFrame::Pake { msg }))
+                self.shared
+                    .deliver(partner, Outbound::Control(ControlFrame::Pake { msg }))
                     .map_err(|_| End::Close(ErrorCode::PeerGone))
             }
             (State::Linked { nameplate, .. }, role, ControlFrame::Confirmed) => {
                 let nameplate = nameplate.clone();
-                match self.shared.nameplates.confirm(&nameplate, role) {
-                    None => Err(End::Close(ErrorCode::PeerGone)),
-                    Some(Confirmation::Waiting) => Ok(()),
-                    Some(Confirmation::Both {
-                        agent,
-                        agent_instance,
-                        desktop,
-                    }) => self.create_session(agent, agent_instance, desktop),
+                let token = new_device_token().map_err(|_| End::Close(ErrorCode::Internal))?;
+                let hash = token_hash(token.expose());
+                if let State::Linked { token: kept, .. } = &mut self.state {
+                    *kept = Some(token);
+                }
+                match self.shared.pairing.confirm(&nameplate, role, hash).await {
+                    Err(code) => Err(End::Close(code)),
+                    Ok(Confirmation::Gone) => Err(End::Close(ErrorCode::PeerGone)),
+                    Ok(Confirmation::Waiting) => Ok(()),
+                    Ok(Confirmation::Both(both)) => self.create_session(both).await,
                 }
             }
-            (State::Linked { nameplate, .. }, _, ControlFrame::Failed { .. }) => {
+            (
+                State::Linked {
+                    nameplate, partner, ..
+                },
+                _,
+                ControlFrame::Failed { .. },
+            ) => {
                 self.shared
                     .metrics
                     .pairing_failures
                     .fetch_add(1, Ordering::Relaxed);
-                for h in self.shared.nameplates.burn(&nameplate.clone()) {
-                    h.close(ErrorCode::PairingFailed);
-                }
+                let (nameplate, partner) = (nameplate.clone(), partner.clone());
+                self.shared.pairing.burn(&nameplate).await;
+                self.shared.close(&partner, ErrorCode::PairingFailed);
                 self.state = State::Fresh;
                 Err(End::Close(ErrorCode::PairingFailed))
             }
-            (State::Session { session }, _, ControlFrame::Revoke) => {
+            (State::Session { session, .. }, _, ControlFrame::Revoke) => {
                 let session = session.clone();
-                if let Err(e) = self.shared.store.revoke(&session, unix_now()) {
+                if let Err(e) = self.shared.store.revoke(&session, unix_now()).await {
                     warn!(error = %e, "could not record revocation");
-                    return Err(End::Close(ErrorCode::Internal));
+                    return Err(End::Close(e.code()));
                 }
                 info!(conn = self.handle.conn_id, role = %self.role, "session revoked");
-                for h in self.shared.routes.remove(&session) {
-                    h.close(ErrorCode::SessionRevoked);
+                for t in self.shared.routes.remove(&session).await {
+                    self.shared.close(&t, ErrorCode::SessionRevoked);
                 }
                 self.state = State::Fresh;
                 Err(End::Close(ErrorCode::SessionRevoked))
@@ -506,69 +532,84 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Both sides confirmed: store the session, route both connections, hand each its token.
-    fn create_session(
-        &mut self,
-        agent: PeerHandle,
-        agent_instance: Option<String>,
-        desktop: PeerHandle,
-    ) -> Result<(), End> {
-        let fail = |code: ErrorCode, a: &PeerHandle, d: &PeerHandle| {
-            a.close(code);
-            d.close(code);
+    /// Both sides confirmed: store the session, route both connections, tell each it is paired
+    /// (each with the token it made when it confirmed).
+    async fn create_session(&mut self, both: Both) -> Result<(), End> {
+        let Both {
+            agent,
+            agent_instance,
+            desktop,
+            agent_hash,
+            desktop_hash,
+        } = both;
+        let shared = self.shared.clone();
+        let fail = |code: ErrorCode| {
+            shared.close(&agent, code);
+            shared.close(&desktop, code);
             Err(End::Close(code))
         };
-        let (Ok(session), Ok(agent_token), Ok(desktop_token)) =
-            (new_session_id(), new_device_token(), new_device_token())
-        else {
-            return fail(ErrorCode::Internal, &agent, &desktop);
+        let Ok(session) = new_session_id() else {
+            return fail(ErrorCode::Internal);
         };
         let now = unix_now();
         let record = SessionRecord {
             id: session.clone(),
-            agent_token_hash: token_hash(agent_token.expose()),
-            desktop_token_hash: token_hash(desktop_token.expose()),
+            agent_token_hash: agent_hash,
+            desktop_token_hash: desktop_hash,
             created_at: now,
             last_seen: now,
             revoked_at: None,
         };
-        if let Err(e) = self.shared.store.create(&record) {
+        if let Err(e) = shared.store.create(&record).await {
             warn!(error = %e, "could not store a new session");
-            return fail(ErrorCode::Internal, &agent, &desktop);
+            return fail(e.code());
         }
         // Route both before either learns it is paired, so the first meeting's frames find their way.
-        self.shared.routes.attach(
-            &session,
-            Role::Agent,
-            agent.clone(),
-            agent_instance.as_deref(),
-        );
-        self.shared
+        if let Err(code) = shared
             .routes
-            .attach(&session, Role::Desktop, desktop.clone(), None);
-        self.shared
+            .attach_pair(&session, &agent, agent_instance.as_deref(), &desktop)
+            .await
+        {
+            return fail(code);
+        }
+        shared
             .metrics
             .pairings_completed
             .fetch_add(1, Ordering::Relaxed);
         info!("pairing completed; session created");
-        for (h, token) in [(&agent, agent_token), (&desktop, desktop_token)] {
-            // A failure here closes that side; the other notices through peer_offline.
-            let _ = h.deliver(Outbound::EnterSession {
+        // each end learns where the other is when that is another node
+        let loc_of = |t: &Target| match t {
+            Target::Local(h) => shared.loc(h.conn_id),
+            Target::Remote(l) => Some(l.clone()),
+        };
+        let apart = !matches!((&agent, &desktop), (Target::Local(_), Target::Local(_)));
+        for (to, other) in [(&agent, &desktop), (&desktop, &agent)] {
+            let enter = Outbound::EnterSession {
                 session: session.clone(),
-                token,
-            });
+                peer: if apart { loc_of(other) } else { None },
+            };
+            // A failure here closes that side; the other notices through peer_offline.
+            let _ = shared.deliver(to, enter);
         }
         Ok(())
     }
 
     fn on_binary(&mut self, frame: Bytes) -> Result<(), End> {
         let target = match &self.state {
-            State::Linked { nameplate, .. } => self.shared.nameplates.partner(nameplate, self.role),
-            State::Session { session } => self.shared.routes.get(session, self.role.peer()),
+            State::Linked { partner, .. } => Some(partner.clone()),
+            State::Session {
+                session,
+                remote_peer,
+            } => self
+                .shared
+                .routes
+                .local(session, self.role.peer())
+                .map(Target::Local)
+                .or_else(|| remote_peer.clone().map(Target::Remote)),
             State::Fresh | State::Claimed { .. } => return Err(End::Close(ErrorCode::BadFrame)),
         };
         let len = frame.len() as u64;
-        match target.map(|t| t.deliver(Outbound::Binary(frame))) {
+        match target.map(|t| self.shared.deliver(&t, Outbound::Binary(frame))) {
             Some(Ok(())) => {
                 self.shared
                     .metrics
@@ -629,46 +670,112 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
                 Some(next) => Box::pin(self.on_outbound(next)).await,
                 None => Ok(()),
             },
-            Outbound::Control(ControlFrame::Linked) => {
+            Outbound::Linked { partner } => {
                 if let State::Claimed { nameplate, .. } = &self.state {
                     self.state = State::Linked {
                         nameplate: nameplate.clone(),
                         deadline: Instant::now() + self.shared.limits.pairing_timeout,
+                        partner,
+                        token: None,
                     };
                 }
                 self.send_control(&ControlFrame::Linked).await
             }
             Outbound::Control(c) => self.send_control(&c).await,
-            Outbound::EnterSession { session, token } => {
+            Outbound::EnterSession { session, peer } => {
+                let State::Linked { token, .. } = &mut self.state else {
+                    return Err(End::Close(ErrorCode::Internal));
+                };
+                let Some(token) = token.take() else {
+                    return Err(End::Close(ErrorCode::Internal));
+                };
+                self.shared
+                    .routes
+                    .attach_entered(&session, self.role, &self.handle);
                 self.state = State::Session {
                     session: session.clone(),
+                    remote_peer: peer,
                 };
                 self.send_control(&ControlFrame::Paired { session, token })
                     .await
             }
+            Outbound::PeerNote { frame, from } => self.on_peer_note(frame, from).await,
+            Outbound::NodeGone(node) => self.on_node_gone(&node).await,
             Outbound::CloseWith(code) => Err(End::Close(code)),
+        }
+    }
+
+    /// The other end came, went, or came back as a new process. A note that an end left is
+    /// passed on only if it is about the end this connection knows (ends may move between nodes
+    /// faster than notes travel).
+    async fn on_peer_note(&mut self, frame: ControlFrame, from: Option<Loc>) -> Result<(), End> {
+        let State::Session { remote_peer, .. } = &mut self.state else {
+            return Ok(());
+        };
+        if frame == ControlFrame::PeerOffline {
+            if *remote_peer != from {
+                return Ok(());
+            }
+            *remote_peer = None;
+        } else {
+            *remote_peer = from;
+        }
+        self.send_control(&frame).await
+    }
+
+    /// A node left the cluster: an other end there is gone. When the node is this one (its lease
+    /// ran out while Redis was away, so the others may have written it off), an end with a
+    /// partner on another node is closed to reconnect and be announced afresh.
+    async fn on_node_gone(&mut self, node: &str) -> Result<(), End> {
+        let me = self.shared.cluster.as_ref().map(|c| c.node.clone());
+        let remote_node = match &self.state {
+            State::Session {
+                remote_peer: Some(l),
+                ..
+            } => Some(l.node.clone()),
+            State::Linked {
+                partner: Target::Remote(l),
+                ..
+            } => Some(l.node.clone()),
+            _ => None,
+        };
+        let Some(remote_node) = remote_node else {
+            return Ok(());
+        };
+        if me.as_deref() == Some(node) {
+            return Err(End::Close(ErrorCode::Unavailable));
+        }
+        if *remote_node != *node {
+            return Ok(());
+        }
+        match &mut self.state {
+            State::Session { remote_peer, .. } => {
+                *remote_peer = None;
+                self.send_control(&ControlFrame::PeerOffline).await
+            }
+            _ => Err(End::Close(ErrorCode::PeerGone)),
         }
     }
 
     async fn on_deadline(&mut self) -> Result<(), End> {
         match std::mem::replace(&mut self.state, State::Fresh) {
             State::Claimed { nameplate, .. } => {
-                self.shared.nameplates.expire(
-                    &nameplate,
-                    self.handle.conn_id,
-                    std::time::Instant::now(),
-                );
+                self.shared
+                    .pairing
+                    .expire(&nameplate, self.handle.conn_id)
+                    .await;
                 self.send_control(&ControlFrame::error(ErrorCode::NameplateExpired))
                     .await
             }
-            State::Linked { nameplate, .. } => {
+            State::Linked {
+                nameplate, partner, ..
+            } => {
                 self.shared
                     .metrics
                     .pairing_failures
                     .fetch_add(1, Ordering::Relaxed);
-                for h in self.shared.nameplates.burn(&nameplate) {
-                    h.close(ErrorCode::HandshakeTimeout);
-                }
+                self.shared.pairing.burn(&nameplate).await;
+                self.shared.close(&partner, ErrorCode::HandshakeTimeout);
                 Err(End::Close(ErrorCode::HandshakeTimeout))
             }
             other => {
@@ -681,12 +788,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// Check credentials and join the session's route.
     /// [`Conn::resume`], refusing an address whose resumes failed too often this minute (a
     /// guesser of session ids or tokens gets nowhere and costs no lookups).
-    fn limited_resume(&mut self, r: Resume) -> Result<(), ErrorCode> {
+    async fn limited_resume(&mut self, r: Resume) -> Result<(), ErrorCode> {
         let now = std::time::Instant::now();
         if self.shared.resume_limiter.is_over(self.ip, now) {
             return Err(ErrorCode::RateLimited);
         }
-        let result = self.resume(r);
+        let result = self.resume(r).await;
         if matches!(
             result,
             Err(ErrorCode::SessionNotFound
@@ -698,7 +805,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         result
     }
 
-    fn resume(&mut self, r: Resume) -> Result<(), ErrorCode> {
+    async fn resume(&mut self, r: Resume) -> Result<(), ErrorCode> {
         let session = r.session.ok_or(ErrorCode::InvalidSession)?;
         if !valid_session_id(&session) {
             return Err(ErrorCode::InvalidSession);
@@ -708,9 +815,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             .shared
             .store
             .get(&session)
+            .await
             .map_err(|e| {
                 warn!(error = %e, "session lookup failed");
-                ErrorCode::Internal
+                e.code()
             })?
             .ok_or(ErrorCode::SessionNotFound)?;
         if record.revoked_at.is_some() {
@@ -724,33 +832,121 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if !record.token_matches(self.role, token.expose()) {
             return Err(ErrorCode::DeviceTokenMismatch);
         }
-        if let Err(e) = self.shared.store.touch(&session, now) {
+        if let Err(e) = self.shared.store.touch(&session, now).await {
             warn!(error = %e, "could not record last-seen time");
         }
-        let attached = self.shared.routes.attach(
-            &session,
-            self.role,
-            self.handle.clone(),
-            self.instance.as_deref(),
-        );
-        if let Some(old) = attached.replaced {
-            old.close(ErrorCode::Replaced);
+        let attached = match self
+            .shared
+            .routes
+            .attach(&session, self.role, &self.handle, self.instance.as_deref())
+            .await
+        {
+            Ok(a) => a,
+            Err(ErrorCode::Unavailable) => {
+                // A cluster node whose Redis is away: the record was verified (from this node's
+                // memory of it), so serve the end here and tell the cluster once Redis answers.
+                let a = self
+                    .shared
+                    .routes
+                    .attach_here(&session, self.role, &self.handle);
+                announce_when_redis_answers(
+                    self.shared.clone(),
+                    session.clone(),
+                    self.role,
+                    self.handle.clone(),
+                    self.instance.clone(),
+                );
+                a
+            }
+            Err(code) => return Err(code),
+        };
+        if let Some(old) = &attached.replaced {
+            self.shared.close(old, ErrorCode::Replaced);
         }
         self.shared.metrics.resumes.fetch_add(1, Ordering::Relaxed);
-        self.state = State::Session { session };
+        let remote_peer = match &attached.peer {
+            Some(Target::Remote(l)) => Some(l.clone()),
+            _ => None,
+        };
+        self.state = State::Session {
+            session,
+            remote_peer,
+        };
         let peer_online = attached.peer.is_some();
         if let Some(peer) = attached.peer {
-            let note = if attached.agent_restarted {
+            let frame = if attached.agent_restarted {
                 ControlFrame::PeerRestarted
             } else {
                 ControlFrame::PeerOnline
             };
-            let _ = peer.deliver(Outbound::Control(note));
+            let from = self.shared.from_for(&peer, self.handle.conn_id);
+            let _ = self
+                .shared
+                .deliver(&peer, Outbound::PeerNote { frame, from });
         }
         debug!(conn = self.handle.conn_id, role = %self.role, peer_online, "session resumed");
         self.reply(ControlFrame::Resumed { peer_online })
             .map_err(|_| ErrorCode::Internal)
     }
+}
+
+/// How often a connection served while Redis was away tries to record itself there.
+const ANNOUNCE_RETRY: Duration = Duration::from_secs(1);
+
+/// Record in Redis an end that resumed on this node while Redis was away, once Redis answers
+/// (until the connection ends): replace an older connection elsewhere, and introduce the two ends
+/// to each other when the other one sits on another node.
+fn announce_when_redis_answers(
+    shared: Arc<Shared>,
+    session: String,
+    role: Role,
+    handle: PeerHandle,
+    instance: Option<String>,
+) {
+    let Some(cluster) = shared.cluster.clone() else {
+        return;
+    };
+    let ttl = shared.limits.session_ttl.as_secs();
+    tokio::spawn(async move {
+        let me = cluster.loc(handle.conn_id);
+        loop {
+            tokio::time::sleep(ANNOUNCE_RETRY).await;
+            if handle.is_closed() || shared.shutdown.is_cancelled() {
+                return;
+            }
+            let Ok(found) = cluster
+                .attach(&session, role, &me, instance.as_deref(), ttl)
+                .await
+            else {
+                continue;
+            };
+            if let Some(old) = crate::routes::Router::remote(&cluster, found.previous) {
+                shared.close(&old, ErrorCode::Replaced);
+            }
+            let peer_here = shared.routes.local(&session, role.peer()).is_some();
+            if let (false, Some(Target::Remote(peer))) = (
+                peer_here,
+                crate::routes::Router::remote(&cluster, found.peer),
+            ) {
+                let frame = if found.agent_restarted {
+                    ControlFrame::PeerRestarted
+                } else {
+                    ControlFrame::PeerOnline
+                };
+                let to_peer = Outbound::PeerNote {
+                    frame,
+                    from: Some(me.clone()),
+                };
+                let _ = cluster.send(&peer, to_peer);
+                let to_me = Outbound::PeerNote {
+                    frame: ControlFrame::PeerOnline,
+                    from: Some(peer),
+                };
+                let _ = handle.deliver(to_me);
+            }
+            return;
+        }
+    });
 }
 
 fn random_u64() -> u64 {

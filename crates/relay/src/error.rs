@@ -15,6 +15,10 @@ pub enum RelayError {
     Store { path: String, message: String },
     #[error("cannot load TLS certificate or key: {0}")]
     Tls(String),
+    #[error(
+        "cannot use Redis at {urls}: {message} (is it running, and reachable from this host?)"
+    )]
+    Redis { urls: String, message: String },
     #[error("no data directory could be determined for the session database; pass --db PATH")]
     NoDataDir,
 }

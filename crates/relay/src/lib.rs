@@ -6,10 +6,12 @@
 //! - [`server`]: the listener, TLS, connection cap, graceful shutdown.
 //! - [`http`]: the HTTP request head, `/healthz`, `/metrics`, and the WebSocket upgrade.
 //! - [`conn`]: one connection's actor: its state machine and frame handling.
-//! - [`nameplates`]: live nameplates and the pairing link between two connections.
+//! - [`pairing`]: pairing brokerage as a connection sees it, alone or in a cluster.
+//! - [`nameplates`]: live nameplates and the pairing link between two connections (in process).
+//! - [`cluster`]: a node of a relay cluster sharing state through Redis.
 //! - [`peer`]: the handle through which one connection sends to, or closes, another.
-//! - [`routes`]: which connection is each session's agent and desktop right now (trait + in-process).
-//! - [`store`]: persistent session records (trait + SQLite).
+//! - [`routes`]: which connection is each session's agent and desktop right now.
+//! - [`store`]: persistent session records (SQLite, or Redis in a cluster).
 //! - [`limits`]: token buckets and the per-address pairing limiter.
 //! - [`metrics`]: counters rendered as Prometheus text.
 // Nothing from the network, the disk or the person may panic the program: no unwrap/expect
@@ -17,6 +19,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod client_ip;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod error;
@@ -24,6 +27,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod nameplates;
+pub mod pairing;
 pub mod peer;
 pub mod routes;
 pub mod server;

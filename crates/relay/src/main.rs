@@ -35,6 +35,20 @@ struct Args {
     /// Keep sessions in memory only (they die with the process).
     #[arg(long, conflicts_with = "db")]
     memory: bool,
+    /// Run as a node of a relay cluster sharing sessions, pairing and traffic through Redis
+    /// (e.g. redis://10.0.0.5:6379). Give it once for one Redis server; repeat it (or a comma
+    /// list) for Redis Cluster seed nodes.
+    #[arg(long, value_name = "URL", value_delimiter = ',', env = "CLAWTRAY_RELAY_REDIS", conflicts_with_all = ["db", "memory"])]
+    redis: Vec<String>,
+    /// This node's id in the cluster (letters, digits, `.`, `_`, `-`; at most 64). Default: a
+    /// random one per start.
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "CLAWTRAY_RELAY_NODE_ID",
+        requires = "redis"
+    )]
+    node_id: Option<String>,
     /// TLS certificate chain (PEM). Without it the relay speaks plain ws:// (put it behind a TLS proxy).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -101,7 +115,27 @@ struct Args {
 
 impl Args {
     fn into_config(self) -> Result<RelayConfig, String> {
-        let store = if self.memory {
+        let store = if !self.redis.is_empty() {
+            let node_id = self
+                .node_id
+                .unwrap_or_else(clawtray_relay::cluster::random_node_id);
+            if !clawtray_relay::cluster::valid_node_id(&node_id) {
+                return Err(format!(
+                    "--node-id '{node_id}' must be 1 to 64 letters, digits, '.', '_' or '-'"
+                ));
+            }
+            for url in &self.redis {
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(format!(
+                        "--redis '{url}' is not a Redis URL like redis://10.0.0.5:6379"
+                    ));
+                }
+            }
+            StoreConfig::Redis(clawtray_relay::cluster::ClusterConfig {
+                redis: self.redis,
+                node_id,
+            })
+        } else if self.memory {
             StoreConfig::Memory
         } else {
             let path = match self.db {
@@ -206,6 +240,9 @@ fn main() -> ExitCode {
         };
         // Tests and scripts read these lines to learn the ports.
         println!("clawtray-relay listening on {}", relay.addr);
+        if let Some(node) = relay.node_id() {
+            println!("clawtray-relay cluster node {node}");
+        }
         if let Some(m) = relay.metrics_addr {
             println!("clawtray-relay metrics on {m}");
         }

@@ -62,7 +62,7 @@ impl Metrics {
         &self,
         sessions_stored: Option<u64>,
         sessions_online: usize,
-        nameplates_live: usize,
+        nameplates_live: Option<usize>,
     ) -> String {
         let mut s = String::with_capacity(2048);
         let mut line = |name: &str, kind: &str, help: &str, v: String| {
@@ -95,12 +95,14 @@ impl Metrics {
             "Sessions with at least one end connected.",
             sessions_online.to_string(),
         );
-        line(
-            "clawtray_relay_nameplates_live",
-            "gauge",
-            "Nameplates waiting for or in a pairing.",
-            nameplates_live.to_string(),
-        );
+        if let Some(n) = nameplates_live {
+            line(
+                "clawtray_relay_nameplates_live",
+                "gauge",
+                "Nameplates waiting for or in a pairing.",
+                n.to_string(),
+            );
+        }
         line(
             "clawtray_relay_frames_forwarded_total",
             "counter",
@@ -165,7 +167,7 @@ mod tests {
         let m = Metrics::default();
         m.rejected(ErrorCode::Flooding);
         m.frames_forwarded.fetch_add(3, Ordering::Relaxed);
-        let t = m.render(Some(2), 1, 0);
+        let t = m.render(Some(2), 1, Some(0));
         assert!(t.contains("clawtray_relay_frames_forwarded_total 3\n"));
         assert!(t.contains("clawtray_relay_rejected_total{reason=\"FLOODING\"} 1\n"));
         assert!(t.contains("clawtray_relay_sessions 2\n"));

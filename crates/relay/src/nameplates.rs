@@ -25,14 +25,30 @@ const TRIES_PER_LENGTH: usize = 16;
 /// Expired nameplates remembered (for the "expired" answer) at most.
 const MAX_TOMBSTONES: usize = 10_000;
 
+/// Tries at a free nameplate before giving up (`TOO_MANY_CONNECTIONS`).
+pub const CLAIM_TRIES: usize = TRIES_PER_LENGTH * (MAX_DIGITS - MIN_DIGITS + 1) as usize;
+
+/// A nameplate candidate of `digits` digits (no leading zero) from `random`.
+pub fn random_nameplate(digits: u32, random: &mut impl FnMut() -> u64) -> String {
+    let low = 10u64.pow(digits - 1);
+    let span = 10u64.pow(digits) - low;
+    (low + random() % span).to_string()
+}
+
+/// A nameplate candidate of the usual length.
+pub fn random_nameplate_of_usual_length(random: &mut impl FnMut() -> u64) -> String {
+    random_nameplate(MIN_DIGITS, random)
+}
+
 #[derive(Debug)]
 struct Slot {
     agent: PeerHandle,
     agent_instance: Option<String>,
     desktop: Option<PeerHandle>,
     expires_at: Instant,
-    agent_confirmed: bool,
-    desktop_confirmed: bool,
+    /// SHA-256 of the device token each end will get, once it confirmed.
+    agent_hash: Option<[u8; 32]>,
+    desktop_hash: Option<[u8; 32]>,
 }
 
 /// The outcome of a side confirming.
@@ -45,6 +61,8 @@ pub enum Confirmation {
         agent: PeerHandle,
         agent_instance: Option<String>,
         desktop: PeerHandle,
+        agent_hash: [u8; 32],
+        desktop_hash: [u8; 32],
     },
 }
 
@@ -91,10 +109,8 @@ impl Nameplates {
         let mut live = self.live();
         live.retain(|_, s| s.expires_at > now || s.desktop.is_some());
         for digits in MIN_DIGITS..=MAX_DIGITS {
-            let low = 10u64.pow(digits - 1);
-            let span = 10u64.pow(digits) - low;
             for _ in 0..TRIES_PER_LENGTH {
-                let np = (low + random() % span).to_string();
+                let np = random_nameplate(digits, &mut random);
                 if !live.contains_key(&np) {
                     live.insert(
                         np.clone(),
@@ -103,8 +119,8 @@ impl Nameplates {
                             agent_instance,
                             desktop: None,
                             expires_at: now + self.ttl,
-                            agent_confirmed: false,
-                            desktop_confirmed: false,
+                            agent_hash: None,
+                            desktop_hash: None,
                         },
                     );
                     return Some(np);
@@ -159,23 +175,26 @@ impl Nameplates {
         }
     }
 
-    /// Record that `role` confirmed the key on a linked nameplate.
-    pub fn confirm(&self, nameplate: &str, role: Role) -> Option<Confirmation> {
+    /// Record that `role` confirmed the key on a linked nameplate; `hash` is the SHA-256 of the
+    /// device token that end will get.
+    pub fn confirm(&self, nameplate: &str, role: Role, hash: [u8; 32]) -> Option<Confirmation> {
         let mut live = self.live();
         let slot = live.get_mut(nameplate)?;
         slot.desktop.as_ref()?;
         match role {
-            Role::Agent => slot.agent_confirmed = true,
-            Role::Desktop => slot.desktop_confirmed = true,
+            Role::Agent => slot.agent_hash = Some(hash),
+            Role::Desktop => slot.desktop_hash = Some(hash),
         }
-        if !(slot.agent_confirmed && slot.desktop_confirmed) {
+        let (Some(agent_hash), Some(desktop_hash)) = (slot.agent_hash, slot.desktop_hash) else {
             return Some(Confirmation::Waiting);
-        }
+        };
         let slot = live.remove(nameplate)?;
         Some(Confirmation::Both {
             agent: slot.agent,
             agent_instance: slot.agent_instance,
             desktop: slot.desktop?,
+            agent_hash,
+            desktop_hash,
         })
     }
 
@@ -250,11 +269,11 @@ mod tests {
             Some(ErrorCode::NameplateUnknown)
         );
         assert!(matches!(
-            n.confirm(&np, Role::Agent),
+            n.confirm(&np, Role::Agent, [1; 32]),
             Some(Confirmation::Waiting)
         ));
         assert!(matches!(
-            n.confirm(&np, Role::Desktop),
+            n.confirm(&np, Role::Desktop, [2; 32]),
             Some(Confirmation::Both { .. })
         ));
         assert_eq!(

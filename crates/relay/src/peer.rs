@@ -1,6 +1,7 @@
 //! A [`PeerHandle`] is how one connection's actor reaches another: a bounded queue of outbound
 //! items plus a kill switch. Queued bytes are counted so a reader that cannot keep up is closed
-//! (`SLOW_READER`) instead of growing the relay's memory.
+//! (`SLOW_READER`) instead of growing the relay's memory. A [`Target`] is either such a handle or,
+//! in a cluster, the [`Loc`] of a connection on another relay node.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,6 +12,45 @@ use tokio_util::sync::CancellationToken;
 
 use clawtray_proto::control::{ControlFrame, ErrorCode};
 
+/// Where a connection lives in a relay cluster: its node and its id there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Loc {
+    /// The node's id (`--node-id`).
+    pub node: Arc<str>,
+    /// The connection's id on that node.
+    pub conn: u64,
+}
+
+impl Loc {
+    /// `node|conn`, as kept in Redis and sent between nodes.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        format!("{}|{}", self.node, self.conn)
+    }
+
+    /// The inverse of [`Loc::encode`]; `None` for anything else (an empty string among them).
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        let (node, conn) = s.rsplit_once('|')?;
+        if node.is_empty() {
+            return None;
+        }
+        Some(Self {
+            node: node.into(),
+            conn: conn.parse().ok()?,
+        })
+    }
+}
+
+/// Another connection: one of this relay's (its handle) or, in a cluster, one on another node.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// On this relay.
+    Local(PeerHandle),
+    /// On another node of the cluster.
+    Remote(Loc),
+}
+
 /// Something for a connection's actor to do on behalf of another.
 #[derive(Debug)]
 pub enum Outbound {
@@ -18,13 +58,31 @@ pub enum Outbound {
     Binary(Bytes),
     /// Send a control frame.
     Control(ControlFrame),
-    /// Pairing finished: become the session's end and send `paired` with this token.
+    /// (Agent side of a pairing) a desktop joined this agent's nameplate: send `linked`; the
+    /// desktop is `partner`.
+    Linked {
+        /// The desktop's connection.
+        partner: Target,
+    },
+    /// Pairing finished: become the session's end and send `paired` with the device token this
+    /// connection made when it confirmed.
     EnterSession {
         /// The new session.
         session: String,
-        /// This end's device token (secret; sent once, never stored).
-        token: clawtray_proto::secret::DeviceToken,
+        /// The other end, when it sits on another node.
+        peer: Option<Loc>,
     },
+    /// The session's other end came, went, or came back as a new process: pass `frame`
+    /// (`peer_online` / `peer_offline` / `peer_restarted`) on. `from` is where the other end now
+    /// is when that is another node.
+    PeerNote {
+        /// The control frame to send.
+        frame: ControlFrame,
+        /// The other end's node and connection, when remote.
+        from: Option<Loc>,
+    },
+    /// The cluster lost this node (its lease ran out): whatever sat there is gone.
+    NodeGone(Arc<str>),
     /// Send this error and close.
     CloseWith(ErrorCode),
 }
@@ -128,6 +186,12 @@ impl PeerHandle {
         }
     }
 
+    /// The connection has ended (its mailbox is gone).
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     /// Close the connection with `reason` (first reason wins).
     pub fn close(&self, reason: ErrorCode) {
         let _ = self.kill_reason.compare_exchange(
@@ -140,7 +204,7 @@ impl PeerHandle {
     }
 }
 
-const CODES: [ErrorCode; 10] = [
+const CODES: [ErrorCode; 11] = [
     ErrorCode::Internal,
     ErrorCode::SlowReader,
     ErrorCode::Replaced,
@@ -151,6 +215,7 @@ const CODES: [ErrorCode; 10] = [
     ErrorCode::ShuttingDown,
     ErrorCode::NameplateExpired,
     ErrorCode::Flooding,
+    ErrorCode::Unavailable,
 ];
 
 fn code_to_u8(c: ErrorCode) -> u8 {
@@ -208,6 +273,18 @@ mod tests {
         h.close(ErrorCode::Replaced);
         h.close(ErrorCode::ShuttingDown);
         assert_eq!(mb.kill_reason(), ErrorCode::Replaced);
+    }
+
+    #[test]
+    fn locations_round_trip_and_junk_is_refused() {
+        let l = Loc {
+            node: "relay-b.eu|1".into(),
+            conn: 77,
+        };
+        assert_eq!(Loc::parse(&l.encode()), Some(l));
+        for junk in ["", "|5", "node", "node|", "node|x", "node|-1"] {
+            assert_eq!(Loc::parse(junk), None, "{junk:?}");
+        }
     }
 
     #[test]

@@ -22,15 +22,18 @@ use clawtray_proto::secret::SecretString;
 use clawtray_proto::Role;
 
 use crate::client_ip::TrustedProxies;
+use crate::cluster::store::RedisStore;
+use crate::cluster::Cluster;
 use crate::config::{RelayConfig, StoreConfig, TlsConfig, SHUTDOWN_GRACE};
 use crate::conn::{self, ConnInfo, Resume};
 use crate::http::{self, RequestHead};
 use crate::limits::{ConnectionsPerIp, PerAddressLimiter};
 use crate::metrics::Metrics;
 use crate::nameplates::Nameplates;
-use crate::routes::LocalRoutes;
+use crate::pairing::Pairing;
+use crate::routes::Router;
 use crate::shared::Shared;
-use crate::store::{SessionStore, SqliteStore};
+use crate::store::{SqliteStore, Store};
 use crate::RelayError;
 
 /// Longest agent instance id accepted.
@@ -61,6 +64,12 @@ impl RelayHandle {
     #[must_use]
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// This node's id, when the relay is a cluster node.
+    #[must_use]
+    pub fn node_id(&self) -> Option<&str> {
+        self.shared.cluster.as_ref().map(|c| &*c.node)
     }
 }
 
@@ -94,19 +103,39 @@ fn load_tls(cfg: &TlsConfig) -> Result<TlsAcceptor, RelayError> {
 
 /// Bind and start serving in the background.
 pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
-    let store: Arc<dyn SessionStore> = match &config.store {
-        StoreConfig::Sqlite(path) => {
-            Arc::new(SqliteStore::open(path).map_err(|e| RelayError::Store {
+    let shutdown = CancellationToken::new();
+    let l = &config.limits;
+    let ttl_secs = l.session_ttl.as_secs();
+    let (store, cluster) = match &config.store {
+        StoreConfig::Sqlite(path) => (
+            Store::Sqlite(SqliteStore::open(path).map_err(|e| RelayError::Store {
                 path: path.display().to_string(),
-                message: e.0,
-            })?)
-        }
-        StoreConfig::Memory => {
-            Arc::new(SqliteStore::in_memory().map_err(|e| RelayError::Store {
+                message: e.to_string(),
+            })?),
+            None,
+        ),
+        StoreConfig::Memory => (
+            Store::Sqlite(SqliteStore::in_memory().map_err(|e| RelayError::Store {
                 path: ":memory:".into(),
-                message: e.0,
-            })?)
+                message: e.to_string(),
+            })?),
+            None,
+        ),
+        StoreConfig::Redis(c) => {
+            let cluster = Cluster::start(c, shutdown.clone()).await?;
+            (
+                Store::Redis(RedisStore::new(cluster.clone(), ttl_secs)),
+                Some(cluster),
+            )
         }
+    };
+    let pairing = match &cluster {
+        None => Pairing::Local(Nameplates::new(l.nameplate_ttl)),
+        Some(c) => Pairing::Cluster {
+            cluster: c.clone(),
+            ttl: l.nameplate_ttl,
+            linked_ttl: l.pairing_timeout + std::time::Duration::from_secs(10),
+        },
     };
     let tls = config.tls.as_ref().map(load_tls).transpose()?;
     let listener = TcpListener::bind(config.listen)
@@ -130,7 +159,6 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         ),
         None => None,
     };
-    let l = &config.limits;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(l.read_buffer)
         .write_buffer_size(0)
@@ -138,16 +166,17 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         .max_message_size(Some(l.max_frame_bytes))
         .max_frame_size(Some(l.max_frame_bytes));
     let shared = Arc::new(Shared {
-        nameplates: Nameplates::new(l.nameplate_ttl),
+        pairing,
+        routes: Router::new(cluster.clone(), ttl_secs),
+        cluster,
         pairing_limiter: PerAddressLimiter::new(l.pairing_per_ip_per_min),
         resume_limiter: PerAddressLimiter::new(l.resume_failures_per_ip_per_min),
         per_ip: ConnectionsPerIp::new(l.max_connections_per_ip),
         trusted_proxies: TrustedProxies::new(config.trusted_proxies.clone()),
         limits: config.limits.clone(),
         store,
-        routes: Arc::new(LocalRoutes::default()),
         metrics: Metrics::default(),
-        shutdown: CancellationToken::new(),
+        shutdown,
         next_conn_id: AtomicU64::new(1),
         ws_config,
     });
@@ -189,7 +218,7 @@ async fn sweep_loop(shared: Arc<Shared>) {
                 match shared.store.sweep(conn::unix_now().saturating_sub(ttl)) {
                     Ok(0) => {}
                     Ok(n) => info!(sessions = n, "swept sessions past their TTL"),
-                    Err(e) => warn!(error = %e.0, "could not sweep expired sessions"),
+                    Err(e) => warn!(error = %e, "could not sweep expired sessions"),
                 }
             }
         }
@@ -216,7 +245,7 @@ async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>) {
                             let body = render_metrics(&shared);
                             http::respond(&mut tcp, 200, "OK", "text/plain; version=0.0.4", &body).await
                         }
-                        ("GET", "/healthz") => http::respond(&mut tcp, 200, "OK", "text/plain", "ok\n").await,
+                        ("GET", "/healthz") => http::respond(&mut tcp, 200, "OK", "text/plain", &health(&shared)).await,
                         _ => http::respond(&mut tcp, 404, "Not Found", "text/plain", "not found: try /metrics or /healthz\n").await,
                     };
                 });
@@ -226,11 +255,25 @@ async fn metrics_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 fn render_metrics(shared: &Shared) -> String {
-    shared.metrics.render(
-        shared.store.count_active().ok(),
+    let mut text = shared.metrics.render(
+        shared.store.count_active(),
         shared.routes.online_sessions(),
-        shared.nameplates.len(),
-    )
+        shared.pairing.live(),
+    );
+    if let Some(c) = &shared.cluster {
+        c.metrics.render(&mut text, &c.node, &c.health);
+    }
+    text
+}
+
+/// The `/healthz` body: `ok`, or (a cluster node whose Redis does not answer) what is wrong and
+/// what still works. Always 200: a node without Redis still serves the sessions it holds, so a
+/// load balancer should keep sending their ends to it.
+fn health(shared: &Shared) -> String {
+    shared
+        .cluster
+        .as_ref()
+        .map_or_else(|| "ok\n".to_owned(), |c| c.health.describe())
 }
 
 async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
@@ -330,7 +373,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let role = match (head.method.as_str(), head.path.as_str()) {
         ("GET", "/healthz") => {
-            let _ = http::respond(&mut stream, 200, "OK", "text/plain", "ok\n").await;
+            let _ = http::respond(&mut stream, 200, "OK", "text/plain", &health(&shared)).await;
             return;
         }
         ("GET", "/metrics") => {

@@ -1,5 +1,6 @@
-//! Persistent session records behind a small trait, so a shared store (Redis) can replace the
-//! embedded SQLite one when several relays run side by side.
+//! Persistent session records: [`Store`] is the embedded SQLite database or, for a relay
+//! cluster, the shared Redis ([`crate::cluster::store`]). An enum rather than a trait object, so
+//! the embedded path stays a direct call while the Redis one can await its round trips.
 //!
 //! A record holds the session id, the SHA-256 of each side's device token (never a token), and
 //! created / last-seen / revoked times. Nothing else about a session is ever stored.
@@ -12,16 +13,36 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
+use clawtray_proto::control::ErrorCode;
 use clawtray_proto::Role;
 
-/// A store operation failed (disk full, database corrupt, lock poisoned).
+use crate::cluster::store::RedisStore;
+
+/// A store operation failed.
 #[derive(Debug, Error)]
-#[error("session store failed: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// Disk full, database corrupt, lock poisoned, a malformed record.
+    #[error("session store failed: {0}")]
+    Failed(String),
+    /// The cluster's Redis does not answer (retryable).
+    #[error("the cluster's shared store (Redis) does not answer")]
+    Unavailable,
+}
+
+impl StoreError {
+    /// What a connection is told when this stops it.
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::Failed(_) => ErrorCode::Internal,
+            StoreError::Unavailable => ErrorCode::Unavailable,
+        }
+    }
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError(e.to_string())
+        StoreError::Failed(e.to_string())
     }
 }
 
@@ -57,21 +78,66 @@ impl SessionRecord {
     }
 }
 
-/// Where sessions live. Calls are short and synchronous.
-pub trait SessionStore: Send + Sync {
+/// Where sessions live.
+pub enum Store {
+    /// The embedded default (calls are short and synchronous).
+    Sqlite(SqliteStore),
+    /// A relay cluster's Redis.
+    Redis(RedisStore),
+}
+
+impl Store {
     /// Insert a new session.
-    fn create(&self, record: &SessionRecord) -> Result<(), StoreError>;
+    pub async fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.create(record),
+            Store::Redis(s) => s.create(record).await,
+        }
+    }
+
     /// Look a session up by id.
-    fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError>;
+    pub async fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.get(id),
+            Store::Redis(s) => s.get(id).await,
+        }
+    }
+
     /// Record that a side was seen at `now`.
-    fn touch(&self, id: &str, now: i64) -> Result<(), StoreError>;
+    pub async fn touch(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.touch(id, now),
+            Store::Redis(s) => s.touch(id, now).await,
+        }
+    }
+
     /// Mark a session revoked. Returns false if it did not exist.
-    fn revoke(&self, id: &str, now: i64) -> Result<bool, StoreError>;
+    pub async fn revoke(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.revoke(id, now),
+            Store::Redis(s) => s.revoke(id, now).await,
+        }
+    }
+
+    /// Sessions not revoked, where the store can count them cheaply (not in Redis).
+    #[must_use]
     /// Sessions not revoked.
-    fn count_active(&self) -> Result<u64, StoreError>;
+    pub fn count_active(&self) -> Option<u64> {
+        match self {
+            Store::Sqlite(s) => s.count_active().ok(),
+            Store::Redis(_) => None,
+        }
+    }
+
+    /// Delete sessions unused since before `cutoff` (Redis expires them by itself).
     /// Delete sessions unused since before `cutoff` (revoked or not: a revoked one answers
     /// `SESSION_REVOKED` until then). Returns how many went.
-    fn sweep(&self, cutoff: i64) -> Result<u64, StoreError>;
+    pub fn sweep(&self, cutoff: i64) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.sweep(cutoff),
+            Store::Redis(_) => Ok(0),
+        }
+    }
 }
 
 /// The embedded default: one SQLite database (WAL mode), or an in-memory one.
@@ -84,7 +150,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| StoreError::Failed(format!("cannot create {}: {e}", dir.display())))?;
         }
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -121,7 +187,7 @@ impl SqliteStore {
         let guard = self
             .conn
             .lock()
-            .map_err(|_| StoreError("store lock poisoned".into()))?;
+            .map_err(|_| StoreError::Failed("store lock poisoned".into()))?;
         f(&guard).map_err(StoreError::from)
     }
 }
@@ -136,8 +202,9 @@ fn hash_from_blob(v: Vec<u8>) -> Result<[u8; 32], rusqlite::Error> {
     })
 }
 
-impl SessionStore for SqliteStore {
-    fn create(&self, r: &SessionRecord) -> Result<(), StoreError> {
+impl SqliteStore {
+    /// Insert a new session.
+    pub fn create(&self, r: &SessionRecord) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO sessions (id, agent_token_hash, desktop_token_hash, created_at, last_seen, revoked_at)
@@ -148,7 +215,8 @@ impl SessionStore for SqliteStore {
         })
     }
 
-    fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+    /// Look a session up by id.
+    pub fn get(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT id, agent_token_hash, desktop_token_hash, created_at, last_seen, revoked_at FROM sessions WHERE id = ?1",
@@ -168,7 +236,8 @@ impl SessionStore for SqliteStore {
         })
     }
 
-    fn touch(&self, id: &str, now: i64) -> Result<(), StoreError> {
+    /// Record that a side was seen at `now`.
+    pub fn touch(&self, id: &str, now: i64) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE sessions SET last_seen = ?2 WHERE id = ?1 AND last_seen < ?2",
@@ -178,7 +247,8 @@ impl SessionStore for SqliteStore {
         })
     }
 
-    fn revoke(&self, id: &str, now: i64) -> Result<bool, StoreError> {
+    /// Mark a session revoked. Returns false if it did not exist.
+    pub fn revoke(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         self.with(|c| {
             c.execute(
                 "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
@@ -188,7 +258,8 @@ impl SessionStore for SqliteStore {
         })
     }
 
-    fn count_active(&self) -> Result<u64, StoreError> {
+    /// Sessions not revoked.
+    pub fn count_active(&self) -> Result<u64, StoreError> {
         self.with(|c| {
             c.query_row(
                 "SELECT COUNT(*) FROM sessions WHERE revoked_at IS NULL",
@@ -199,7 +270,9 @@ impl SessionStore for SqliteStore {
         })
     }
 
-    fn sweep(&self, cutoff: i64) -> Result<u64, StoreError> {
+    /// Delete sessions unused since before `cutoff` (revoked or not: a revoked one answers
+    /// `SESSION_REVOKED` until then). Returns how many went.
+    pub fn sweep(&self, cutoff: i64) -> Result<u64, StoreError> {
         self.with(|c| {
             c.execute("DELETE FROM sessions WHERE last_seen < ?1", params![cutoff])
                 .map(|n| u64::try_from(n).unwrap_or(0))

@@ -9,6 +9,7 @@
 //! - [`files`]: incompressible bytes and valid PNGs of any size, for file tests and benches.
 //! - [`faulty_link`]: a TCP proxy that stalls or resets the links it carries, on command.
 //! - [`mitm`]: a hostile relay (WebSocket man-in-the-middle) that tampers with what it carries.
+//! - [`redis`]: real `redis-server` processes: one plain server, or a Redis Cluster with replicas.
 //! - [`relay`]: the real `clawtray-relay` binary as a child process (start, SIGKILL, SIGTERM,
 //!   restart on the same port and database, HTTP probes, its log).
 //! - [`scan`]: files under a folder, and whether they hold a secret or plaintext.
@@ -29,6 +30,7 @@ pub mod faulty_link;
 pub mod files;
 pub mod gateway;
 pub mod mitm;
+pub mod redis;
 pub mod relay;
 pub mod scan;
 pub mod tls;

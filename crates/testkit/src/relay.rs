@@ -163,9 +163,15 @@ async fn spawn(
     // Re-binding the same port right after a kill can race the kernel: retry briefly.
     for _ in 0..50 {
         let own_metrics = extra.iter().any(|a| a == "--metrics-listen");
+        // a cluster node keeps its sessions in Redis, not in a database of its own
+        let clustered = extra.iter().any(|a| a == "--redis");
         let mut child = Command::new(bin)
-            .args(["--listen", listen, "--db"])
-            .arg(db)
+            .args(["--listen", listen])
+            .args(if clustered {
+                vec![]
+            } else {
+                vec![std::ffi::OsString::from("--db"), db.as_os_str().to_owned()]
+            })
             .args(if own_metrics {
                 &[][..]
             } else {
@@ -195,12 +201,19 @@ async fn spawn(
                 let metrics = if metrics_off {
                     None
                 } else {
-                    match tokio::time::timeout(STEP, lines.next_line()).await {
-                        Ok(Ok(Some(m))) if m.contains("metrics on") => {
-                            m.rsplit(' ').next().and_then(|a| a.parse().ok())
+                    let mut found = None;
+                    // a cluster node names itself first
+                    for _ in 0..2 {
+                        match tokio::time::timeout(STEP, lines.next_line()).await {
+                            Ok(Ok(Some(m))) if m.contains("metrics on") => {
+                                found = m.rsplit(' ').next().and_then(|a| a.parse().ok());
+                                break;
+                            }
+                            Ok(Ok(Some(m))) if m.contains("cluster node") => continue,
+                            _ => break,
                         }
-                        _ => None,
                     }
+                    found
                 };
                 // keep draining stdout so the relay never blocks on a full pipe
                 tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });

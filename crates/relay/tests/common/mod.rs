@@ -170,12 +170,14 @@ pub async fn run_pake(
     .expect("start");
     agent.send(&ControlFrame::Pake { msg: b64(&a_msg) }).await;
     desktop.send(&ControlFrame::Pake { msg: b64(&d_msg) }).await;
-    let ControlFrame::Pake { msg } = agent.control().await else {
-        panic!("agent expected pake")
+    let msg = match agent.control().await {
+        ControlFrame::Pake { msg } => msg,
+        other => panic!("agent expected pake, got {other:?}"),
     };
     let (a, a_conf) = a.receive_pake(&unb64(&msg)).expect("agent pake");
-    let ControlFrame::Pake { msg } = desktop.control().await else {
-        panic!("desktop expected pake")
+    let msg = match desktop.control().await {
+        ControlFrame::Pake { msg } => msg,
+        other => panic!("desktop expected pake, got {other:?}"),
     };
     let (d, d_conf) = d.receive_pake(&unb64(&msg)).expect("desktop pake");
     agent.send_bin(a_conf).await;
@@ -206,7 +208,13 @@ pub struct Paired {
 }
 
 pub async fn pair(relay: &RelayProc) -> Paired {
-    let (agent, nameplate) = claim(relay, "proc-1").await;
+    pair_on(relay, relay).await
+}
+
+/// Pair an agent connected to `agent_relay` with a desktop connected to `desktop_relay` (two
+/// nodes of a cluster, or the same relay).
+pub async fn pair_on(agent_relay: &RelayProc, relay: &RelayProc) -> Paired {
+    let (agent, nameplate) = claim(agent_relay, "proc-1").await;
     let code =
         PairingCode::generate(Nameplate::parse(&nameplate).expect("nameplate")).expect("code");
     // the person types the code shown by the agent
