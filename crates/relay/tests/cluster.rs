@@ -36,7 +36,7 @@ impl Drop for LogsOnPanic<'_> {
         if std::thread::panicking() {
             for (i, r) in self.0.iter().enumerate() {
                 let log = r.log();
-                let tail: Vec<&str> = log.lines().rev().take(60).collect();
+                let tail: Vec<&str> = log.lines().rev().take(400).collect();
                 let tail: Vec<&str> = tail.into_iter().rev().collect();
                 eprintln!("---- node-{i}'s log ends:\n{}", tail.join("\n"));
             }
@@ -293,6 +293,7 @@ async fn a_killed_nodes_ends_come_back_through_another() {
 async fn redis_restarted_same_node_sessions_keep_talking_and_everything_recovers() {
     let mut redis = RedisServer::start().await;
     let n = nodes(&[redis.url()], 2, &[]).await;
+    let _logs = LogsOnPanic(&n);
     let mut local = pair_on(&n[0], &n[0]).await;
     let (mut lam, mut ldm) = meet(
         &mut local.agent,

@@ -178,7 +178,10 @@ async fn spawn(
                 &["--metrics-listen", "127.0.0.1:0"][..]
             })
             .args(extra)
-            .env("CLAWTRAY_LOG", "debug")
+            .env(
+                "CLAWTRAY_LOG",
+                std::env::var("CLAWTRAY_TEST_RELAY_LOG").unwrap_or_else(|_| "debug".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(log.try_clone().expect("log clone"))
             .kill_on_drop(true)

@@ -61,6 +61,8 @@ const OUT_BATCH: usize = 512;
 /// Nodes whose lease ended this long ago are forgotten (until then, presence entries that name
 /// them count as gone; a node never seen counts as new, hence live).
 const FORGET_NODES_AFTER_MS: u64 = 7 * 24 * 3600 * 1000;
+/// Tries at writing one batch into an inbox (waits of 0.1, 0.2, 0.4, 0.8 s between).
+const FORWARD_TRIES: usize = 5;
 /// How long to wait before retrying after Redis failed.
 const RETRY_AFTER: Duration = Duration::from_millis(250);
 
@@ -226,6 +228,12 @@ impl Cluster {
         }
     }
 
+    /// One Redis server or a Redis Cluster.
+    #[must_use]
+    pub fn mode(&self) -> redis_conn::Mode {
+        self.redis.mode()
+    }
+
     /// This node's name for its connection `conn`.
     #[must_use]
     pub fn loc(&self, conn: u64) -> Loc {
@@ -241,7 +249,9 @@ impl Cluster {
     /// an outage that silenced every node alike.
     #[must_use]
     pub fn is_alive(&self, node: &str) -> bool {
-        if *node == *self.node {
+        // Until Redis has answered for a whole lease, the leases read may be from before an
+        // outage that kept every node from renewing: judge no one by them.
+        if *node == *self.node || self.health.up_for() < LEASE + HEARTBEAT {
             return true;
         }
         let leases = self
@@ -364,7 +374,7 @@ impl Cluster {
             );
             self.broadcast(&self.node);
         }
-        let trusted = self.health.up_for() >= LEASE;
+        let trusted = self.health.up_for() >= LEASE + HEARTBEAT;
         if trusted && !first {
             for gone in known.difference(&live) {
                 if **gone != *self.node {
@@ -377,7 +387,12 @@ impl Cluster {
             .leases
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = (leases, now);
-        *known = live;
+        if trusted {
+            *known = live;
+        } else {
+            // keep the nodes known before, so one that left meanwhile is noticed once trusted
+            known.extend(live);
+        }
         Ok(())
     }
 
@@ -441,13 +456,37 @@ impl Cluster {
                 *count += 1;
             }
             for (_, p, count) in by_node {
-                let counter = match self.pipe::<()>(&p).await {
+                let counter = match self.pipe_retrying(&p, &shutdown).await {
                     Ok(()) => &self.metrics.cross_sent,
                     Err(_) => &self.metrics.cross_dropped,
                 };
                 counter.fetch_add(count, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Write a batch, trying again a few times over about a second and a half when Redis fails
+    /// (a failover, a reconnect): notes and closes that cross nodes are not resent by anyone.
+    /// Later batches wait meanwhile, so order holds. A batch that failed half-way may arrive
+    /// twice: the ends reject a repeated frame (its counter does not increase), as they would
+    /// one replayed by a hostile relay.
+    async fn pipe_retrying(
+        &self,
+        p: &Pipeline,
+        shutdown: &CancellationToken,
+    ) -> Result<(), ErrorCode> {
+        let mut wait = Duration::from_millis(100);
+        for _ in 0..FORWARD_TRIES - 1 {
+            if self.pipe::<()>(p).await.is_ok() {
+                return Ok(());
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return Err(ErrorCode::ShuttingDown),
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait *= 2;
+        }
+        self.pipe::<()>(p).await
     }
 
     /// Read this node's inbox and hand each item to its connection.
@@ -495,6 +534,7 @@ impl Cluster {
                     if bytes.is_empty() {
                         continue; // the inbox's first entry
                     }
+                    tracing::trace!(id = %entry.id, kind = bytes[0], "inbox entry");
                     self.hand_over(bytes);
                 }
             }

@@ -7,9 +7,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::cluster::redis_conn::Mode;
 use crate::cluster::{keys, scripts, Cluster};
 use crate::store::{SessionRecord, StoreError};
 
+/// How long pairing waits for a replica to hold a new session (Redis Cluster only).
+const REPLICA_WAIT_MS: u64 = 500;
 /// Records remembered for resumes while Redis is away, at most.
 const MAX_CACHED: usize = 100_000;
 
@@ -53,25 +56,26 @@ impl RedisStore {
     pub async fn create(&self, r: &SessionRecord) -> Result<(), StoreError> {
         let key = keys::session(&r.id);
         self.remember(r);
-        self.cluster
-            .pipe::<()>(
-                redis::pipe()
-                    .cmd("HSET")
-                    .arg(&key)
-                    .arg("a")
-                    .arg(&r.agent_token_hash[..])
-                    .arg("d")
-                    .arg(&r.desktop_token_hash[..])
-                    .arg("c")
-                    .arg(r.created_at)
-                    .arg("l")
-                    .arg(r.last_seen)
-                    .ignore()
-                    .expire(&key, i64::try_from(self.ttl_secs).unwrap_or(i64::MAX))
-                    .ignore(),
-            )
-            .await
-            .map_err(unavailable)
+        let mut p = redis::pipe();
+        p.cmd("HSET")
+            .arg(&key)
+            .arg("a")
+            .arg(&r.agent_token_hash[..])
+            .arg("d")
+            .arg(&r.desktop_token_hash[..])
+            .arg("c")
+            .arg(r.created_at)
+            .arg("l")
+            .arg(r.last_seen)
+            .ignore()
+            .expire(&key, i64::try_from(self.ttl_secs).unwrap_or(i64::MAX))
+            .ignore();
+        if self.cluster.mode() == Mode::Cluster {
+            // Redis replicates after answering: wait (briefly) until a replica holds the new
+            // session too, so a master that dies right after pairing does not take it along
+            p.cmd("WAIT").arg(1).arg(REPLICA_WAIT_MS).ignore();
+        }
+        self.cluster.pipe::<()>(&p).await.map_err(unavailable)
     }
 
     /// Look a session up; while Redis is away, a record this node verified before.
