@@ -3,6 +3,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+/// The workspace's root folder (where `packaging/` and `docs/` are).
+#[must_use]
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
+
 /// `target/<profile>/<name>`, built on first use unless the test command built every binary
 /// already (it sets `CLAWTRAY_BINS_BUILT`).
 #[must_use]

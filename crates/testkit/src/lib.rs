@@ -8,6 +8,7 @@
 //! - [`webdriver`]: a minimal W3C WebDriver client.
 //! - [`files`]: incompressible bytes and valid PNGs of any size, for file tests and benches.
 //! - [`faulty_link`]: a TCP proxy that stalls or resets the links it carries, on command.
+//! - [`haproxy`]: HAProxy in front of relay nodes, configured by the shipped example.
 //! - [`mitm`]: a hostile relay (WebSocket man-in-the-middle) that tampers with what it carries.
 //! - [`redis`]: real `redis-server` processes: one plain server, or a Redis Cluster with replicas.
 //! - [`relay`]: the real `clawtray-relay` binary as a child process (start, SIGKILL, SIGTERM,
@@ -29,6 +30,7 @@ pub mod fake_model;
 pub mod faulty_link;
 pub mod files;
 pub mod gateway;
+pub mod haproxy;
 pub mod mitm;
 pub mod redis;
 pub mod relay;
