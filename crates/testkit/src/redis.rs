@@ -102,6 +102,12 @@ impl RedisServer {
         }
     }
 
+    /// Its data folder (the append-only file).
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// `redis://127.0.0.1:PORT`.
     #[must_use]
     pub fn url(&self) -> String {

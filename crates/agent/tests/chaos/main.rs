@@ -5,8 +5,14 @@
 //! message sent must have been answered exactly once, in order, with the full reply the model
 //! produced; and no secret or message text may sit in clear in any file the run left behind.
 //!
-//! Quick mode runs in the test command. `scripts/chaos --long` runs 10,000 messages;
-//! `CLAWTRAY_CHAOS_SEED` replays a schedule (`CLAWTRAY_CHAOS_MESSAGES` sets the count).
+//! Cluster mode runs the same schedule against three relay nodes sharing a real Redis, each end
+//! reaching them through its own HAProxy (the shipped example; the two list the nodes in
+//! different orders, so the ends often sit on different nodes and their frames cross through
+//! Redis); a relay kill then SIGKILLs one node, and HAProxy sends the ends elsewhere.
+//!
+//! Quick mode (both) runs in the test command. `scripts/chaos --long` runs 10,000 messages;
+//! `--cluster` runs the cluster mode alone; `CLAWTRAY_CHAOS_SEED` replays a schedule
+//! (`CLAWTRAY_CHAOS_MESSAGES` sets the count).
 
 mod desktop;
 mod ledger;
@@ -25,6 +31,8 @@ use clawtray_testkit::agent::{AgentRun, Pairing};
 use clawtray_testkit::fake_model::{reply_after_exec, reply_for};
 use clawtray_testkit::faulty_link::FaultyLink;
 use clawtray_testkit::gateway::Gateway;
+use clawtray_testkit::haproxy::Haproxy;
+use clawtray_testkit::redis::RedisServer;
 use clawtray_testkit::relay::Relay;
 
 use desktop::Desktop;
@@ -52,19 +60,28 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 impl Mode {
-    fn from_env() -> Mode {
+    fn from_env(cluster: bool) -> Mode {
         let long = std::env::var("CLAWTRAY_CHAOS_LONG").is_ok_and(|v| v == "1");
         let seed = env_u64("CLAWTRAY_CHAOS_SEED").unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64)
         });
-        let default_messages = if long { 10_000 } else { 300 };
+        // quick cluster runs are shorter: both quick runs share the test command's two cores
+        let default_messages = match (long, cluster) {
+            (true, _) => 10_000,
+            (false, false) => 300,
+            (false, true) => 150,
+        };
         let messages = env_u64("CLAWTRAY_CHAOS_MESSAGES").map_or(default_messages, |m| m as usize);
         Mode {
             seed,
             messages,
-            min_faults: if long { 200 } else { 30 },
+            min_faults: match (long, cluster) {
+                (true, _) => 200,
+                (false, false) => 30,
+                (false, true) => 20,
+            },
             max_faults: if long { 5_000 } else { 120 },
             max_backlog: if long { 1_000 } else { 60 },
             settle: Duration::from_secs(if long { 300 } else { 120 }),
@@ -89,7 +106,11 @@ fn start_agent(state: &Path, gateway: &Gateway) -> AgentRun {
 
 /// Everything running, and what the schedule acts on.
 struct World {
-    relay: Relay,
+    /// One relay, or the nodes of a cluster.
+    relays: Vec<Relay>,
+    /// The cluster's Redis and the ends' load balancers (cluster mode).
+    redis: Option<RedisServer>,
+    _balancers: Vec<Haproxy>,
     agent_link: FaultyLink,
     desktop_link: FaultyLink,
     gateway: Gateway,
@@ -116,9 +137,11 @@ impl World {
         *self.counts.entry(format!("{fault:?}")).or_default() += 1;
         match fault {
             Fault::KillRelay => {
-                self.relay.kill().await;
+                // one node of a cluster (the ends go elsewhere through HAProxy meanwhile)
+                let i = rng.range(0, self.relays.len() as u64 - 1) as usize;
+                self.relays[i].kill().await;
                 tokio::time::sleep(rng.millis(0, 1500)).await;
-                self.relay.start_again().await;
+                self.relays[i].start_again().await;
             }
             Fault::KillAgent => {
                 self.agent.kill().await;
@@ -288,10 +311,23 @@ fn keep_evidence(world: &World, seed: u64) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../target/chaos/{seed}"));
     let _ = std::fs::create_dir_all(&dir);
     for (from, name) in [
-        (world.agent_state.with_extension("log"), "agent.log"),
-        (world.relay.dir.path().join("relay.log"), "relay.log"),
-        (world.gateway.dir.path().join("gateway.log"), "gateway.log"),
-    ] {
+        (
+            world.agent_state.with_extension("log"),
+            "agent.log".to_owned(),
+        ),
+        (
+            world.gateway.dir.path().join("gateway.log"),
+            "gateway.log".to_owned(),
+        ),
+    ]
+    .into_iter()
+    .chain(
+        world
+            .relays
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.dir.path().join("relay.log"), format!("relay-{i}.log"))),
+    ) {
         let _ = std::fs::copy(from, dir.join(name));
     }
     println!("chaos: the logs are kept in {}", dir.display());
@@ -301,11 +337,67 @@ fn replay_hint(seed: u64, messages: usize) -> String {
     format!("replay with: scripts/chaos --seed {seed} --messages {messages}")
 }
 
+/// Only the cluster mode (`scripts/chaos --cluster`), or only the single relay (`--single`)?
+fn only(which: &str) -> bool {
+    std::env::var("CLAWTRAY_CHAOS_ONLY").is_ok_and(|v| v != which)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nothing_is_lost_or_doubled_under_chaos() {
-    let mode = Mode::from_env();
+    if only("single") {
+        return;
+    }
+    run(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nothing_is_lost_or_doubled_under_chaos_across_a_relay_cluster() {
+    if only("cluster") {
+        return;
+    }
+    run(true).await;
+}
+
+/// The relay(s) the ends reach: one relay, or three nodes on a Redis behind two HAProxies.
+async fn relays(cluster: bool) -> (Vec<Relay>, Option<RedisServer>, Vec<Haproxy>) {
+    if !cluster {
+        return (vec![Relay::start(&[]).await], None, Vec::new());
+    }
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let id = format!("chaos-node-{i}");
+        let args = [
+            "--redis",
+            url.as_str(),
+            "--node-id",
+            &id,
+            "--trusted-proxy",
+            "127.0.0.1",
+        ];
+        nodes.push(Relay::start(&args).await);
+    }
+    let addrs: Vec<_> = nodes.iter().map(|n| n.addr).collect();
+    let reversed: Vec<_> = addrs.iter().rev().copied().collect();
+    // the agent's and the desktop's balancers order the nodes differently: their hash rings
+    // differ, so a session's two ends often sit on different nodes
+    let balancers = vec![
+        Haproxy::start(&addrs).await,
+        Haproxy::start(&reversed).await,
+    ];
+    (nodes, Some(redis), balancers)
+}
+
+async fn run(cluster: bool) {
+    let mode = Mode::from_env(cluster);
+    let what = if cluster {
+        "a relay cluster (3 nodes, Redis, HAProxy)"
+    } else {
+        "one relay"
+    };
     println!(
-        "chaos: seed {} — {} messages, ≥{} faults",
+        "chaos: seed {} — {} messages, ≥{} faults, through {what}",
         mode.seed, mode.messages, mode.min_faults
     );
     let hint = replay_hint(mode.seed, mode.messages);
@@ -315,9 +407,13 @@ async fn nothing_is_lost_or_doubled_under_chaos() {
     let token = format!("ran-{}", mode.seed);
     let exec_file = exec_dir.path().join("token.txt");
     std::fs::write(&exec_file, &token).expect("write the exec file");
-    let relay = Relay::start(&[]).await;
-    let agent_link = FaultyLink::start(relay.addr).await;
-    let desktop_link = FaultyLink::start(relay.addr).await;
+    let (relays, redis, balancers) = relays(cluster).await;
+    let (agent_up, desktop_up) = match balancers.as_slice() {
+        [a, d] => (a.addr, d.addr),
+        _ => (relays[0].addr, relays[0].addr),
+    };
+    let agent_link = FaultyLink::start(agent_up).await;
+    let desktop_link = FaultyLink::start(desktop_up).await;
     let state = tempfile::tempdir().expect("tempdir");
     let agent_state = state.path().join("agent");
     let agent = start_agent(&agent_state, &gateway);
@@ -341,7 +437,9 @@ async fn nothing_is_lost_or_doubled_under_chaos() {
     pairing.finish().await;
     let (current, watching) = watch::channel(Some(desktop.client.clone()));
     let mut world = World {
-        relay,
+        relays,
+        redis,
+        _balancers: balancers,
         agent_link,
         desktop_link,
         gateway,
@@ -437,6 +535,19 @@ async fn nothing_is_lost_or_doubled_under_chaos() {
         "chaos: {} exec approvals asked, {} resolved once, {} lost, {} answered twice; {} answers refused by the agent (second copies after a desktop restart, the gateway away); {} exec messages denied because no approver was online as they started",
         l.approvals, l.approvals - v.approvals_lost - v.approvals_doubled, v.approvals_lost, v.approvals_doubled, l.refused, l.denied
     );
+    if cluster {
+        let mut crossed = 0.0;
+        for r in &world.relays {
+            let m = r.http_get("/metrics").await;
+            crossed += m
+                .lines()
+                .find(|l| l.starts_with("clawtray_relay_cross_node_sent_total"))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        }
+        println!("chaos: {crossed} frames and notes crossed nodes through Redis (since each node's last start)");
+    }
     if !v.clean() {
         keep_evidence(&world, mode.seed);
     }
@@ -475,12 +586,19 @@ async fn nothing_is_lost_or_doubled_under_chaos() {
 
     // the secrets scan, over everything the run left behind
     world.agent.kill().await;
-    world.relay.kill().await;
+    for r in &mut world.relays {
+        r.kill().await;
+    }
+    if let Some(redis) = world.redis.as_mut() {
+        redis.kill().await;
+    }
     if let Some(d) = world.desktop.take() {
         d.kill().await;
     }
+    let relay_dirs: Vec<&Path> = world.relays.iter().map(|r| r.dir.path()).collect();
     let found = secrets::scan(&secrets::Places {
-        relay_dir: world.relay.dir.path(),
+        relay_dirs: &relay_dirs,
+        redis_dir: world.redis.as_ref().map(RedisServer::dir),
         agent_state: &world.agent_state,
         agent_log: &world.agent_state.with_extension("log"),
         desktop_data: world.data.path(),

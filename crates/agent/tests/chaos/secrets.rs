@@ -25,7 +25,10 @@ const KEY_FILE: &str = clawtray_agent::keys::KEY_FILE;
 const SEALED_SECRET_FILES: [&str; 2] = ["tokens.sealed", "gateway-identity.json"];
 
 pub struct Places<'a> {
-    pub relay_dir: &'a Path,
+    /// Every relay node's folder (its database or logs).
+    pub relay_dirs: &'a [&'a Path],
+    /// Redis's data folder (its append-only file), in a cluster run.
+    pub redis_dir: Option<&'a Path>,
     pub agent_state: &'a Path,
     pub agent_log: &'a Path,
     pub desktop_data: &'a Path,
@@ -169,7 +172,12 @@ pub fn scan(p: &Places<'_>) -> Vec<String> {
         PLAINTEXT_MARKER.as_bytes().to_vec(),
     ));
 
-    let mut files: Vec<PathBuf> = files_under(p.relay_dir);
+    let mut files: Vec<PathBuf> = p
+        .relay_dirs
+        .iter()
+        .chain(p.redis_dir.as_ref())
+        .flat_map(|d| files_under(d))
+        .collect();
     files.extend(
         files_under(p.agent_state)
             .into_iter()
