@@ -6,6 +6,7 @@
 mod agent_overhead;
 mod app_idle;
 mod attachments;
+mod cluster;
 mod crypto;
 mod history;
 mod overhead;
@@ -30,7 +31,7 @@ use clap::{Parser, Subcommand};
 struct Args {
     #[command(subcommand)]
     cmd: Option<Cmd>,
-    /// Only these rows (crypto, stream, overhead, pairing, agent, history, files, scale, app); all when empty.
+    /// Only these rows (crypto, stream, overhead, pairing, agent, history, files, scale, cluster, app); all when empty.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where report.md goes.
@@ -61,6 +62,9 @@ enum Cmd {
         sessions: PathBuf,
         #[arg(long)]
         agent: bool,
+        /// Resume ends whose connection ended at this relay (the failover row).
+        #[arg(long)]
+        fallback: Option<String>,
     },
 }
 
@@ -74,7 +78,8 @@ async fn main() {
             addr,
             sessions,
             agent,
-        }) => return scale::hold(addr, sessions, agent).await,
+            fallback,
+        }) => return scale::hold(addr, sessions, agent, fallback).await,
         None => {}
     }
     let want = |row: &str| args.only.is_empty() || args.only.iter().any(|o| o == row);
@@ -113,6 +118,10 @@ async fn main() {
     if want("scale") {
         println!("bench: relay scale (1k, 5k, 9k sessions)");
         scale::run(&mut rows).await;
+    }
+    if want("cluster") {
+        println!("bench: a relay cluster on Redis (3–4 nodes, 11,000 sessions, a node killed; ~2 minutes)");
+        cluster::run(&mut rows).await;
     }
     if want("app") {
         println!("bench: the tray host at rest and on click (about 3 minutes under Xvfb)");

@@ -20,8 +20,10 @@ const STEPS: [usize; 3] = [1_000, 5_000, 9_000];
 /// How often held ends ping (the relay closes a connection silent for 90 s).
 const HOLD_PING: Duration = Duration::from_secs(20);
 
-/// `clawtray-bench hold`: connect both ends of the listed sessions and keep them idle.
-pub async fn hold(addr: String, sessions: PathBuf, agent: bool) {
+/// `clawtray-bench hold`: connect both ends of the listed sessions and keep them idle. With a
+/// `fallback` address, an end whose connection ends resumes there at once and the holder prints
+/// `back <session> <unix ms>` for it (the failover row).
+pub async fn hold(addr: String, sessions: PathBuf, agent: bool, fallback: Option<String>) {
     let text = std::fs::read_to_string(&sessions).expect("the sessions file");
     let list: Vec<Seeded> = text
         .lines()
@@ -48,21 +50,39 @@ pub async fn hold(addr: String, sessions: PathBuf, agent: bool) {
     println!("held {}", held.len());
     let _ = std::io::stdout().flush();
     let mut tasks = tokio::task::JoinSet::new();
-    for mut ws in held {
+    let (back_tx, mut back_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    for (mut ws, s) in held.into_iter().zip(list) {
+        let fallback = fallback.clone();
+        let back_tx = back_tx.clone();
         tasks.spawn(async move {
             let mut ping = tokio::time::interval(HOLD_PING);
             loop {
                 tokio::select! {
-                    m = ws.next() => if m.is_none() { return },
-                    _ = ping.tick() => if ws.send(Message::Ping(Vec::new().into())).await.is_err() { return },
+                    m = ws.next() => if !matches!(m, Some(Ok(_))) { break },
+                    _ = ping.tick() => if ws.send(Message::Ping(Vec::new().into())).await.is_err() { break },
                 }
             }
+            let Some(fallback) = fallback else { return };
+            ws = ws::resume(&fallback, &s, agent).await;
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let _ = back_tx.send(format!("back {} {ms}", s.id));
+            while let Some(Ok(_)) = ws.next().await {}
         });
     }
+    drop(back_tx);
+    let printer = tokio::spawn(async move {
+        while let Some(line) = back_rx.recv().await {
+            println!("{line}");
+            let _ = std::io::stdout().flush();
+        }
+    });
     while tasks.join_next().await.is_some() {}
+    let _ = printer.await;
 }
 
-fn write_sessions(path: &Path, s: &[Seeded]) {
+pub(crate) fn write_sessions(path: &Path, s: &[Seeded]) {
     let body: String = s
         .iter()
         .map(|s| format!("{} {} {}\n", s.id, s.agent_token, s.desktop_token))
@@ -70,7 +90,20 @@ fn write_sessions(path: &Path, s: &[Seeded]) {
     std::fs::write(path, body).expect("write the sessions file");
 }
 
-async fn spawn_holder(addr: &str, file: &Path, agent: bool) -> Child {
+pub(crate) async fn spawn_holder(addr: &str, file: &Path, agent: bool) -> Child {
+    spawn_holder_with(addr, file, agent, None).await.0
+}
+
+/// A holder process; with `fallback`, also the rest of its output (the `back …` lines).
+pub(crate) async fn spawn_holder_with(
+    addr: &str,
+    file: &Path,
+    agent: bool,
+    fallback: Option<&str>,
+) -> (
+    Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) {
     let mut c = Command::new(std::env::current_exe().expect("current exe"));
     c.args(["hold", "--addr", addr, "--sessions"])
         .arg(file)
@@ -79,16 +112,19 @@ async fn spawn_holder(addr: &str, file: &Path, agent: bool) -> Child {
     if agent {
         c.arg("--agent");
     }
+    if let Some(f) = fallback {
+        c.args(["--fallback", f]);
+    }
     let mut child = c.spawn().expect("start a holder");
     let out = child.stdout.take().expect("stdout");
-    let line = BufReader::new(out)
-        .lines()
+    let mut lines = BufReader::new(out).lines();
+    let line = lines
         .next_line()
         .await
         .expect("read the holder")
         .expect("the holder reports");
     assert!(line.starts_with("held "), "holder: {line}");
-    child
+    (child, lines)
 }
 
 /// p99 of 1 KiB round trips on one live session.
@@ -102,7 +138,7 @@ async fn live_p99(addr: &str, s: &Seeded) -> Duration {
 }
 
 /// RSS per idle socket of a default tokio-tungstenite echo server (the floor a naive relay sits on).
-async fn default_server_per_socket(n: usize) -> f64 {
+pub(crate) async fn default_server_per_socket(n: usize) -> f64 {
     let echo = Server::spawn(
         &std::env::current_exe().expect("current exe"),
         &["echo".to_owned()],

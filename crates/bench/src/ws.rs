@@ -72,7 +72,7 @@ pub fn sibling_bin(name: &str) -> PathBuf {
 /// A child process that prints `… listening on ADDR` first (the relay, the forwarder, the echo).
 pub struct Server {
     /// Killed when the server is dropped.
-    _child: Child,
+    pub child: Child,
     pub addr: String,
     pub pid: u32,
 }
@@ -99,46 +99,58 @@ impl Server {
                 break a.trim().to_owned();
             }
         };
-        Server {
-            _child: child,
-            addr,
-            pid,
-        }
+        Server { child, addr, pid }
     }
 
     /// The release relay on a seeded database, limits raised out of the way (the rows measure
     /// forwarding, not the flood limiter).
     pub async fn relay(db: &Path) -> Server {
-        let args: Vec<String> = [
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            &db.display().to_string(),
-            "--frames-per-sec",
-            "1000000000",
-            "--frame-burst",
-            "1000000000",
-            "--bytes-per-sec",
-            "100000000000",
-            "--byte-burst",
-            "100000000000",
-            "--queue-frames",
-            "2000000000",
-            "--queue-bytes",
-            "100000000000",
-            "--max-connections",
-            "19500",
-            // every bench client comes from 127.0.0.1
-            "--max-connections-per-ip",
-            "0",
+        Self::relay_with(&["--db", &db.display().to_string(), "--metrics-listen", "off"]).await
+    }
+
+    /// A release relay node of a cluster on the Redis at `redis`, its metrics on `metrics`.
+    pub async fn relay_node(redis: &str, node: &str, metrics: &str) -> Server {
+        Self::relay_with(&[
+            "--redis",
+            redis,
+            "--node-id",
+            node,
             "--metrics-listen",
-            "off",
-            "--pairing-per-ip-per-min",
-            "100000",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+            metrics,
+        ])
+        .await
+    }
+
+    /// The release relay with `store` arguments and the raised limits.
+    async fn relay_with(store: &[&str]) -> Server {
+        let args: Vec<String> = store
+            .iter()
+            .copied()
+            .chain([
+                "--listen",
+                "127.0.0.1:0",
+                "--frames-per-sec",
+                "1000000000",
+                "--frame-burst",
+                "1000000000",
+                "--bytes-per-sec",
+                "100000000000",
+                "--byte-burst",
+                "100000000000",
+                "--queue-frames",
+                "2000000000",
+                "--queue-bytes",
+                "100000000000",
+                "--max-connections",
+                "19500",
+                // every bench client comes from 127.0.0.1
+                "--max-connections-per-ip",
+                "0",
+                "--pairing-per-ip-per-min",
+                "100000",
+            ])
+            .map(|s| s.to_owned())
+            .collect();
         Server::spawn(&sibling_bin("clawtray-relay"), &args).await
     }
 }

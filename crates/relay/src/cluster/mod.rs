@@ -507,6 +507,7 @@ impl Cluster {
                 () = shutdown.cancelled() => return,
                 r = async {
                     let started = Instant::now();
+                    self.metrics.redis_commands.fetch_add(1, Ordering::Relaxed);
                     let r: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREAD")
                         .arg(&opts)
                         .arg("STREAMS")
