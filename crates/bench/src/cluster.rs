@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use clawtray_relay::store::token_hash;
+use clawtray_testkit::haproxy::Haproxy;
 use clawtray_testkit::redis::RedisServer;
 
 use crate::report::Row;
@@ -18,6 +19,10 @@ const RTT_ITERS: usize = 3000;
 const FRAMES: usize = 20_000;
 const PER_NODE: usize = 3000;
 const FAILOVER: usize = 1000;
+/// Connections of each end per session in the affinity figure (each lands anew).
+const AFFINITY_ROUNDS: usize = 10;
+/// Round trips per connection there.
+const AFFINITY_FRAMES: usize = 50;
 
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
@@ -76,6 +81,23 @@ async fn counter(metrics: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Both ends of `s`: the desktop at `desk_at`, then the agent at `agent_at`; returns once the
+/// desktop has heard the agent is online (across nodes that news travels through Redis, and a
+/// frame sent before it would find no route: real ends wait for it too).
+async fn ends(desk_at: &str, agent_at: &str, s: &Seeded) -> (ws::Ws, ws::Ws) {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut desk = ws::resume(desk_at, s, false).await;
+    let agent = ws::resume(agent_at, s, true).await;
+    loop {
+        match desk.next().await {
+            Some(Ok(Message::Text(t))) if t.contains("peer_online") => return (desk, agent),
+            Some(Ok(_)) => {}
+            other => panic!("the desktop end closed before its peer came: {other:?}"),
+        }
+    }
+}
+
 struct Node {
     server: Server,
     metrics: String,
@@ -107,10 +129,23 @@ async fn commands_during<F: std::future::Future<Output = T>, T>(
     ((after - before - idle_per_sec * secs).max(0.0), out)
 }
 
+/// Redis's `used_memory` in bytes.
+async fn redis_memory(port: u16) -> f64 {
+    let info = clawtray_testkit::redis::cli(port, &["info", "memory"]).await;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub async fn run(rows: &mut Vec<Row>) {
     let redis = RedisServer::start().await;
     let url = redis.url();
-    let sessions = seed_redis(&url, 3 * PER_NODE + FAILOVER + 8).await;
+    let empty_memory = redis_memory(redis.port).await;
+    let total_sessions = 3 * PER_NODE + FAILOVER + 8;
+    let sessions = seed_redis(&url, total_sessions).await;
+    // (spare sessions: 0–3 round trips and throughput, 4–7 the affinity figure)
+    let records_memory = redis_memory(redis.port).await;
     let (spare, rest) = sessions.split_at(8);
     let (failover_sessions, per_node) = rest.split_at(FAILOVER);
     let nodes = [
@@ -148,8 +183,7 @@ pub async fn run(rows: &mut Vec<Row>) {
         );
         let (d, g) = (d.clone(), g.clone());
         async move {
-            let mut desk = ws::resume(&d, &s, false).await;
-            let agent = ws::resume(&g, &s, true).await;
+            let (mut desk, agent) = ends(&d, &g, &s).await;
             let echoing = tokio::spawn(ws::echo(agent, |b| b));
             let r = ws::echo_percentiles(&mut desk, 1024, RTT_ITERS).await;
             echoing.abort();
@@ -204,18 +238,14 @@ pub async fn run(rows: &mut Vec<Row>) {
     );
 
     // one-way throughput and Redis commands per frame
-    let s = spare[2].clone();
-    let mut desk = ws::resume(&a.server.addr, &s, false).await;
-    let agent = ws::resume(&a.server.addr, &s, true).await;
+    let (mut desk, agent) = ends(&a.server.addr, &a.server.addr, &spare[2]).await;
     let (same_cmds, (same_mibs, _)) = commands_during(
         &[a, b],
         idle_per_sec,
         ws::throughput(&mut desk, agent, 1024, FRAMES),
     )
     .await;
-    let s = spare[3].clone();
-    let mut desk = ws::resume(&a.server.addr, &s, false).await;
-    let agent = ws::resume(&b.server.addr, &s, true).await;
+    let (mut desk, agent) = ends(&a.server.addr, &b.server.addr, &spare[3]).await;
     let (cross_cmds, (cross_mibs, _)) = commands_during(
         &[a, b],
         idle_per_sec,
@@ -258,6 +288,51 @@ pub async fn run(rows: &mut Vec<Row>) {
         .target("0", per(same_cmds) < 0.01),
     );
 
+    // affinity: sessions whose two ends come through HAProxy hashing on `?session=` (the
+    // shipped example) against the same HAProxy balancing round-robin
+    let addrs: Vec<std::net::SocketAddr> = nodes
+        .iter()
+        .map(|n| n.server.addr.parse().expect("node address"))
+        .collect();
+    let hashing = Haproxy::start(&addrs).await;
+    let round_robin = Haproxy::start_with(&addrs, |c| {
+        c.replace("balance url_param session", "balance roundrobin")
+    })
+    .await;
+    let mut crossing = Vec::new();
+    for (lb, sessions) in [(&hashing, &spare[4..6]), (&round_robin, &spare[6..8])] {
+        let lb_addr = lb.addr.to_string();
+        let mut before = 0.0;
+        for n in &nodes {
+            before += counter(&n.metrics, "clawtray_relay_cross_node_sent_total").await;
+        }
+        let mut frames = 0.0;
+        for _ in 0..AFFINITY_ROUNDS {
+            for s in sessions {
+                let (mut desk, agent) = ends(&lb_addr, &lb_addr, s).await;
+                let echoing = tokio::spawn(ws::echo(agent, |b| b));
+                let _ = ws::echo_percentiles(&mut desk, 256, AFFINITY_FRAMES).await;
+                echoing.abort();
+                // the warm-up tenth travels too; every round trip is two frames
+                frames += (2 * (AFFINITY_FRAMES + AFFINITY_FRAMES / 10)) as f64;
+            }
+        }
+        let mut after = 0.0;
+        for n in &nodes {
+            after += counter(&n.metrics, "clawtray_relay_cross_node_sent_total").await;
+        }
+        crossing.push(100.0 * (after - before).max(0.0) / frames);
+    }
+    rows.push(
+        Row::new(
+            "cross-node sends per frame (presence notes included), both ends through HAProxy hashing on the session",
+            crossing[0],
+            "%",
+        )
+        .against("HAProxy round-robin", crossing[1]),
+    );
+    drop((hashing, round_robin));
+
     // memory: 3 nodes × 3,000 sessions (both ends on their node), against one embedded relay
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("relay.db");
@@ -292,6 +367,18 @@ pub async fn run(rows: &mut Vec<Row>) {
         total += rss_kib(n.server.pid).saturating_sub(*before) as f64 * 1024.0;
     }
     let cluster_per_socket = total / (3 * 2 * PER_NODE) as f64;
+    // Redis: the records of every seeded session, and both ends' presence for the 9,000 held
+    let held_memory = redis_memory(redis.port).await;
+    let per_record = (records_memory - empty_memory) / total_sessions as f64;
+    let per_presence = (held_memory - records_memory).max(0.0) / (3 * PER_NODE) as f64;
+    rows.push(
+        Row::new(
+            "Redis memory per paired session, both ends connected",
+            per_record + per_presence,
+            "B",
+        )
+        .against("the session record alone", per_record),
+    );
     rows.push(
         Row::new(
             "cluster RSS per socket, 3 nodes × 3,000 sessions",

@@ -99,6 +99,8 @@ impl Server {
                 break a.trim().to_owned();
             }
         };
+        // keep reading: a server whose stdout closed would die on its next line
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Server { child, addr, pid }
     }
 

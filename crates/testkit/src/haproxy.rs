@@ -50,12 +50,17 @@ pub fn config_for(listen: SocketAddr, relays: &[SocketAddr]) -> String {
 impl Haproxy {
     /// Start HAProxy on a free loopback port in front of `relays`.
     pub async fn start(relays: &[SocketAddr]) -> Haproxy {
+        Self::start_with(relays, |cfg| cfg).await
+    }
+
+    /// [`Haproxy::start`] with the configuration changed by `edit` (e.g. another `balance`).
+    pub async fn start_with(relays: &[SocketAddr], edit: impl FnOnce(String) -> String) -> Haproxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let listen: SocketAddr = format!("127.0.0.1:{}", crate::free_port())
             .parse()
             .expect("addr");
         let cfg = dir.path().join("haproxy.cfg");
-        std::fs::write(&cfg, config_for(listen, relays)).expect("write config");
+        std::fs::write(&cfg, edit(config_for(listen, relays))).expect("write config");
         let child = Command::new("haproxy")
             .arg("-db")
             .arg("-f")
