@@ -2,7 +2,9 @@
 //! HAProxy (the shipped example configuration) in front of two of them for the agent, the
 //! desktop core talking to the third directly, the real agent and the real OpenClaw gateway.
 //! The node holding the agent is SIGKILLed mid-reply: the agent comes back through the other
-//! node behind HAProxy and the reply completes, nothing lost or doubled.
+//! node behind HAProxy and the reply completes, nothing lost or doubled. Then Redis itself is
+//! SIGKILLed and started again mid-reply (the two ends on different nodes: every frame between
+//! them crosses through Redis): the reply completes all the same.
 
 mod common;
 
@@ -31,7 +33,7 @@ async fn sessions_online(relay: &Relay) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_completes_when_the_node_holding_the_agent_dies() {
     let gateway = Gateway::start(fake_model());
-    let redis = RedisServer::start().await;
+    let mut redis = RedisServer::start().await;
     let url = redis.url();
     let mut nodes = Vec::new();
     for i in 0..3 {
@@ -115,4 +117,29 @@ async fn a_reply_completes_when_the_node_holding_the_agent_dies() {
     seen.until("the next reply", |x| x.reply_of(&id).is_some())
         .await;
     assert_eq!(seen.reply_of(&id).unwrap(), &vec![reply_for(next)]);
+
+    // Redis dies mid-reply and comes back (its append-only file keeps the session)
+    let text = "survive redis #id=c4# #words=40# #delay=100#";
+    let id = client.send(text).await.unwrap();
+    seen.until("a few deltas", |x| {
+        x.streamed_of(&id).is_some_and(|t| t.contains(" w3"))
+    })
+    .await;
+    redis.kill().await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    redis.start_again().await;
+    seen.until("the final reply after Redis came back", |x| {
+        x.reply_of(&id).is_some()
+    })
+    .await;
+    let expected = reply_for(text);
+    assert_eq!(seen.reply_of(&id).unwrap(), &vec![expected.clone()]);
+    assert_eq!(seen.streamed_of(&id), Some(expected.as_str()));
+    let last = "after redis #id=c5# #words=3# #delay=30#";
+    let id = client.send(last).await.unwrap();
+    seen.until("a reply after Redis came back", |x| {
+        x.reply_of(&id).is_some()
+    })
+    .await;
+    assert_eq!(seen.reply_of(&id).unwrap(), &vec![reply_for(last)]);
 }
