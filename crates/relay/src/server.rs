@@ -129,6 +129,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
             )
         }
     };
+    let cluster_mode = cluster.is_some();
     let pairing = match &cluster {
         None => Pairing::Local(Nameplates::new(l.nameplate_ttl)),
         Some(c) => Pairing::Cluster {
@@ -177,7 +178,7 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         store,
         metrics: Metrics::default(),
         shutdown,
-        next_conn_id: AtomicU64::new(1),
+        next_conn_id: AtomicU64::new(first_conn_id(cluster_mode)),
         ws_config,
     });
     info!(%addr, tls = tls.is_some(), "relay listening");
@@ -201,6 +202,21 @@ pub async fn start(config: RelayConfig) -> Result<RelayHandle, RelayError> {
         shared,
         task,
     })
+}
+
+/// The first connection id. A cluster node starts somewhere random: other nodes name its
+/// connections by id, and an item still on its way to the previous process of this node must
+/// not reach a new connection that happens to have the same number.
+fn first_conn_id(cluster: bool) -> u64 {
+    if !cluster {
+        return 1;
+    }
+    let mut b = [0u8; 8];
+    if clawtray_proto::secret::fill_random(&mut b).is_err() {
+        return 1;
+    }
+    // 48 random bits: room for 2^16 × 2^48 connections before wrapping
+    (u64::from_le_bytes(b) >> 16).max(1)
 }
 
 /// How often sessions past their TTL are deleted.
@@ -266,8 +282,19 @@ fn render_metrics(shared: &Shared) -> String {
     text
 }
 
-/// The `/healthz` body: `ok`, or (a cluster node whose Redis does not answer) what is wrong and
-/// what still works. Always 200: a node without Redis still serves the sessions it holds, so a
+/// The public listener's `/healthz` body: `ok`, or that the node is degraded — without the
+/// Redis error, which may name internal addresses (the metrics listener's `/healthz` has it).
+fn public_health(shared: &Shared) -> String {
+    match &shared.cluster {
+        Some(c) if !c.health.is_up() => {
+            "degraded: this relay node cannot reach its cluster's shared store; the sessions it holds keep working\n".to_owned()
+        }
+        _ => "ok\n".to_owned(),
+    }
+}
+
+/// The metrics listener's `/healthz` body: `ok`, or (a cluster node whose Redis does not
+/// answer) what is wrong and what still works. Always 200: a node without Redis still serves the sessions it holds, so a
 /// load balancer should keep sending their ends to it.
 fn health(shared: &Shared) -> String {
     shared
@@ -373,7 +400,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let role = match (head.method.as_str(), head.path.as_str()) {
         ("GET", "/healthz") => {
-            let _ = http::respond(&mut stream, 200, "OK", "text/plain", &health(&shared)).await;
+            let _ = http::respond(
+                &mut stream,
+                200,
+                "OK",
+                "text/plain",
+                &public_health(&shared),
+            )
+            .await;
             return;
         }
         ("GET", "/metrics") => {

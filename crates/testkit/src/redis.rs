@@ -102,6 +102,12 @@ impl RedisServer {
         }
     }
 
+    /// It has not been killed.
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
     /// Its data folder (the append-only file).
     #[must_use]
     pub fn dir(&self) -> &Path {
@@ -279,6 +285,66 @@ impl RedisCluster {
             }
         }
         out
+    }
+
+    /// Wait until every replica of `key`'s master holds `key` (Redis replicates after it
+    /// answers; a master killed before that takes the write along).
+    pub async fn wait_replicated(&self, key: &str) {
+        let master = self.master_of(key).await;
+        let live = self
+            .nodes
+            .iter()
+            .find(|n| n.child.is_some())
+            .expect("a live node");
+        let master_id = cli(self.nodes[master].port, &["cluster", "myid"]).await;
+        let nodes = cli(live.port, &["cluster", "nodes"]).await;
+        let replicas: Vec<u16> = nodes
+            .lines()
+            .filter(|l| l.split_whitespace().nth(3) == Some(master_id.trim()))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .nth(1)?
+                    .split(['@', ':'])
+                    .nth(1)?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        for port in replicas {
+            loop {
+                let out = Command::new("redis-cli")
+                    .args(["-p", &port.to_string()])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .expect("redis-cli");
+                let out = {
+                    use tokio::io::AsyncWriteExt;
+                    let mut child = out;
+                    let mut stdin = child.stdin.take().expect("stdin");
+                    stdin
+                        .write_all(format!("READONLY\nEXISTS {key}\n").as_bytes())
+                        .await
+                        .expect("write");
+                    drop(stdin);
+                    child.wait_with_output().await.expect("redis-cli")
+                };
+                if String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .nth(1)
+                    .map(str::trim)
+                    == Some("1")
+                {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{key} never reached the replica on {port}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 
     /// The master that serves `key`'s slot now.

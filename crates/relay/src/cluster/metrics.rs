@@ -18,6 +18,8 @@ pub struct ClusterMetrics {
     pub cross_received: AtomicU64,
     /// Cross-node items dropped: the target node was gone, Redis failed, or the queue was full.
     pub cross_dropped: AtomicU64,
+    /// Second copies of inbox entries (a batch retried after Redis ran it), dropped.
+    pub cross_repeated: AtomicU64,
     /// Redis commands sent (a pipeline counts its commands).
     pub redis_commands: AtomicU64,
     /// Redis commands or pipelines that failed.
@@ -64,6 +66,11 @@ impl ClusterMetrics {
             "clawtray_relay_cross_node_dropped_total",
             "Cross-node frames and notes dropped (target node gone, Redis failing, queue full); the ends resend.",
             get(&self.cross_dropped),
+        );
+        counter(
+            "clawtray_relay_cross_node_repeated_total",
+            "Second copies of cross-node items (a write retried after Redis ran it) dropped.",
+            get(&self.cross_repeated),
         );
         counter(
             "clawtray_relay_redis_commands_total",

@@ -106,6 +106,9 @@ pub struct Cluster {
     pub health: Health,
     /// Counters.
     pub metrics: ClusterMetrics,
+    /// Random per process: with `seq`, names each item this process sends, so a reader drops a
+    /// second copy (a batch retried after Redis ran it but its answer was lost).
+    incarnation: u64,
 }
 
 fn unix_ms() -> u64 {
@@ -142,6 +145,11 @@ impl Cluster {
             leases: RwLock::new((HashMap::new(), 0)),
             health: Health::default(),
             metrics: ClusterMetrics::default(),
+            incarnation: {
+                let mut b = [0u8; 8];
+                let _ = clawtray_proto::secret::fill_random(&mut b);
+                u64::from_le_bytes(b)
+            },
         });
         // A fresh inbox: whatever an earlier process of this node left is for connections gone.
         let first_id: String = cluster
@@ -426,6 +434,8 @@ impl Cluster {
         shutdown: CancellationToken,
     ) {
         let mut batch = Vec::with_capacity(OUT_BATCH);
+        // one sequence per process, assigned here (one task) so it rises in every inbox's order
+        let mut seq: u64 = 0;
         loop {
             batch.clear();
             tokio::select! {
@@ -443,6 +453,7 @@ impl Cluster {
                     }
                 };
                 let (_, p, count) = &mut by_node[i];
+                seq += 1;
                 p.cmd("XADD")
                     .arg(keys::inbox(&node))
                     .arg("NOMKSTREAM")
@@ -452,6 +463,8 @@ impl Cluster {
                     .arg("*")
                     .arg("m")
                     .arg(bytes)
+                    .arg("s")
+                    .arg(format!("{:x}:{seq:x}", self.incarnation))
                     .ignore();
                 *count += 1;
             }
@@ -467,9 +480,8 @@ impl Cluster {
 
     /// Write a batch, trying again a few times over about a second and a half when Redis fails
     /// (a failover, a reconnect): notes and closes that cross nodes are not resent by anyone.
-    /// Later batches wait meanwhile, so order holds. A batch that failed half-way may arrive
-    /// twice: the ends reject a repeated frame (its counter does not increase), as they would
-    /// one replayed by a hostile relay.
+    /// Later batches wait meanwhile, so order holds. A batch Redis ran but whose answer was lost
+    /// is written twice; the reader drops the second copy by its sequence.
     async fn pipe_retrying(
         &self,
         p: &Pipeline,
@@ -499,6 +511,8 @@ impl Cluster {
         let inbox = keys::inbox(&self.node);
         let block_ms = usize::try_from(READ_BLOCK.as_millis()).unwrap_or(1000);
         let mut trimmed_at = Instant::now();
+        // the last sequence seen from each sending process
+        let mut seen: HashMap<u64, u64> = HashMap::new();
         loop {
             let opts = redis::streams::StreamReadOptions::default()
                 .count(READ_COUNT)
@@ -535,6 +549,12 @@ impl Cluster {
                     if bytes.is_empty() {
                         continue; // the inbox's first entry
                     }
+                    if let Some(Value::BulkString(tag)) = entry.map.get("s") {
+                        if !first_copy(&mut seen, tag) {
+                            self.metrics.cross_repeated.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    }
                     tracing::trace!(id = %entry.id, kind = bytes[0], "inbox entry");
                     self.hand_over(bytes);
                 }
@@ -563,5 +583,55 @@ impl Cluster {
                 self.metrics.cross_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// Senders remembered for dropping repeats, at most (a sender's restarts each count).
+const MAX_SENDERS: usize = 4096;
+
+/// Whether an inbox entry tagged `incarnation:seq` (hex) is the first copy: its sequence is above
+/// the last one seen from that sending process. An untagged or malformed tag passes.
+fn first_copy(seen: &mut HashMap<u64, u64>, tag: &[u8]) -> bool {
+    let Some((inc, seq)) = std::str::from_utf8(tag)
+        .ok()
+        .and_then(|t| t.split_once(':'))
+        .and_then(|(i, s)| {
+            Some((
+                u64::from_str_radix(i, 16).ok()?,
+                u64::from_str_radix(s, 16).ok()?,
+            ))
+        })
+    else {
+        return true;
+    };
+    if seen.len() >= MAX_SENDERS && !seen.contains_key(&inc) {
+        seen.clear();
+    }
+    let last = seen.entry(inc).or_insert(0);
+    if seq <= *last {
+        return false;
+    }
+    *last = seq;
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retried_batch_is_delivered_once() {
+        let mut seen = HashMap::new();
+        assert!(first_copy(&mut seen, b"a1:1"));
+        assert!(first_copy(&mut seen, b"a1:2"));
+        // the batch with 1 and 2 written again after Redis lost its answer
+        assert!(!first_copy(&mut seen, b"a1:1"));
+        assert!(!first_copy(&mut seen, b"a1:2"));
+        assert!(first_copy(&mut seen, b"a1:3"));
+        // another process of the same node (restarted) starts its own count
+        assert!(first_copy(&mut seen, b"ff:1"));
+        // gaps are fine (a batch given up on), junk passes
+        assert!(first_copy(&mut seen, b"a1:9"));
+        assert!(first_copy(&mut seen, b"junk"));
     }
 }

@@ -11,8 +11,10 @@ use crate::cluster::redis_conn::Mode;
 use crate::cluster::{keys, scripts, Cluster};
 use crate::store::{SessionRecord, StoreError};
 
-/// How long pairing waits for a replica to hold a new session (Redis Cluster only).
-const REPLICA_WAIT_MS: u64 = 500;
+/// How long pairing waits for a replica to hold a new session (Redis Cluster only). Under the
+/// commands' response timeout; a master left without replicas (its own failed) costs each
+/// pairing this much until one is back.
+const REPLICA_WAIT_MS: u64 = 1000;
 /// Records remembered for resumes while Redis is away, at most.
 const MAX_CACHED: usize = 100_000;
 
@@ -70,12 +72,19 @@ impl RedisStore {
             .ignore()
             .expire(&key, i64::try_from(self.ttl_secs).unwrap_or(i64::MAX))
             .ignore();
-        if self.cluster.mode() == Mode::Cluster {
-            // Redis replicates after answering: wait (briefly) until a replica holds the new
-            // session too, so a master that dies right after pairing does not take it along
-            p.cmd("WAIT").arg(1).arg(REPLICA_WAIT_MS).ignore();
+        if self.cluster.mode() != Mode::Cluster {
+            return self.cluster.pipe::<()>(&p).await.map_err(unavailable);
         }
-        self.cluster.pipe::<()>(&p).await.map_err(unavailable)
+        // Redis replicates after answering: wait (briefly) until a replica holds the new session
+        // too, so a master that dies right after pairing does not take it along
+        p.cmd("WAIT").arg(1).arg(REPLICA_WAIT_MS);
+        let (replicas,): (u64,) = self.cluster.pipe(&p).await.map_err(unavailable)?;
+        if replicas == 0 {
+            tracing::warn!(
+                "no Redis replica confirmed a new session within {REPLICA_WAIT_MS} ms: it is lost if its master dies before replicating"
+            );
+        }
+        Ok(())
     }
 
     /// Look a session up; while Redis is away, a record this node verified before.
