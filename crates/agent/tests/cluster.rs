@@ -34,20 +34,8 @@ async fn sessions_online(relay: &Relay) -> u64 {
 async fn a_reply_completes_when_the_node_holding_the_agent_dies() {
     let gateway = Gateway::start(fake_model());
     let mut redis = RedisServer::start().await;
-    let url = redis.url();
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        let id = format!("node-{i}");
-        let args = [
-            "--redis",
-            url.as_str(),
-            "--node-id",
-            &id,
-            "--trusted-proxy",
-            "127.0.0.1",
-        ];
-        nodes.push(Relay::start(&args).await);
-    }
+    let mut nodes =
+        Relay::start_cluster(&[redis.url()], 3, "node", &["--trusted-proxy", "127.0.0.1"]).await;
     let lb = Haproxy::start(&[nodes[0].addr, nodes[2].addr]).await;
 
     let state = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@ use clawtray_relay::store::token_hash;
 use clawtray_testkit::haproxy::Haproxy;
 use clawtray_testkit::redis::RedisServer;
 
+use crate::overhead::forwarder_pair;
 use crate::report::Row;
 use crate::scale::{default_server_per_socket, spawn_holder, spawn_holder_with, write_sessions};
 use crate::stats::{ms, percentile, rss_kib, us};
@@ -24,12 +25,6 @@ const AFFINITY_ROUNDS: usize = 10;
 /// Round trips per connection there.
 const AFFINITY_FRAMES: usize = 50;
 
-fn random_hex(n: usize) -> String {
-    let mut b = vec![0u8; n];
-    clawtray_proto::secret::fill_random(&mut b).expect("the OS random source");
-    hex::encode(b)
-}
-
 /// Write `n` paired sessions into the cluster's Redis, as the relay keeps them.
 async fn seed_redis(url: &str, n: usize) -> Vec<Seeded> {
     let client = redis::Client::open(url).expect("redis url");
@@ -42,9 +37,9 @@ async fn seed_redis(url: &str, n: usize) -> Vec<Seeded> {
         .map_or(0, |d| d.as_secs());
     let sessions: Vec<Seeded> = (0..n)
         .map(|_| Seeded {
-            id: random_hex(11),
-            agent_token: random_hex(32),
-            desktop_token: random_hex(32),
+            id: ws::random_hex(11),
+            agent_token: ws::random_hex(32),
+            desktop_token: ws::random_hex(32),
         })
         .collect();
     for chunk in sessions.chunks(1000) {
@@ -192,13 +187,7 @@ pub async fn run(rows: &mut Vec<Row>) {
     };
     let (same50, same99) = rtt("a", "a", spare[0].clone()).await;
     let (cross50, cross99) = rtt("a", "b", spare[1].clone()).await;
-    let f = Server::spawn(
-        &std::env::current_exe().expect("exe"),
-        &["forwarder".to_owned()],
-    )
-    .await;
-    let mut fa = ws::connect(&format!("ws://{}/", f.addr), None).await;
-    let fb = ws::connect(&format!("ws://{}/", f.addr), None).await;
+    let (f, mut fa, fb) = forwarder_pair().await;
     let echoing = tokio::spawn(ws::echo(fb, |b| b));
     let (f50, f99) = ws::echo_percentiles(&mut fa, 1024, RTT_ITERS).await;
     echoing.abort();
@@ -252,13 +241,7 @@ pub async fn run(rows: &mut Vec<Row>) {
         ws::throughput(&mut desk, agent, 1024, FRAMES),
     )
     .await;
-    let f = Server::spawn(
-        &std::env::current_exe().expect("exe"),
-        &["forwarder".to_owned()],
-    )
-    .await;
-    let mut fa = ws::connect(&format!("ws://{}/", f.addr), None).await;
-    let fb = ws::connect(&format!("ws://{}/", f.addr), None).await;
+    let (f, mut fa, fb) = forwarder_pair().await;
     let (fwd_mibs, _) = ws::throughput(&mut fa, fb, 1024, FRAMES).await;
     drop(f);
     rows.push(

@@ -36,7 +36,7 @@ fn this_bin() -> std::path::PathBuf {
 }
 
 /// A pair of ends through a fresh forwarder process: (ours, far end).
-async fn forwarder_pair() -> (Server, Ws, Ws) {
+pub(crate) async fn forwarder_pair() -> (Server, Ws, Ws) {
     let f = Server::spawn(&this_bin(), &["forwarder".to_owned()]).await;
     let a = ws::connect(&format!("ws://{}/", f.addr), None).await;
     let b = ws::connect(&format!("ws://{}/", f.addr), None).await;

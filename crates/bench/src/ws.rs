@@ -26,7 +26,8 @@ pub struct Seeded {
     pub desktop_token: String,
 }
 
-fn random_hex(n: usize) -> String {
+/// `n` random bytes in hex.
+pub fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     fill_random(&mut b).expect("the OS random source");
     hex::encode(b)

@@ -15,17 +15,10 @@ use clawtray_proto::Role;
 use clawtray_testkit::redis::{RedisCluster, RedisServer};
 use clawtray_testkit::relay::Relay as RelayProc;
 
-/// `n` relay nodes on `urls`, named node-0…
+/// `n` relay nodes (this package's binary) on `urls`, named node-0…
 async fn nodes(urls: &[String], n: usize, extra: &[&str]) -> Vec<RelayProc> {
-    let urls = urls.join(",");
-    let mut out = Vec::new();
-    for i in 0..n {
-        let id = format!("node-{i}");
-        let mut args = vec!["--redis", &urls, "--node-id", &id];
-        args.extend_from_slice(extra);
-        out.push(Relay::start(&args).await);
-    }
-    out
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_clawtray-relay"));
+    RelayProc::start_cluster_bin(bin, urls, n, "node", extra).await
 }
 
 /// Prints the nodes' logs when the test fails (they live in temporary directories).
@@ -95,20 +88,21 @@ async fn resume_retrying(relay: &RelayProc, role: Role, session: &str, token: &s
     );
 }
 
+/// A new pairing, the agent on `agent_node` and the desktop on `desktop_node`, meets and
+/// carries `text` from the agent to the desktop.
+async fn pairing_across_nodes_talks(agent_node: &RelayProc, desktop_node: &RelayProc, text: &[u8]) {
+    let mut p = pair_on(agent_node, desktop_node).await;
+    let (mut am, mut dm) = p.meet().await;
+    exchange(&mut p.agent, &mut am, &mut p.desktop, &mut dm, text).await;
+}
+
 #[tokio::test]
 async fn ends_on_two_nodes_pair_and_talk_and_ends_on_one_node_never_touch_redis() {
     let redis = RedisServer::start().await;
     let n = nodes(&[redis.url()], 2, &[]).await;
     // the agent claims on node 0, the desktop joins on node 1
     let mut p = pair_on(&n[0], &n[1]).await;
-    let (mut am, mut dm) = meet(
-        &mut p.agent,
-        &p.agent_key,
-        &mut p.desktop,
-        &p.desktop_key,
-        &p.session,
-    )
-    .await;
+    let (mut am, mut dm) = p.meet().await;
     for i in 0..20u8 {
         let text = [b"across nodes ".as_slice(), &[i]].concat();
         exchange(&mut p.desktop, &mut dm, &mut p.agent, &mut am, &text).await;
@@ -260,14 +254,7 @@ async fn a_killed_nodes_ends_come_back_through_another() {
     let redis = RedisServer::start().await;
     let mut n = nodes(&[redis.url()], 3, &[]).await;
     let mut p = pair_on(&n[0], &n[1]).await;
-    let (mut am, mut dm) = meet(
-        &mut p.agent,
-        &p.agent_key,
-        &mut p.desktop,
-        &p.desktop_key,
-        &p.session,
-    )
-    .await;
+    let (mut am, mut dm) = p.meet().await;
     exchange(&mut p.agent, &mut am, &mut p.desktop, &mut dm, b"before").await;
     n[0].kill().await; // the agent's node, without a goodbye
     assert!(matches!(p.agent.next().await, Incoming::Closed(_)));
@@ -295,23 +282,9 @@ async fn redis_restarted_same_node_sessions_keep_talking_and_everything_recovers
     let n = nodes(&[redis.url()], 2, &[]).await;
     let _logs = LogsOnPanic(&n);
     let mut local = pair_on(&n[0], &n[0]).await;
-    let (mut lam, mut ldm) = meet(
-        &mut local.agent,
-        &local.agent_key,
-        &mut local.desktop,
-        &local.desktop_key,
-        &local.session,
-    )
-    .await;
+    let (mut lam, mut ldm) = local.meet().await;
     let mut across = pair_on(&n[0], &n[1]).await;
-    let (mut xam, mut xdm) = meet(
-        &mut across.agent,
-        &across.agent_key,
-        &mut across.desktop,
-        &across.desktop_key,
-        &across.session,
-    )
-    .await;
+    let (mut xam, mut xdm) = across.meet().await;
 
     redis.kill().await;
     let h = wait_health(&n[0], true).await;
@@ -397,23 +370,7 @@ async fn redis_restarted_same_node_sessions_keep_talking_and_everything_recovers
     )
     .await;
     // and pairing across nodes works again
-    let mut p = pair_on(&n[1], &n[0]).await;
-    let (mut am, mut dm) = meet(
-        &mut p.agent,
-        &p.agent_key,
-        &mut p.desktop,
-        &p.desktop_key,
-        &p.session,
-    )
-    .await;
-    exchange(
-        &mut p.agent,
-        &mut am,
-        &mut p.desktop,
-        &mut dm,
-        b"new pairing",
-    )
-    .await;
+    pairing_across_nodes_talks(&n[1], &n[0], b"new pairing").await;
     assert!(metric(&n[0], "clawtray_relay_redis_errors_total").await > 0.0);
 }
 
@@ -423,14 +380,7 @@ async fn a_redis_cluster_spreads_the_keys_and_its_failover_is_followed() {
     let n = nodes(&cluster.urls(), 2, &[]).await;
     let _logs = LogsOnPanic(&n);
     let mut p = pair_on(&n[0], &n[1]).await;
-    let (mut am, mut dm) = meet(
-        &mut p.agent,
-        &p.agent_key,
-        &mut p.desktop,
-        &p.desktop_key,
-        &p.session,
-    )
-    .await;
+    let (mut am, mut dm) = p.meet().await;
     exchange(
         &mut p.desktop,
         &mut dm,
@@ -472,21 +422,5 @@ async fn a_redis_cluster_spreads_the_keys_and_its_failover_is_followed() {
     )
     .await;
     // and pairing across nodes works on the new master
-    let mut q = pair_on(&n[1], &n[0]).await;
-    let (mut am, mut dm) = meet(
-        &mut q.agent,
-        &q.agent_key,
-        &mut q.desktop,
-        &q.desktop_key,
-        &q.session,
-    )
-    .await;
-    exchange(
-        &mut q.agent,
-        &mut am,
-        &mut q.desktop,
-        &mut dm,
-        b"new master",
-    )
-    .await;
+    pairing_across_nodes_talks(&n[1], &n[0], b"new master").await;
 }

@@ -57,6 +57,36 @@ impl Relay {
         Self::start_bin(&relay_bin(), extra).await
     }
 
+    /// `n` nodes of a relay cluster on the Redis at `urls` (one URL, or Redis Cluster seeds),
+    /// named `{prefix}-0`…, each with `extra` arguments too.
+    pub async fn start_cluster(
+        urls: &[String],
+        n: usize,
+        prefix: &str,
+        extra: &[&str],
+    ) -> Vec<Relay> {
+        Self::start_cluster_bin(&relay_bin(), urls, n, prefix, extra).await
+    }
+
+    /// [`Relay::start_cluster`] with the relay binary at `bin`.
+    pub async fn start_cluster_bin(
+        bin: &Path,
+        urls: &[String],
+        n: usize,
+        prefix: &str,
+        extra: &[&str],
+    ) -> Vec<Relay> {
+        let urls = urls.join(",");
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            let id = format!("{prefix}-{i}");
+            let mut args = vec!["--redis", urls.as_str(), "--node-id", id.as_str()];
+            args.extend_from_slice(extra);
+            nodes.push(Relay::start_bin(bin, &args).await);
+        }
+        nodes
+    }
+
     /// Its SQLite database.
     #[must_use]
     pub fn db(&self) -> PathBuf {

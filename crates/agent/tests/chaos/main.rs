@@ -364,20 +364,13 @@ async fn relays(cluster: bool) -> (Vec<Relay>, Option<RedisServer>, Vec<Haproxy>
         return (vec![Relay::start(&[]).await], None, Vec::new());
     }
     let redis = RedisServer::start().await;
-    let url = redis.url();
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        let id = format!("chaos-node-{i}");
-        let args = [
-            "--redis",
-            url.as_str(),
-            "--node-id",
-            &id,
-            "--trusted-proxy",
-            "127.0.0.1",
-        ];
-        nodes.push(Relay::start(&args).await);
-    }
+    let nodes = Relay::start_cluster(
+        &[redis.url()],
+        3,
+        "chaos-node",
+        &["--trusted-proxy", "127.0.0.1"],
+    )
+    .await;
     let addrs: Vec<_> = nodes.iter().map(|n| n.addr).collect();
     let reversed: Vec<_> = addrs.iter().rev().copied().collect();
     // the agent's and the desktop's balancers order the nodes differently: their hash rings

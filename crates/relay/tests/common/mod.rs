@@ -207,6 +207,20 @@ pub struct Paired {
     pub desktop_key: StaticKeypair,
 }
 
+impl Paired {
+    /// A Noise meeting between the two connected ends (desktop initiates).
+    pub async fn meet(&mut self) -> (Meeting, Meeting) {
+        meet(
+            &mut self.agent,
+            &self.agent_key,
+            &mut self.desktop,
+            &self.desktop_key,
+            &self.session,
+        )
+        .await
+    }
+}
+
 pub async fn pair(relay: &RelayProc) -> Paired {
     pair_on(relay, relay).await
 }
