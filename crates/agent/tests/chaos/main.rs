@@ -6,9 +6,9 @@
 //! produced; and no secret or message text may sit in clear in any file the run left behind.
 //!
 //! Cluster mode runs the same schedule against three relay nodes sharing a real Redis, each end
-//! reaching them through its own HAProxy (the shipped example; the two list the nodes in
-//! different orders, so the ends often sit on different nodes and their frames cross through
-//! Redis); a relay kill then SIGKILLs one node, and HAProxy sends the ends elsewhere.
+//! reaching them through its own HAProxy (the shipped example; the two list the nodes rotated by
+//! one, so the ends sit on different nodes and their frames cross through Redis); a relay kill
+//! then SIGKILLs one node, and HAProxy sends the ends elsewhere.
 //!
 //! Quick mode (both) runs in the test command. `scripts/chaos --long` runs 10,000 messages;
 //! `--cluster` runs the cluster mode alone; `CLAWTRAY_CHAOS_SEED` replays a schedule
@@ -372,13 +372,14 @@ async fn relays(cluster: bool) -> (Vec<Relay>, Option<RedisServer>, Vec<Haproxy>
     )
     .await;
     let addrs: Vec<_> = nodes.iter().map(|n| n.addr).collect();
-    let reversed: Vec<_> = addrs.iter().rev().copied().collect();
-    // the agent's and the desktop's balancers order the nodes differently: their hash rings
-    // differ, so a session's two ends often sit on different nodes
-    let balancers = vec![
-        Haproxy::start(&addrs).await,
-        Haproxy::start(&reversed).await,
-    ];
+    let mut rotated = addrs.clone();
+    rotated.rotate_left(1);
+    // The agent's and the desktop's balancers list the nodes rotated by one: HAProxy's hash
+    // ring is built on the servers' ids (their places in the list), so a session hashed to the
+    // k-th server lands on different nodes through the two — its frames cross through Redis
+    // while all three nodes are up. (Reversing the list instead kept the middle server in
+    // place: the first --cluster --long run's session hashed there and crossed nothing.)
+    let balancers = vec![Haproxy::start(&addrs).await, Haproxy::start(&rotated).await];
     (nodes, Some(redis), balancers)
 }
 
