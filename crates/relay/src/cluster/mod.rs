@@ -421,9 +421,16 @@ impl Cluster {
                 _ = every.tick() => { let _ = self.heartbeat(&mut known, false).await; }
             }
         }
-        // leave at once, so the others need not wait for the lease
+        // leave at once, so the others need not wait for the lease: a lease that ended now
+        // (removing the entry instead would make this node look new, hence live, to the others)
+        let ended = unix_ms().saturating_sub(1);
         let _: Result<Value, _> = self
-            .query(redis::cmd("ZREM").arg(keys::nodes()).arg(&*self.node))
+            .query(
+                redis::cmd("ZADD")
+                    .arg(keys::nodes())
+                    .arg(ended)
+                    .arg(&*self.node),
+            )
             .await;
     }
 
