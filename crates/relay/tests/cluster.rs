@@ -424,3 +424,34 @@ async fn a_redis_cluster_spreads_the_keys_and_its_failover_is_followed() {
     // and pairing across nodes works on the new master
     pairing_across_nodes_talks(&n[1], &n[0], b"new master").await;
 }
+
+#[tokio::test]
+async fn a_bad_redis_url_a_bad_node_id_and_an_unreachable_redis_are_refused_with_a_sentence() {
+    let bin = env!("CARGO_BIN_EXE_clawtray-relay");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "off"])
+            .args(args)
+            .output()
+            .expect("run the relay");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--redis", "localhost:6379"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("is not a Redis URL like redis://"), "{err}");
+    let (code, err) = run(&["--redis", "redis://127.0.0.1:1", "--node-id", "a b"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--node-id 'a b' must be"), "{err}");
+    let (code, err) = run(&["--redis", "redis://127.0.0.1:1", "--db", "/tmp/x.db"]);
+    assert_eq!(code, Some(2), "--redis and --db are exclusive: {err}");
+    // nothing listens on port 1
+    let (code, err) = run(&["--redis", "redis://127.0.0.1:1"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("cannot use Redis at redis://127.0.0.1:1"),
+        "names the URL: {err}"
+    );
+}
