@@ -205,8 +205,11 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLAWTRAY_LOG")
         .unwrap_or_else(|_| "info".into());
+    // colours only on a terminal: journald and log files get plain text
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if args.log_json {
         builder.json().init();

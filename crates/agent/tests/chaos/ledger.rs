@@ -191,9 +191,31 @@ impl Ledger {
                 .zip(&expected)
                 .filter(|(a, b)| a != b)
                 .count();
+            // name the first places that differ, with each message's tag (m<i>), to read the
+            // logs by
+            let tag = |id: &String| {
+                self.sent
+                    .iter()
+                    .find(|s| &s.id == id)
+                    .and_then(|s| s.text.split("#id=").nth(1))
+                    .and_then(|t| t.split('#').next())
+                    .unwrap_or("?")
+                    .to_owned()
+            };
+            let first: Vec<String> = answered
+                .iter()
+                .zip(&expected)
+                .enumerate()
+                .filter(|(_, (a, b))| a != b)
+                .take(6)
+                .map(|(i, (a, b))| {
+                    format!("#{i}: answered {} ({a}), expected {} ({b})", tag(a), tag(b))
+                })
+                .collect();
             v.problems.push(format!(
-                "answered out of order ({} positions differ)",
-                v.out_of_order
+                "answered out of order ({} positions differ): {}",
+                v.out_of_order,
+                first.join("; ")
             ));
         }
         for run in self.answer_order.iter().filter(|r| !order.contains(r)) {
