@@ -202,6 +202,23 @@ impl Item {
             .expect("Event clicked");
     }
 
+    /// Wait until the menu lists `label` (the icon and the menu are separate D-Bus updates: a
+    /// reader may see the new icon a moment before the new menu).
+    async fn wait_menu_item(&self, label: &str) {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let menu = self.menu().await;
+            if menu.contains_key(label) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the menu never listed {label:?}: {menu:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn wait_state(&self, what: &str, icon: &str) {
         let deadline = Instant::now() + STEP;
         loop {
@@ -430,8 +447,8 @@ async fn the_tray_host_opens_the_chat_on_click_follows_the_state_and_notifies() 
     second.kill().await;
     item.wait_state("the second agent away: the icon says so", "clawtray-away")
         .await;
-    assert!(item.menu().await.contains_key("Lab agent — agent offline"));
-    assert!(item.menu().await.contains_key("Home agent — online"));
+    item.wait_menu_item("Lab agent — agent offline").await;
+    item.wait_menu_item("Home agent — online").await;
     // the window shows the second agent (just paired): unpair it there; the first stays
     app.click_css("#unpair", STEP)
         .await
