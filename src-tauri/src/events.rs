@@ -32,6 +32,18 @@ fn tagged(event: &ClientEvent, agent: Option<&str>) -> serde_json::Value {
     v
 }
 
+/// Show the window from the main thread, without waiting for it. This loop must never wait on
+/// the main thread: a pairing link arrives as soon as the host sees the window connect, before
+/// `setup` has built the window, and a second `main` window built from here then never came back —
+/// which stopped every event after it (found by the installed-packages test: a link-started app
+/// paired, and then showed nothing its agent said).
+fn raise(app: &AppHandle) {
+    let handle = app.clone();
+    if let Err(e) = app.run_on_main_thread(move || windows::show_main(&handle)) {
+        tracing::warn!("cannot show the window: {e}");
+    }
+}
+
 pub fn forward(app: AppHandle, mut events: mpsc::Receiver<LinkEvent>) {
     tauri::async_runtime::spawn(async move {
         let mut lost = false;
@@ -41,13 +53,13 @@ pub fn forward(app: AppHandle, mut events: mpsc::Receiver<LinkEvent>) {
                     let _ = app.emit(EVENT, tagged(&event, agent.as_deref()));
                 }
                 LinkEvent::Host(FromHost::Close) => app.exit(0),
-                LinkEvent::Host(FromHost::Raise) => windows::show_main(&app),
+                LinkEvent::Host(FromHost::Raise) => raise(&app),
                 LinkEvent::Host(FromHost::PairLink { code, relay }) => {
                     let link = PairLink { code, relay };
                     if let Ok(mut l) = app.state::<Core>().pair_link.lock() {
                         *l = Some(link.clone());
                     }
-                    windows::show_main(&app);
+                    raise(&app);
                     let _ = app.emit(PAIR_LINK_EVENT, &link);
                 }
                 LinkEvent::Host(FromHost::Reply { .. }) => {}
