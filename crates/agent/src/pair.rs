@@ -73,6 +73,8 @@ fn show_code(out: &mut dyn Write, code: &str, relay: &str) {
                 .build()
         );
     }
+    // terminals make it clickable: opens the desktop app's pairing dialog, filled in
+    let _ = writeln!(out, "  Or open this link on the desktop: {link}\n");
     // a line scripts and tests can read
     let _ = writeln!(out, "Pairing code: {code}");
     let _ = out.flush();

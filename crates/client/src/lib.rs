@@ -38,6 +38,7 @@ pub mod pairing_flow;
 pub mod relay_url;
 pub mod session_store;
 pub mod state;
+pub mod update;
 pub mod warm;
 pub mod wire;
 

@@ -27,8 +27,10 @@ use crate::autostart::XdgAutostart;
 use crate::chat::{chat_bin, ChatProcess, CLOSE_GRACE, PREWARM_AFTER};
 use crate::notify::DesktopNotifier;
 use crate::platform::{Autostart, Intent, Notifier, TrayBackend};
-use crate::tray::SniTray;
+use crate::tray::{SniTray, UpdateMenu};
+use crate::update::{UpdateEvent, Updater, CHECK_EVERY, FIRST_CHECK_AFTER, VERSION};
 use crate::{hotkey, instance, settings};
+use clawtray_client::update::{Offer, UpdateError};
 
 /// How long a launch after a host died waits for that host's chat window to come back before it
 /// opens one (the window retries every 250 ms): one window, not two.
@@ -41,13 +43,27 @@ pub struct Options {
     pub autostarted: bool,
     /// A `clawtray://pair?…` link to open.
     pub link: Option<String>,
+    /// Restarted by an update from this version.
+    pub updated_from: Option<String>,
+}
+
+/// How the host ended.
+#[derive(Debug)]
+pub enum Exit {
+    /// Quit (the tray, SIGTERM, SIGINT) or handed over to the running host.
+    Done,
+    /// An update is installed: run `exe args…` in this process's place.
+    Restart {
+        exe: std::path::PathBuf,
+        args: Vec<String>,
+    },
 }
 
 /// Run the host until Quit, SIGTERM or SIGINT (or hand over to a running one and return).
 ///
 /// # Errors
 /// A sentence saying what stopped it from starting.
-pub async fn run(opts: Options) -> Result<(), String> {
+pub async fn run(opts: Options) -> Result<Exit, String> {
     let dir = endpoint::dir();
     endpoint::private_dir(&dir).map_err(|e| format!("cannot use {}: {e}", dir.display()))?;
     let socket = dir.join(endpoint::SOCKET);
@@ -56,7 +72,7 @@ pub async fn run(opts: Options) -> Result<(), String> {
         match instance::try_lock(&dir).map_err(|e| format!("cannot take the instance lock: {e}"))? {
             Some(l) => break l,
             None => match instance::hand_over(&socket, opts.link.clone()).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(Exit::Done),
                 // the running one may be quitting: its lock goes with it
                 Err(e) if started.elapsed() < instance::HANDOVER_WAIT => {
                     tracing::debug!("hand-over failed ({e}); trying again");
@@ -116,13 +132,49 @@ pub async fn run(opts: Options) -> Result<(), String> {
             None
         }
     };
+    let (update_tx, mut update_rx) = mpsc::unbounded_channel();
+    let updater = match Updater::new(
+        settings.check_updates,
+        settings.update_url.as_deref(),
+        dirs.cache_dir(),
+    )
+    .await
+    {
+        Ok(u) => Some(u),
+        Err(why) => {
+            info!("not looking for updates: {why}");
+            None
+        }
+    };
+    let mut update_menu = UpdateMenu {
+        can_check: updater.is_some(),
+        ..UpdateMenu::default()
+    };
+    if let Some(t) = &tray {
+        t.show_update(update_menu.clone()).await;
+    }
+    let mut check_at = updater.as_ref().map(|_| Instant::now() + FIRST_CHECK_AFTER);
+    // the update on offer, and the version being installed (restart once it is)
+    let mut offered: Option<Offer> = None;
+    let mut restart_as: Option<String> = None;
+    if let (Some(from), Some(n)) = (&opts.updated_from, &notifier) {
+        n.notify(
+            &format!("clawtray is now {VERSION}"),
+            &format!("Updated from {from}; your pairings and messages are as they were."),
+        )
+        .await;
+    }
     let mut chat = ChatProcess::new(chat_bin());
     let mut windows = server.windows();
     let mut pending_link = opts.link.as_deref().and_then(parse_pair_link);
     show_agents(&agents, tray.as_ref()).await;
     // which agent asked for each approval waiting (a notification's answer goes back to it)
     let mut approval_agent: HashMap<String, String> = HashMap::new();
-    info!(autostarted = opts.autostarted, "clawtray tray host running");
+    info!(
+        autostarted = opts.autostarted,
+        version = VERSION,
+        "clawtray tray host running"
+    );
     // when to open the chat the launch asked for: at once, or after a window left by a host that
     // died has had its chance to come back (it reconnects every 250 ms)
     let mut open_at: Option<Instant> = None;
@@ -189,6 +241,21 @@ pub async fn run(opts: Options) -> Result<(), String> {
                         }
                     }
                     Intent::SetAutostart(on) => set_autostart(&autostart, tray.as_ref(), on).await,
+                    Intent::CheckForUpdates => {
+                        if let Some(u) = &updater {
+                            u.check(true, update_tx.clone());
+                        }
+                    }
+                    Intent::InstallUpdate => match (&updater, &offered) {
+                        (Some(u), Some(o)) if !update_menu.installing => {
+                            update_menu.installing = true;
+                            if let Some(t) = &tray {
+                                t.show_update(update_menu.clone()).await;
+                            }
+                            u.install(o.clone(), update_tx.clone());
+                        }
+                        _ => debug!("no update to install (or one is being installed)"),
+                    },
                     Intent::Quit => break,
                 }
             }
@@ -255,6 +322,62 @@ pub async fn run(opts: Options) -> Result<(), String> {
                     window_gone(&mut chat, &mut closing, &mut reopen);
                 }
             }
+            Some(u) = update_rx.recv() => {
+                let asked = matches!(&u, UpdateEvent::Checked { asked: true, .. });
+                match u {
+                    UpdateEvent::Checked { result: Ok(Some(o)), .. } => {
+                        let new = offered.as_ref().is_none_or(|had| had.version != o.version);
+                        if (new || asked) && !update_menu.installing {
+                            if let Some(n) = &notifier {
+                                n.offer_update(&o.version, o.notes.as_deref()).await;
+                            }
+                        }
+                        update_menu.offered = Some(o.version.clone());
+                        offered = Some(o);
+                    }
+                    UpdateEvent::Checked { result: Ok(None), .. } => {
+                        offered = None;
+                        update_menu.offered = None;
+                        if asked {
+                            if let Some(n) = &notifier {
+                                n.notify("clawtray is up to date", &format!("{VERSION} is the newest version.")).await;
+                            }
+                        }
+                    }
+                    UpdateEvent::Checked { result: Err(e), .. } => {
+                        if asked {
+                            if let Some(n) = &notifier {
+                                n.notify("Could not look for updates", &e.to_string()).await;
+                            }
+                        }
+                    }
+                    UpdateEvent::Installed { version } => {
+                        restart_as = Some(version);
+                        break;
+                    }
+                    UpdateEvent::NotInstalled(e) => {
+                        update_menu.installing = false;
+                        // a package that failed its signature is not offered again until the
+                        // manifest changes; one the package manager could not install is
+                        if matches!(e, UpdateError::BadSignature { .. }) {
+                            offered = None;
+                            update_menu.offered = None;
+                        }
+                        if let Some(n) = &notifier {
+                            n.notify("The update was not installed", &e.to_string()).await;
+                        }
+                    }
+                }
+                if let Some(t) = &tray {
+                    t.show_update(update_menu.clone()).await;
+                }
+            }
+            () = sleep_until(check_at) => {
+                check_at = Some(Instant::now() + CHECK_EVERY);
+                if let Some(u) = &updater {
+                    u.check(false, update_tx.clone());
+                }
+            }
             () = sleep_until(prewarm_at) => {
                 prewarm_at = None;
                 if !chat.is_running() && *windows.borrow() == 0 {
@@ -275,6 +398,8 @@ pub async fn run(opts: Options) -> Result<(), String> {
         }
     }
     info!("clawtray is quitting");
+    // restarted on a new version: the chat comes back if it was open
+    let chat_was_open = *windows.borrow() > 0;
     server.tell_windows(FromHost::Close);
     tokio::time::sleep(Duration::from_millis(300)).await;
     chat.kill_if_running().await;
@@ -286,7 +411,20 @@ pub async fn run(opts: Options) -> Result<(), String> {
         book.into_inner().shutdown().await;
     }
     let _ = std::fs::remove_file(&socket);
-    Ok(())
+    Ok(match (restart_as, updater) {
+        (Some(version), Some(u)) => {
+            info!(%version, "restarting on the new version");
+            let mut args = vec!["--updated-from".to_owned(), VERSION.to_owned()];
+            if !chat_was_open {
+                args.push(crate::autostart::ARG.to_owned());
+            }
+            Exit::Restart {
+                exe: u.exe().to_owned(),
+                args,
+            }
+        }
+        _ => Exit::Done,
+    })
 }
 
 fn open(chat: &mut ChatProcess) {

@@ -15,6 +15,7 @@ mod notify;
 mod platform;
 mod settings;
 mod tray;
+mod update;
 mod x11_hotkey;
 
 use clap::Parser;
@@ -26,7 +27,7 @@ use clap::Parser;
 /// chat window, started when you click the icon and gone when you close it). Launching
 /// `clawtray` while it runs opens the chat.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version = update::VERSION, about, long_about)]
 struct Args {
     /// Started at login: stay in the tray without opening the chat.
     #[arg(long)]
@@ -34,6 +35,9 @@ struct Args {
     /// A `clawtray://pair?code=…&relay=…` link (as `clawtray-agent pair` prints): opens the
     /// pairing dialog filled in, for you to confirm.
     link: Option<String>,
+    /// Restarted by an update from this version (the new version says so once).
+    #[arg(long, hide = true, value_name = "VERSION")]
+    updated_from: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,9 +56,19 @@ fn main() -> std::process::ExitCode {
     let opts = app::Options {
         autostarted: args.autostart,
         link: args.link,
+        updated_from: args.updated_from,
     };
-    match rt.block_on(app::run(opts)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let exit = rt.block_on(app::run(opts));
+    // every task of the old version ends before the new one starts in this process's place
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    match exit {
+        Ok(app::Exit::Done) => std::process::ExitCode::SUCCESS,
+        Ok(app::Exit::Restart { exe, args }) => {
+            use std::os::unix::process::CommandExt as _;
+            let e = std::process::Command::new(&exe).args(&args).exec();
+            eprintln!("clawtray: the update is installed, but {} could not be started: {e}; start clawtray again", exe.display());
+            std::process::ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("clawtray: {e}");
             std::process::ExitCode::FAILURE

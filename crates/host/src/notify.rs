@@ -102,6 +102,7 @@ impl DesktopNotifier {
                     let approval = ours.lock().ok().and_then(|m| m.get(&args.id).cloned());
                     let intent = match (approval, ApprovalDecision::parse(&args.action_key)) {
                         (Some(id), Some(decision)) => Intent::Decide { id, decision },
+                        _ if args.action_key == "install" => Intent::InstallUpdate,
                         _ if args.action_key == "default" || args.action_key == "open" => {
                             Intent::OpenChat
                         }
@@ -126,6 +127,34 @@ impl DesktopNotifier {
             .get_capabilities()
             .await
             .is_ok_and(|c| c.iter().any(|c| c == "actions"))
+    }
+}
+
+impl DesktopNotifier {
+    /// Offer an update: an "Install and restart" button where the server has actions (the
+    /// tray menu has the same item either way).
+    pub async fn offer_update(&self, version: &str, notes: Option<&str>) {
+        let actions: &[&str] = if self.has_actions().await {
+            &["install", "Install and restart"]
+        } else {
+            &[]
+        };
+        let summary = format!("clawtray {version} is available");
+        let mut body =
+            "Install it from here or from the tray menu; your pairings and messages stay."
+                .to_owned();
+        if let Some(n) = notes.filter(|n| !n.trim().is_empty()) {
+            body = format!("{}\n\n{body}", n.trim());
+        }
+        let mut hints = HashMap::new();
+        hints.insert("desktop-entry", Value::from("clawtray"));
+        if let Err(e) = self
+            .proxy
+            .notify("clawtray", 0, "", &summary, &body, actions, hints, -1)
+            .await
+        {
+            warn!("cannot show a notification (is a notification service running?): {e}");
+        }
     }
 }
 

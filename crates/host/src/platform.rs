@@ -17,6 +17,11 @@ pub enum Intent {
     Unpair,
     Reconnect,
     SetAutostart(bool),
+    /// "Check for updates" in the tray.
+    CheckForUpdates,
+    /// "Install clawtray X and restart", from the tray or the update's notification: the
+    /// person's yes to the update on offer.
+    InstallUpdate,
     Quit,
     /// An answer to an exec approval, from its notification's buttons.
     Decide {

@@ -1,5 +1,5 @@
-//! The app's own settings file, `settings.json` in the platform config dir: the chat hotkey and
-//! whether finished replies notify. A missing file is written with the defaults (so people find the knob); a broken
+//! The app's own settings file, `settings.json` in the platform config dir: the chat hotkey,
+//! whether finished replies notify, and whether (and where) to look for signed updates. A missing file is written with the defaults (so people find the knob); a broken
 //! one is reported and the defaults are used — the app always starts.
 
 use std::path::{Path, PathBuf};
@@ -19,6 +19,12 @@ pub struct Settings {
     /// A "your agent replied" notification when a reply finishes while the chat is closed.
     /// Approvals always notify: a command waits for the person.
     pub notify_replies: bool,
+    /// Look for signed updates (at start, every six hours, and from the tray's "Check for
+    /// updates"); nothing is installed without the person's yes.
+    pub check_updates: bool,
+    /// Where the update manifest is (`null`: the address built into this release).
+    /// `$CLAWTRAY_UPDATE_URL` overrides it.
+    pub update_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -26,6 +32,8 @@ impl Default for Settings {
         Self {
             hotkey: Some(DEFAULT_HOTKEY.to_owned()),
             notify_replies: true,
+            check_updates: true,
+            update_url: None,
         }
     }
 }
@@ -108,6 +116,26 @@ mod tests {
             s.hotkey.as_deref(),
             Some(DEFAULT_HOTKEY),
             "the rest keeps its default"
+        );
+    }
+
+    #[test]
+    fn updates_are_looked_for_unless_turned_off() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(path(dir.path()), r#"{"hotkey":"Alt+F12"}"#).unwrap();
+        let s = load(dir.path()).0;
+        assert!(s.check_updates);
+        assert_eq!(s.update_url, None);
+        std::fs::write(
+            path(dir.path()),
+            r#"{"check_updates":false,"update_url":"https://example.org/latest.json"}"#,
+        )
+        .unwrap();
+        let s = load(dir.path()).0;
+        assert!(!s.check_updates);
+        assert_eq!(
+            s.update_url.as_deref(),
+            Some("https://example.org/latest.json")
         );
     }
 

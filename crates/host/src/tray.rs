@@ -145,8 +145,20 @@ fn write_icons(dir: &Path) {
     }
 }
 
+/// What the tray menu says about updates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateMenu {
+    /// "Check for updates" is offered (this copy can update itself).
+    pub can_check: bool,
+    /// A newer version on offer.
+    pub offered: Option<String>,
+    /// It is being downloaded and installed.
+    pub installing: bool,
+}
+
 struct Item {
     look: Look,
+    update: UpdateMenu,
     /// The paired agents (name, state), when there are several.
     agents: Vec<(String, ConnectionState)>,
     /// Approvals waiting for the person.
@@ -272,6 +284,34 @@ impl ksni::Tray for Item {
             }
             .into(),
             MenuItem::Separator,
+        ]);
+        if let Some(v) = &self.update.offered {
+            items.push(
+                StandardItem {
+                    label: if self.update.installing {
+                        format!("Installing clawtray {v}…")
+                    } else {
+                        format!("Install clawtray {v} and restart")
+                    },
+                    enabled: !self.update.installing,
+                    activate: Box::new(|t: &mut Self| t.send(Intent::InstallUpdate)),
+                    ..Default::default()
+                }
+                .into(),
+            );
+        }
+        if self.update.can_check {
+            items.push(
+                StandardItem {
+                    label: "Check for updates".into(),
+                    enabled: !self.update.installing,
+                    activate: Box::new(|t: &mut Self| t.send(Intent::CheckForUpdates)),
+                    ..Default::default()
+                }
+                .into(),
+            );
+        }
+        items.extend([
             CheckmarkItem {
                 label: "Start at login".into(),
                 checked: self.autostart,
@@ -323,6 +363,7 @@ impl SniTray {
         write_icons(&theme_dir);
         let item = Item {
             look: look(&ConnectionState::Unpaired),
+            update: UpdateMenu::default(),
             agents: Vec::new(),
             waiting: 0,
             autostart,
@@ -351,6 +392,15 @@ impl SniTray {
     pub async fn show_agents(&self, agents: Vec<(String, ConnectionState)>) {
         self.handle
             .update(move |i: &mut Item| i.agents = agents)
+            .await;
+    }
+}
+
+impl SniTray {
+    /// What the menu offers about updates.
+    pub async fn show_update(&self, update: UpdateMenu) {
+        self.handle
+            .update(move |i: &mut Item| i.update = update)
             .await;
     }
 }

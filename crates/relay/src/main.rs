@@ -50,10 +50,10 @@ struct Args {
     )]
     node_id: Option<String>,
     /// TLS certificate chain (PEM). Without it the relay speaks plain ws:// (put it behind a TLS proxy).
-    #[arg(long, requires = "tls_key")]
+    #[arg(long, requires = "tls_key", env = "CLAWTRAY_RELAY_TLS_CERT")]
     tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
-    #[arg(long, requires = "tls_cert")]
+    #[arg(long, requires = "tls_cert", env = "CLAWTRAY_RELAY_TLS_KEY")]
     tls_key: Option<PathBuf>,
     /// Largest WebSocket message in bytes.
     #[arg(long, default_value_t = config::DEFAULT_MAX_FRAME_BYTES)]
@@ -89,8 +89,8 @@ struct Args {
     /// Seconds a nameplate lives.
     #[arg(long, default_value_t = config::DEFAULT_NAMEPLATE_TTL.as_secs())]
     nameplate_ttl_secs: u64,
-    /// Simultaneous connections.
-    #[arg(long, default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
+    /// Simultaneous connections (each needs a file descriptor: keep the open-files limit above it).
+    #[arg(long, default_value_t = config::DEFAULT_MAX_CONNECTIONS, env = "CLAWTRAY_RELAY_MAX_CONNECTIONS")]
     max_connections: usize,
     /// Simultaneous connections from one address (IPv6: one /64); 0 turns the cap off.
     #[arg(long, default_value_t = config::DEFAULT_MAX_CONNECTIONS_PER_IP)]

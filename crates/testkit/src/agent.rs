@@ -92,6 +92,8 @@ pub struct Pairing {
     lines: Lines<BufReader<ChildStdout>>,
     /// The pairing code it shows.
     pub code: String,
+    /// The `clawtray://pair?…` link it printed.
+    pub link: Option<String>,
 }
 
 impl Pairing {
@@ -108,17 +110,26 @@ impl Pairing {
             .expect("spawn clawtray-agent pair");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let mut link = None;
         let code = loop {
             let line = tokio::time::timeout(CODE_TIMEOUT, lines.next_line())
                 .await
                 .expect("clawtray-agent pair printed no code in time")
                 .expect("read clawtray-agent pair's output")
                 .expect("clawtray-agent pair ended without a code");
+            if let Some(at) = line.find("clawtray://pair?") {
+                link = Some(line[at..].trim().to_owned());
+            }
             if let Some(code) = line.strip_prefix("Pairing code: ") {
                 break code.trim().to_owned();
             }
         };
-        Pairing { child, lines, code }
+        Pairing {
+            child,
+            lines,
+            code,
+            link,
+        }
     }
 
     /// Wait for `pair` to end; returns what it printed after the code. Panics if it failed.

@@ -57,7 +57,9 @@ impl DesktopEnv {
             ("XDG_RUNTIME_DIR".into(), runtime.clone().into()),
             (
                 "CLAWTRAY_CHAT_BIN".into(),
-                workspace_bin("clawtray-chat").into(),
+                // another build of the window (e.g. the release one) when a run asks for it
+                std::env::var_os("CLAWTRAY_TEST_CHAT_BIN")
+                    .unwrap_or_else(|| workspace_bin("clawtray-chat").into()),
             ),
             (
                 "WEBKIT_INSPECTOR_SERVER".into(),
@@ -133,7 +135,9 @@ pub struct Host {
 /// The host binary.
 #[must_use]
 pub fn host_bin() -> PathBuf {
-    workspace_bin("clawtray")
+    // another build of the host (e.g. the release one) when a run asks for it
+    std::env::var_os("CLAWTRAY_TEST_HOST_BIN")
+        .map_or_else(|| workspace_bin("clawtray"), PathBuf::from)
 }
 
 impl Host {

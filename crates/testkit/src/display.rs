@@ -10,7 +10,18 @@ use std::time::{Duration, Instant};
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A child in its own process group, killed as a group on drop.
-pub(crate) struct Group(pub(crate) Child);
+pub struct Group(pub Child);
+
+impl Group {
+    /// Start `cmd` in a process group of its own.
+    ///
+    /// # Errors
+    /// When it cannot be started.
+    pub fn spawn(cmd: &mut Command) -> std::io::Result<Group> {
+        use std::os::unix::process::CommandExt as _;
+        cmd.process_group(0).spawn().map(Group)
+    }
+}
 
 impl Drop for Group {
     fn drop(&mut self) {

@@ -36,6 +36,7 @@ pub mod redis;
 pub mod relay;
 pub mod scan;
 pub mod tls;
+pub mod tray;
 pub mod webdriver;
 pub mod ws;
 
