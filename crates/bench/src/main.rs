@@ -10,6 +10,7 @@ mod cluster;
 mod crypto;
 mod history;
 mod overhead;
+mod packages;
 mod pairing;
 mod real_agent;
 mod report;
@@ -31,7 +32,7 @@ use clap::{Parser, Subcommand};
 struct Args {
     #[command(subcommand)]
     cmd: Option<Cmd>,
-    /// Only these rows (crypto, stream, overhead, pairing, agent, history, files, scale, cluster, app); all when empty.
+    /// Only these rows (crypto, stream, overhead, pairing, agent, history, files, scale, cluster, app, packages); all when empty.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where report.md goes.
@@ -43,6 +44,9 @@ struct Args {
     /// What ui/bench/stream.mjs printed (for the streaming row).
     #[arg(long, default_value = "target/bench/stream.json")]
     stream_json: PathBuf,
+    /// Where scripts/bench put the packages and the starter app's .deb (for the packages row).
+    #[arg(long, default_value = "target/bench/packages")]
+    packages_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +130,10 @@ async fn main() {
     if want("app") {
         println!("bench: the tray host at rest and on click (about 3 minutes under Xvfb)");
         app_idle::run(&mut rows).await;
+    }
+    if want("packages") {
+        println!("bench: package sizes and install times (installs and purges as root)");
+        packages::run(&mut rows, &args.packages_dir);
     }
     if let Err(e) = report::write(&rows, &args.out, &report::machine()) {
         eprintln!(
