@@ -28,14 +28,13 @@ use serde_json::json;
 
 use clawtray_testkit::agent::Pairing;
 use clawtray_testkit::bins::workspace_bin;
-use clawtray_testkit::chat_ui::{bubbles_with, send, wait_reply, STEP};
+use clawtray_testkit::chat_ui::{bubbles_with, screenshot, send, wait_reply, STEP};
 use clawtray_testkit::desktop::{wait_until, DesktopEnv, WindowDriver};
 use clawtray_testkit::display::{Group, Xvfb};
 use clawtray_testkit::fake_model::{self, reply_for};
 use clawtray_testkit::free_port;
 use clawtray_testkit::gateway::Gateway;
 use clawtray_testkit::tray::{notify_monitor, start_dunst, start_panel, wait_notified, Item};
-use clawtray_testkit::webdriver::Session;
 
 const RELAY_UNIT: &str = "/usr/lib/systemd/system/clawtray-relay.service";
 const AGENT_UNIT: &str = "/usr/lib/systemd/user/clawtray-agent.service";
@@ -102,16 +101,6 @@ fn cmdline(pid: u32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
         .unwrap_or_default()
-}
-
-/// What the window shows, as WebDriver sees it (an X screenshot of a release build's web view
-/// under Xvfb comes out blank: it composites without a GPU).
-async fn screenshot(app: &Session, name: &str) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
-    std::fs::create_dir_all(&dir).expect("create target/screenshots");
-    let png = app.screenshot().await.expect("take a screenshot");
-    assert!(png.starts_with(b"\x89PNG"), "WebDriver returned a PNG");
-    std::fs::write(dir.join(name), png).expect("write the screenshot");
 }
 
 /// A manifest offering `version` as the `.deb` at `url`, signed by `sig`.

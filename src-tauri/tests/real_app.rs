@@ -12,7 +12,6 @@
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -21,7 +20,8 @@ use clawtray_client::state::PeerPresence;
 use clawtray_client::ConnectionState;
 use clawtray_testkit::agent::{agent_bin, AgentRun, Pairing};
 use clawtray_testkit::chat_ui::{
-    bubbles_with, chat_window_shown, pair_in_dialog, press, send, wait_reply, wait_streaming, STEP,
+    bubbles_with, chat_window_shown, pair_in_dialog, press, screenshot, send, wait_reply,
+    wait_streaming, STEP,
 };
 use clawtray_testkit::desktop::{host_bin, DesktopEnv, Host, WindowDriver};
 use clawtray_testkit::display::Xvfb;
@@ -29,19 +29,6 @@ use clawtray_testkit::fake_model::{self, reply_for};
 use clawtray_testkit::gateway::Gateway;
 use clawtray_testkit::relay::Relay;
 use clawtray_testkit::scan::{files_containing, files_under};
-use clawtray_testkit::webdriver::Session;
-
-fn screenshots_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
-    std::fs::create_dir_all(&dir).expect("create target/screenshots");
-    dir
-}
-
-async fn screenshot(app: &Session, name: &str) {
-    let png = app.screenshot().await.expect("take a screenshot");
-    assert!(png.starts_with(b"\x89PNG"), "WebDriver returned a PNG");
-    std::fs::write(screenshots_dir().join(name), png).expect("write the screenshot");
-}
 
 async fn wait_until(what: &str, ok: impl FnMut() -> bool) {
     clawtray_testkit::desktop::wait_until(what, STEP, ok).await;

@@ -61,20 +61,37 @@ fn apt(args: &[&str], deb: Option<&Path>) -> bool {
         .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive");
     if let Some(d) = deb {
-        c.arg(d);
+        // a file, not a package name, to apt: an absolute path
+        c.arg(d.canonicalize().unwrap_or_else(|_| d.to_owned()));
     }
-    c.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    match c.output() {
+        Ok(o) if o.status.success() => true,
+        Ok(o) => {
+            eprintln!(
+                "bench: packages: apt-get {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("bench: packages: apt-get: {e}");
+            false
+        }
+    }
 }
 
 /// Median milliseconds of `apt-get install ./deb` (purged after each); None if it fails.
 fn install_ms(deb: &Path) -> Option<f64> {
     let name = package_name(deb);
+    if Command::new("dpkg-query")
+        .args(["-W", &name])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        let _ = apt(&["purge", &name], None);
+    }
     let mut times = Vec::new();
     for _ in 0..INSTALLS {
-        let _ = apt(&["purge", &name], None);
         let t = Instant::now();
         if !apt(&["install"], Some(deb)) {
             return None;

@@ -117,3 +117,18 @@ pub async fn pair_in_dialog(app: &Session, relay: &str, code: &str) {
         .await
         .expect("the chat after pairing");
 }
+
+/// `target/screenshots/` of the workspace (made if missing), where the UI tests leave pictures.
+#[must_use]
+pub fn screenshots_dir() -> std::path::PathBuf {
+    let dir = crate::bins::workspace_root().join("target/screenshots");
+    std::fs::create_dir_all(&dir).expect("create target/screenshots");
+    dir
+}
+
+/// What the window shows, as WebDriver sees it, into `target/screenshots/<name>`.
+pub async fn screenshot(app: &Session, name: &str) {
+    let png = app.screenshot().await.expect("take a screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "WebDriver returned a PNG");
+    std::fs::write(screenshots_dir().join(name), png).expect("write the screenshot");
+}
