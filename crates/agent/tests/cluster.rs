@@ -24,10 +24,10 @@ use clawtray_testkit::relay::Relay;
 /// `clawtray_relay_sessions_online` of a node (sessions with an end connected to it).
 async fn sessions_online(relay: &Relay) -> u64 {
     let text = relay.http_get("/metrics").await;
-    text.lines()
-        .find_map(|l| l.strip_prefix("clawtray_relay_sessions_online "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no sessions_online in\n{text}"))
+    let n = clawtray_testkit::relay::metric_value(&text, "clawtray_relay_sessions_online")
+        .unwrap_or_else(|| panic!("no sessions_online in\n{text}"));
+    // a count, printed as an integer
+    n as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,11 +69,7 @@ async fn seed_redis(url: &str, n: usize) -> Vec<Seeded> {
 async fn counter(metrics: &str, name: &str) -> f64 {
     let addr = metrics.parse().expect("metrics address");
     let text = clawtray_testkit::relay::Relay::http_get_at(addr, "/metrics").await;
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    clawtray_testkit::relay::metric_value(&text, name).unwrap_or(0.0)
 }
 
 /// Both ends of `s`: the desktop at `desk_at`, then the agent at `agent_at`; returns once the

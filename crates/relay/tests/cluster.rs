@@ -40,10 +40,7 @@ impl Drop for LogsOnPanic<'_> {
 /// A counter or gauge from `/metrics` (the first line of that name, labels or not).
 async fn metric(relay: &RelayProc, name: &str) -> f64 {
     let text = relay.http_get("/metrics").await;
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+    clawtray_testkit::relay::metric_value(&text, name)
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 

@@ -261,3 +261,13 @@ async fn spawn(
     }
     panic!("relay did not start: {last_err}");
 }
+
+/// The value of the metric `name` (a whole name: `name` followed by a space or labels) in
+/// Prometheus text, if there is one.
+#[must_use]
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -533,12 +533,9 @@ async fn run(cluster: bool) {
         let mut crossed = 0.0;
         for r in &world.relays {
             let m = r.http_get("/metrics").await;
-            crossed += m
-                .lines()
-                .find(|l| l.starts_with("clawtray_relay_cross_node_sent_total"))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0);
+            crossed +=
+                clawtray_testkit::relay::metric_value(&m, "clawtray_relay_cross_node_sent_total")
+                    .unwrap_or(0.0);
         }
         println!("chaos: {crossed} frames and notes crossed nodes through Redis (since each node's last start)");
     }
