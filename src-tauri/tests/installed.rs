@@ -28,7 +28,7 @@ use serde_json::json;
 
 use clawtray_testkit::agent::Pairing;
 use clawtray_testkit::bins::workspace_bin;
-use clawtray_testkit::chat_ui::{bubbles_with, screenshot, send, wait_reply, STEP};
+use clawtray_testkit::chat_ui::{screenshot, send, wait_reply, STEP};
 use clawtray_testkit::desktop::{wait_until, DesktopEnv, WindowDriver};
 use clawtray_testkit::display::{Group, Xvfb};
 use clawtray_testkit::fake_model::{self, reply_for};
@@ -545,10 +545,13 @@ async fn the_installed_packages_pair_through_a_link_chat_update_signed_and_unins
         &reply_for("hello after the update"),
     )
     .await;
-    assert!(
-        bubbles_with(&app, "hello from the installed app").await >= 1,
-        "the conversation from before the update is still there"
-    );
+    // the conversation from before the update (its history comes back from the agent)
+    wait_reply(
+        &app,
+        "the conversation from before the update",
+        &reply_for("hello from the installed app"),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     screenshot(&app, "installed-after-update.png").await;
 
