@@ -495,17 +495,19 @@ impl Cluster {
         shutdown: &CancellationToken,
     ) -> Result<(), ErrorCode> {
         let mut wait = Duration::from_millis(100);
-        for _ in 0..FORWARD_TRIES - 1 {
-            if self.pipe::<()>(p).await.is_ok() {
-                return Ok(());
+        let mut tries = 1;
+        loop {
+            let r = self.pipe::<()>(p).await;
+            if r.is_ok() || tries >= FORWARD_TRIES {
+                return r;
             }
+            tries += 1;
             tokio::select! {
                 () = shutdown.cancelled() => return Err(ErrorCode::ShuttingDown),
                 () = tokio::time::sleep(wait) => {}
             }
             wait *= 2;
         }
-        self.pipe::<()>(p).await
     }
 
     /// Read this node's inbox and hand each item to its connection.
