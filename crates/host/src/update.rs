@@ -81,6 +81,8 @@ impl Updater {
             .filter(|u| !u.is_empty())
             .or_else(|| url.map(str::to_owned))
             .or_else(|| DEFAULT_URL.map(str::to_owned))
+            // scripts/package builds the variable in empty when no address was given
+            .filter(|u| !u.is_empty())
             .ok_or("this build has no update address; updates come from your package manager")?;
         let exe =
             std::env::current_exe().map_err(|e| format!("cannot tell where clawtray is: {e}"))?;
@@ -267,8 +269,7 @@ fn file_name(url: &str, kind: InstallKind) -> String {
 }
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    clawtray_client::ipc::endpoint::my_uid() == 0
 }
 
 /// The package manager's command for `file` (through `pkexec` unless root).
