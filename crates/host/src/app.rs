@@ -146,17 +146,20 @@ pub async fn run(opts: Options) -> Result<Exit, String> {
             None
         }
     };
-    let mut update_menu = UpdateMenu {
+    let mut check_at = updater.as_ref().map(|_| Instant::now() + FIRST_CHECK_AFTER);
+    // the update on offer, whether it is being installed, and the version to restart on
+    let mut offered: Option<Offer> = None;
+    let mut installing = false;
+    let mut restart_as: Option<String> = None;
+    // what the tray menu says about updates, from the above
+    let update_menu = |offered: &Option<Offer>, installing: bool| UpdateMenu {
         can_check: updater.is_some(),
-        ..UpdateMenu::default()
+        offered: offered.as_ref().map(|o| o.version.clone()),
+        installing,
     };
     if let Some(t) = &tray {
-        t.show_update(update_menu.clone()).await;
+        t.show_update(update_menu(&offered, installing)).await;
     }
-    let mut check_at = updater.as_ref().map(|_| Instant::now() + FIRST_CHECK_AFTER);
-    // the update on offer, and the version being installed (restart once it is)
-    let mut offered: Option<Offer> = None;
-    let mut restart_as: Option<String> = None;
     if let (Some(from), Some(n)) = (&opts.updated_from, &notifier) {
         n.notify(
             &format!("clawtray is now {VERSION}"),
@@ -247,10 +250,10 @@ pub async fn run(opts: Options) -> Result<Exit, String> {
                         }
                     }
                     Intent::InstallUpdate => match (&updater, &offered) {
-                        (Some(u), Some(o)) if !update_menu.installing => {
-                            update_menu.installing = true;
+                        (Some(u), Some(o)) if !installing => {
+                            installing = true;
                             if let Some(t) = &tray {
-                                t.show_update(update_menu.clone()).await;
+                                t.show_update(update_menu(&offered, installing)).await;
                             }
                             u.install(o.clone(), update_tx.clone());
                         }
@@ -327,17 +330,15 @@ pub async fn run(opts: Options) -> Result<Exit, String> {
                 match u {
                     UpdateEvent::Checked { result: Ok(Some(o)), .. } => {
                         let new = offered.as_ref().is_none_or(|had| had.version != o.version);
-                        if (new || asked) && !update_menu.installing {
+                        if (new || asked) && !installing {
                             if let Some(n) = &notifier {
                                 n.offer_update(&o.version, o.notes.as_deref()).await;
                             }
                         }
-                        update_menu.offered = Some(o.version.clone());
                         offered = Some(o);
                     }
                     UpdateEvent::Checked { result: Ok(None), .. } => {
                         offered = None;
-                        update_menu.offered = None;
                         if asked {
                             if let Some(n) = &notifier {
                                 n.notify("clawtray is up to date", &format!("{VERSION} is the newest version.")).await;
@@ -356,12 +357,11 @@ pub async fn run(opts: Options) -> Result<Exit, String> {
                         break;
                     }
                     UpdateEvent::NotInstalled(e) => {
-                        update_menu.installing = false;
+                        installing = false;
                         // a package that failed its signature is not offered again until the
                         // manifest changes; one the package manager could not install is
                         if matches!(e, UpdateError::BadSignature { .. }) {
                             offered = None;
-                            update_menu.offered = None;
                         }
                         if let Some(n) = &notifier {
                             n.notify("The update was not installed", &e.to_string()).await;
@@ -369,7 +369,7 @@ pub async fn run(opts: Options) -> Result<Exit, String> {
                     }
                 }
                 if let Some(t) = &tray {
-                    t.show_update(update_menu.clone()).await;
+                    t.show_update(update_menu(&offered, installing)).await;
                 }
             }
             () = sleep_until(check_at) => {
