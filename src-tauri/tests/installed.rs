@@ -135,12 +135,7 @@ async fn the_installed_packages_pair_through_a_link_chat_update_signed_and_unins
             "{p} installed"
         );
     }
-    let work = tempfile::Builder::new()
-        .prefix("clawtray-installed.")
-        .tempdir()
-        .expect("tempdir")
-        .keep();
-    eprintln!("installed test: work dir {}", work.display());
+    let work = clawtray_testkit::kept_work_dir("clawtray-installed");
 
     // ── what the app package put on the machine ────────────────────────────────────────────
     let desktop = std::fs::read_to_string("/usr/share/applications/clawtray.desktop")

@@ -38,12 +38,7 @@ async fn wait_until(what: &str, ok: impl FnMut() -> bool) {
 #[ignore = "needs Xvfb, WebKitWebDriver, a Secret Service and the pinned gateway: scripts/test runs it"]
 async fn the_real_app_pairs_streams_aborts_survives_an_agent_restart_and_resumes() {
     // kept on failure (logs of the relay, agent, driver and app), removed on success
-    let work = tempfile::Builder::new()
-        .prefix("clawtray-real-app.")
-        .tempdir()
-        .expect("tempdir")
-        .keep();
-    eprintln!("real-app test: work dir {}", work.display());
+    let work = clawtray_testkit::kept_work_dir("clawtray-real-app");
 
     let gateway = Gateway::start(fake_model::start());
     let relay = Relay::start(&[]).await;

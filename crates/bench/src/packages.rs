@@ -32,27 +32,20 @@ fn kib(p: &Path) -> f64 {
     std::fs::metadata(p).map_or(0.0, |m| m.len() as f64 / 1024.0)
 }
 
-/// `Installed-Size` of a .deb (KiB).
-fn installed_kib(deb: &Path) -> f64 {
-    Command::new("dpkg-deb")
-        .args(["-f"])
-        .arg(deb)
-        .arg("Installed-Size")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// The package name inside a .deb.
-fn package_name(deb: &Path) -> String {
+/// A control field of a .deb (`dpkg-deb -f`); empty when it cannot be read.
+fn deb_field(deb: &Path, field: &str) -> String {
     Command::new("dpkg-deb")
         .arg("-f")
         .arg(deb)
-        .arg("Package")
+        .arg(field)
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default()
+}
+
+/// `Installed-Size` of a .deb (KiB).
+fn installed_kib(deb: &Path) -> f64 {
+    deb_field(deb, "Installed-Size").parse().unwrap_or(0.0)
 }
 
 fn apt(args: &[&str], deb: Option<&Path>) -> bool {
@@ -82,7 +75,7 @@ fn apt(args: &[&str], deb: Option<&Path>) -> bool {
 
 /// Median milliseconds of `apt-get install ./deb` (purged after each); None if it fails.
 fn install_ms(deb: &Path) -> Option<f64> {
-    let name = package_name(deb);
+    let name = deb_field(deb, "Package");
     if Command::new("dpkg-query")
         .args(["-W", &name])
         .output()

@@ -44,12 +44,7 @@ async fn status(env: &DesktopEnv) -> Status {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Xvfb, dunst, WebKitWebDriver, a Secret Service and the pinned gateway: scripts/test runs it"]
 async fn the_tray_host_opens_the_chat_on_click_follows_the_state_and_notifies() {
-    let work = tempfile::Builder::new()
-        .prefix("clawtray-tray-host.")
-        .tempdir()
-        .expect("tempdir")
-        .keep();
-    eprintln!("tray-host test: work dir {}", work.display());
+    let work = clawtray_testkit::kept_work_dir("clawtray-tray-host");
     // exec on the gateway host, asking a person every time
     let gateway = Gateway::start_asking_for_exec(fake_model::start());
     let mut relay = Relay::start(&[]).await;

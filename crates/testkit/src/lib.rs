@@ -57,3 +57,16 @@ pub fn on_path(bin: &str) -> Option<std::path::PathBuf> {
         .map(|d| d.join(bin))
         .find(|p| p.exists())
 }
+
+/// A work dir for a test that starts processes, named `<prefix>.XXXXXX` under the temp dir and
+/// kept (their logs are what a failure leaves to read); its path is printed.
+#[must_use]
+pub fn kept_work_dir(prefix: &str) -> std::path::PathBuf {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{prefix}."))
+        .tempdir()
+        .expect("tempdir")
+        .keep();
+    eprintln!("{prefix}: work dir {}", dir.display());
+    dir
+}
