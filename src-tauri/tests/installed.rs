@@ -57,6 +57,22 @@ fn first<'a>(u: &'a [(String, String)], key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("the unit has no {key}="))
 }
 
+/// The unit's `Environment=` assignments.
+fn environment(u: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+    u.iter()
+        .filter(|(k, _)| k == "Environment")
+        .filter_map(|(_, v)| v.split_once('='))
+}
+
+/// The unit's `ExecStart=` as program and arguments, `%h` standing for `home`.
+fn exec_start(u: &[(String, String)], home: &str) -> Vec<String> {
+    first(u, "ExecStart")
+        .replace("%h", home)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The installed version of a package (None: not installed).
 fn installed(package: &str) -> Option<String> {
     let out = Command::new("dpkg-query")
@@ -194,10 +210,7 @@ async fn the_installed_packages_pair_through_a_link_chat_update_signed_and_unins
     } else {
         // no systemd here: the unit's ExecStart as its User, with its EnvironmentFile and
         // LimitNOFILE (the state directory is the package's, made by its postinst)
-        let exec: Vec<String> = first(&relay_unit, "ExecStart")
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
+        let exec = exec_start(&relay_unit, "/var/lib/clawtray-relay");
         let envfile = first(&relay_unit, "EnvironmentFile")
             .trim_start_matches('-')
             .to_owned();
@@ -216,21 +229,12 @@ async fn the_installed_packages_pair_through_a_link_chat_update_signed_and_unins
             .args(&exec)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-        for line in std::fs::read_to_string(&envfile)
-            .expect("the unit's EnvironmentFile")
-            .lines()
-        {
-            if let Some((k, v)) = line
-                .split_once('=')
-                .filter(|_| !line.trim_start().starts_with('#'))
-            {
-                c.env(k.trim(), v.trim());
-            }
+        // an environment file is `KEY=value` lines and comments, as a unit's are
+        for (k, v) in unit(&envfile) {
+            c.env(k, v);
         }
-        for (_, v) in relay_unit.iter().filter(|(k, _)| k == "Environment") {
-            if let Some((k, v)) = v.split_once('=') {
-                c.env(k, v);
-            }
+        for (k, v) in environment(&relay_unit) {
+            c.env(k, v);
         }
         let log = std::fs::File::create(&relay_log).expect("relay log");
         relay_proc = Some(
@@ -282,11 +286,7 @@ async fn the_installed_packages_pair_through_a_link_chat_update_signed_and_unins
     .expect("the gateway's config, as on a real machine");
     let agent_unit = unit(AGENT_UNIT);
     let home = agent_home.display().to_string();
-    let exec: Vec<String> = first(&agent_unit, "ExecStart")
-        .replace("%h", &home)
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect();
+    let exec = exec_start(&agent_unit, &home);
     assert_eq!(
         exec[0], "/usr/bin/clawtray-agent",
         "the unit runs the installed agent"
@@ -298,10 +298,8 @@ async fn the_installed_packages_pair_through_a_link_chat_update_signed_and_unins
             .env_remove("XDG_DATA_HOME")
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("OPENCLAW_GATEWAY_TOKEN");
-        for (_, v) in agent_unit.iter().filter(|(k, _)| k == "Environment") {
-            if let Some((k, v)) = v.split_once('=') {
-                c.env(k, v);
-            }
+        for (k, v) in environment(&agent_unit) {
+            c.env(k, v);
         }
         // more than the unit's level: agent.log says what happened if this fails
         c.env("CLAWTRAY_LOG", "clawtray_agent=debug,info");
